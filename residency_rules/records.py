@@ -1,0 +1,155 @@
+"""The typed records every stage passes along: a student row, a problem, an evaluation.
+
+These are the contract between intake, the rules, the workbook and the letters: the workbook
+and the letter render from an `Evaluation`, they never recompute it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+Step1Result = Literal["pass", "fail", "not taken"]
+Step1Margin = Literal["marginal", "comfortable"]
+Grade = Literal["H", "HP", "P", "F"]
+LetterStrength = Literal["strong", "average", "weak"]
+Tier = Literal["less", "moderate", "high", "hyper"]
+Band = Literal["failing", "below", "borderline", "solid", "excellent", "pending"]
+Step1Status = Literal["clean", "failure", "not passed", "not taken"]
+ClerkshipStrength = Literal["strong", "neutral", "weak"]
+Trend = Literal["upward", "stable"]
+
+# The seven core clerkships, in the order the office usually lists them.
+CLERKSHIPS: tuple[str, ...] = (
+    "Internal Medicine",
+    "Surgery",
+    "Pediatrics",
+    "Obstetrics and Gynecology",
+    "Psychiatry",
+    "Neurology",
+    "Family Medicine",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StudentRecord:
+    """One roster row that intake could read and validation let through."""
+
+    student_id: str
+    name: str
+    email: str | None
+    step1_result: Step1Result
+    step1_attempts: int
+    specialty: str  # canonical name from the specialty table
+    step1_score: int | None = None
+    step1_margin: Step1Margin | None = None
+    step2_score: int | None = None
+    step2_date: date | None = None
+    # (clerkship name from CLERKSHIPS, grade or None when not graded yet); only columns present.
+    clerkships: tuple[tuple[str, Grade | None], ...] = ()
+    # Clerkships graded "Conditional Pass": counted as P, and the letter notes it.
+    conditional_pass: tuple[str, ...] = ()
+    research_count: int | None = None
+    letters: LetterStrength | None = None
+    advisor: str | None = None
+    advisor_email: str | None = None
+    row: int = 0  # the Excel row number as the office sees it
+
+
+@dataclass(frozen=True, slots=True)
+class Specialty:
+    """One row of the specialty table: tier, Step 2 CK marks and the NRMP figures, with sources."""
+
+    name: str  # canonical name, e.g. "Emergency Medicine"
+    tier: Tier
+    solid: int
+    excellent: int
+    source: str  # "article", "assigned", with a note
+    aliases: tuple[str, ...] = ()
+    # NRMP Charting Outcomes 2026, Table 5: matched US MD seniors Q1 / median / Q3; None if absent.
+    nrmp_q1: int | None = None
+    nrmp_median: int | None = None
+    nrmp_q3: int | None = None
+    nrmp_unmatched_median: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong in the roster, said so the office can fix it without us."""
+
+    file: str
+    what: str  # what is wrong, in plain words
+    fix: str  # what to do
+    sheet: str | None = None
+    row: int | None = None  # Excel row number; None for a whole-file problem
+    column: str | None = None  # the header as the office wrote it
+    value: str = ""  # the offending value, as text (office eyes only: never logged)
+    student_id: str | None = None
+    holds_row: bool = True  # False for a warning that lets the student go on
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A rule that fired, and why, in a sentence a student understands."""
+
+    rule: str  # stable id, e.g. "band", "clerkships.strong", "matrix", "hyper.package"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdviceItem:
+    """One step of the game plan, with the article section it comes from."""
+
+    key: str  # stable id, e.g. "target", "qbank", "schedule", "statement", "parallel"
+    text: str
+    section: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramMix:
+    """Share of reach / solid / safety programs on the application list, in percent."""
+
+    reach: int
+    solid: int
+    safety: int
+    parallel_plan: bool
+    meet_advisor: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NextLevel:
+    """The Step 2 CK score that would lift this student to a higher level, all else equal."""
+
+    level: int
+    label: str
+    score: int
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """Everything the rules concluded about one student; outputs render from this only."""
+
+    student_id: str
+    specialty: str
+    tier: Tier
+    solid: int  # the specialty's solid Step 2 CK mark
+    excellent: int  # the specialty's excellent mark
+    step1_status: Step1Status
+    step1_marginal: bool
+    raw_band: Band  # from the score alone
+    band: Band  # after the modifiers
+    clerkships: ClerkshipStrength
+    level: int  # 1 (at risk) .. 5 (very competitive)
+    label: str
+    impact: int  # how much Step 2 CK can help, out of 100
+    trend: Trend | None
+    timing_late: bool  # the score will not be there when programs read the application
+    reasons: tuple[Reason, ...]
+    advice: tuple[AdviceItem, ...]
+    mix: ProgramMix
+    rules_version: str
+    next_levels: tuple[NextLevel, ...] = ()
+    parallel: tuple[str, ...] = ()  # lower-tier specialties where this score is already solid
+    missing_package: tuple[str, ...] = ()  # hyper tier: the pieces of the package not there yet
+    step2_score: int | None = None
