@@ -1,0 +1,187 @@
+"""The drop folder: which files are ready, where they go afterwards, and who may process them.
+
+Nothing here ever deletes or rewrites a roster: files are moved (renamed) byte for byte, and a
+name already taken gets a suffix instead of being overwritten.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+ROSTER_SUFFIXES = (".xlsx", ".xlsm")
+
+
+@dataclass(frozen=True)
+class DropFile:
+    """A file found in the input folder and whether it can be processed now."""
+
+    path: Path
+    ready: bool
+    reason: str = ""  # why it waits, in plain words
+
+
+def is_ignored(path: Path) -> bool:
+    """Return True for lock files, hidden files and our own sub-folders' content."""
+    name = path.name
+    return (
+        name.startswith("~$")  # Excel's owner file while a workbook is open
+        or name.startswith(".~lock.")  # LibreOffice's lock file
+        or name.startswith(".")
+        or name.endswith((".tmp", ".part", ".crdownload"))
+    )
+
+
+def scan(input_dir: Path, quiet_seconds: float) -> list[DropFile]:
+    """List the candidate rosters, telling apart the ready ones from those still being copied.
+
+    A file is settled when its size and mtime stay the same across the quiet period; files
+    older than that are taken at once, fresh ones are looked at again after one short wait.
+    """
+    if not input_dir.is_dir():
+        return []
+    candidates = [
+        p for p in sorted(input_dir.iterdir()) if p.is_file() and not is_ignored(p)
+    ]
+    first = {p: _signature(p) for p in candidates}
+    now = time.time()
+    fresh = [p for p, sig in first.items() if sig and now - sig[1] < quiet_seconds]
+    if fresh:
+        time.sleep(quiet_seconds)
+    found: list[DropFile] = []
+    for path in candidates:
+        sig = _signature(path)
+        if sig is None:  # moved away meanwhile (another run took it)
+            continue
+        if path in fresh and sig != first[path]:
+            found.append(DropFile(path, False, "still being copied (it changed a moment ago)"))
+        elif path.suffix.lower() in ROSTER_SUFFIXES and not _zip_complete(path):
+            found.append(_incomplete_or_broken(path, time.time()))
+        else:
+            # Anything else dropped here (a .csv, an .xls) is a mistake that intake explains.
+            found.append(DropFile(path, True))
+    return found
+
+
+def _signature(path: Path) -> tuple[int, float] | None:
+    """Return (size, mtime), or None when the file is gone."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime)
+
+
+def _zip_complete(path: Path) -> bool:
+    """Return True when the workbook's zip directory can be read (a half-copied file fails).
+
+    Only the central directory at the end is read: decompressing members here would let a
+    zip bomb cost time before intake's size guard sees it.
+    """
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
+
+
+def _incomplete_or_broken(path: Path, now: float) -> DropFile:
+    """Wait on a recently changed broken zip (still copying); let intake reject an old one."""
+    age = now - path.stat().st_mtime
+    if age < 60:
+        return DropFile(path, False, "not a complete workbook yet (still being copied?)")
+    return DropFile(path, True)
+
+
+def sha256_of(path: Path) -> str:
+    """Return the hex sha256 of a file, read in chunks so large rosters stay cheap."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def free_name(target: Path) -> Path:
+    """Return target, or target with a -2, -3 ... suffix when the name is taken (never overwrite)."""
+    if not target.exists():
+        return target
+    n = 2
+    while True:
+        candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
+        if not candidate.exists():
+            return candidate
+        n += 1
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y%m%d-%H%M%S")
+
+
+def move_processed(path: Path, input_dir: Path, moment: datetime) -> Path:
+    """Move a processed roster to input/processed/<date>/, keeping its bytes and its name."""
+    folder = input_dir / "processed" / moment.strftime("%Y-%m-%d")
+    folder.mkdir(parents=True, exist_ok=True)
+    target = free_name(folder / f"{path.stem}-{_stamp(moment)}{path.suffix}")
+    os.replace(path, target)
+    return target
+
+
+def move_rejected(path: Path, input_dir: Path, moment: datetime, problems: list[str]) -> Path:
+    """Move an unreadable roster to input/rejected/ with a plain-language .problems.txt beside it."""
+    folder = input_dir / "rejected"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = free_name(folder / f"{path.stem}-{_stamp(moment)}{path.suffix}")
+    note = target.with_name(target.name + ".problems.txt")
+    text = (
+        f"The roster {path.name} could not be read, so no student in it was processed.\n"
+        f"It was moved here unchanged on {moment:%Y-%m-%d at %H:%M}.\n\n"
+        "What is wrong:\n"
+        + "".join(f"  - {p}\n" for p in problems)
+        + "\nWhat to do: fix the file in Excel and drop it into the input folder again.\n"
+        "`advising check FILE` shows the same problems without processing anything,\n"
+        "and `advising template PATH` writes a blank roster with the expected columns.\n"
+    )
+    write_atomic(note, text.encode("utf-8"))
+    os.replace(path, target)
+    return target
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder and rename, so no reader sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class RosterBusy(Exception):
+    """Another run holds this roster's lock right now."""
+
+
+@contextmanager
+def roster_lock(output_dir: Path, name: str) -> Iterator[None]:
+    """Hold an exclusive lock on one roster, so two runs at once never process the same one."""
+    locks = output_dir / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    fh = (locks / f"{name}.lock").open("a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RosterBusy(name) from None
+        yield
+    finally:
+        # The kernel drops the lock when the file closes, also when the process is killed.
+        fh.close()

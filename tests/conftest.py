@@ -1,0 +1,44 @@
+"""Shared fixtures: isolated settings, folders and one Prefect test harness for the session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+# Same defaults the CLI sets, before anything imports Prefect.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "1000")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+# A fixed "today" so letters and timing rules do not drift with the calendar.
+RUN_DATE = date(2026, 11, 24)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run flows against one temporary Prefect server shared by the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Give each test its own input/ and output/ folders and settings from the environment."""
+    (tmp_path / "input").mkdir()
+    (tmp_path / "output").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith("ADVISING_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("ADVISING_INPUT_DIR", str(tmp_path / "input"))
+    monkeypatch.setenv("ADVISING_OUTPUT_DIR", str(tmp_path / "output"))
+    monkeypatch.setenv("ADVISING_TODAY", RUN_DATE.isoformat())
+    monkeypatch.setenv("ADVISING_QUIET_SECONDS", "0")
+    return tmp_path

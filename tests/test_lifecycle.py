@@ -1,0 +1,102 @@
+"""The drop folder: what is picked up, what waits, where files go; nothing is ever lost."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from flows import lifecycle
+from flows.demo import write_demo_roster
+
+
+def _old(path: Path) -> Path:
+    past = time.time() - 3600
+    os.utime(path, (past, past))
+    return path
+
+
+def test_lock_and_hidden_files_are_ignored(tmp_path: Path) -> None:
+    """Excel and LibreOffice lock files and hidden files are never taken for rosters."""
+    roster = _old(write_demo_roster(tmp_path / "roster.xlsx", 3))
+    for name in ("~$roster.xlsx", ".~lock.roster.xlsx#", ".hidden.xlsx"):
+        (tmp_path / name).write_bytes(b"lock")
+        _old(tmp_path / name)
+    found = lifecycle.scan(tmp_path, quiet_seconds=0)
+    assert [d.path for d in found] == [roster]
+    assert found[0].ready
+
+
+def test_a_file_still_growing_waits(tmp_path: Path) -> None:
+    """A roster whose size changes during the quiet period is left for the next run."""
+    target = tmp_path / "copying.xlsx"
+    target.write_bytes(b"PK\x03\x04" + b"x" * 100)
+
+    def grow() -> None:
+        time.sleep(0.2)
+        with target.open("ab") as fh:
+            fh.write(b"y" * 100)
+
+    writer = threading.Thread(target=grow)
+    writer.start()
+    found = lifecycle.scan(tmp_path, quiet_seconds=0.6)
+    writer.join()
+    assert len(found) == 1 and not found[0].ready
+    assert "copied" in found[0].reason
+
+
+def test_a_fresh_but_settled_roster_is_taken_after_the_quiet_period(tmp_path: Path) -> None:
+    """A roster written a moment ago but no longer changing is processed in the same run."""
+    roster = write_demo_roster(tmp_path / "fresh.xlsx", 2)
+    started = time.monotonic()
+    found = lifecycle.scan(tmp_path, quiet_seconds=0.3)
+    assert [d.ready for d in found] == [True]
+    assert time.monotonic() - started >= 0.3
+    assert found[0].path == roster
+
+
+def test_processed_rosters_are_moved_byte_for_byte_and_never_overwritten(tmp_path: Path) -> None:
+    """Moving twice a roster of the same name at the same second keeps both files."""
+    moment = datetime(2026, 11, 24, 2, 0, 0)
+    first = tmp_path / "roster.xlsx"
+    first.write_bytes(b"first")
+    a = lifecycle.move_processed(first, tmp_path, moment)
+    first.write_bytes(b"second")
+    b = lifecycle.move_processed(first, tmp_path, moment)
+    assert a != b
+    assert a.read_bytes() == b"first" and b.read_bytes() == b"second"
+    assert a.parent == tmp_path / "processed" / "2026-11-24"
+    assert not first.exists()
+
+
+def test_rejected_roster_gets_a_plain_language_note(tmp_path: Path) -> None:
+    """A rejected roster keeps its bytes and a .problems.txt names every problem."""
+    bad = tmp_path / "bad.xlsx"
+    bad.write_bytes(b"not a workbook")
+    target = lifecycle.move_rejected(
+        bad, tmp_path, datetime(2026, 11, 24, 2, 0), ["Column 'Student ID' is missing."]
+    )
+    assert target.read_bytes() == b"not a workbook"
+    note = target.with_name(target.name + ".problems.txt").read_text(encoding="utf-8")
+    assert "Column 'Student ID' is missing." in note
+    assert "bad.xlsx" in note
+
+
+def test_two_runs_cannot_hold_the_same_roster(tmp_path: Path) -> None:
+    """While one run holds a roster's lock, a second one is told it is busy."""
+    with lifecycle.roster_lock(tmp_path, "roster"):
+        with pytest.raises(lifecycle.RosterBusy):
+            with lifecycle.roster_lock(tmp_path, "roster"):
+                pass
+    with lifecycle.roster_lock(tmp_path, "roster"):  # released afterwards
+        pass
+
+
+def test_write_atomic_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """An atomic write leaves only the final file behind."""
+    lifecycle.write_atomic(tmp_path / "run.json", b"{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
