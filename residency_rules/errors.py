@@ -1,4 +1,4 @@
-"""One error hierarchy, caught once at the edge (the CLI or the flow), never shown as a traceback."""
+"""One error hierarchy, caught once at the edge (the CLI or the flow), never a traceback."""
 
 from __future__ import annotations
 

@@ -1,0 +1,199 @@
+"""The game plan: advice items, each tied to the article section it comes from.
+
+Builders are cached on their plain arguments so most students reuse an item already built.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable
+from functools import cache, lru_cache
+
+from residency_rules.explain import join, when
+from residency_rules.records import AdviceItem, ProgramMix, Specialty, Tier
+from residency_rules.rulebook import TIERS
+
+# Section names as the article heads them, so a student or advisor can find the passage.
+TARGET = "FAQ 7"
+GAME_PLAN = "Practical Game Plan If You're Banking on Step 2 CK"
+TIMING = "Time Your Exam and ERAS Submission"
+STATEMENT = "FAQ 6"
+LETTERS = 'Make Sure Letters and MSPE Align with the "Improvement" Narrative'
+PACKAGE = "Hyper-Competitive Specialties Still Want the Whole Package"
+PARALLEL = "You're Applying Reasonably for Your Profile"
+AT_RISK = "When a Strong Step 2 CK Is Not Enough By Itself"
+STEP1_FAILED = "A Step 1 Failure Changes the Conversation"
+STEP1_SCREEN = "How Program Directors Actually View Step 2 CK vs Step 1"
+
+_CACHE = 1 << 16
+_WRITE_IT_DOWN = (
+    "Write down what you will do in the next 4 weeks: questions per day, NBME forms booked "
+    "and your exam date."
+)
+
+
+@lru_cache(maxsize=_CACHE)
+def target(specialty: str, solid: int, excellent: int, situation: str, score: int) -> AdviceItem:
+    """Give the specialty's target range, worded for where the student is."""
+    if situation == "pending":
+        text = f"Aim for {solid}-{excellent} on Step 2 CK for {specialty}. {_WRITE_IT_DOWN}"
+    elif situation == "retake":
+        text = (
+            f"Aim for {solid}-{excellent} on your Step 2 CK retake for {specialty}. "
+            f"{_WRITE_IT_DOWN}"
+        )
+    elif situation == "step1":
+        text = f"Once Step 1 is passed, aim for {solid}-{excellent} on Step 2 CK for {specialty}."
+    else:
+        text = f"The target range for {specialty} is {solid}-{excellent}; you scored {score}."
+    return AdviceItem("target", text, TARGET)
+
+
+QBANK = AdviceItem(
+    "qbank",
+    "Do two full passes of a question bank (UWorld or AMBOSS) in mixed, timed blocks, and take "
+    "enough NBME practice forms to predict your range before test day.",
+    GAME_PLAN,
+)
+
+STEP1_RETAKE = AdviceItem(
+    "step1",
+    "Pass Step 1 first: plan your retake with your advisor and use NBME practice forms to "
+    "know you are ready before you book it.",
+    STEP1_FAILED,
+)
+
+STEP1_TAKE = AdviceItem(
+    "step1",
+    "Take Step 1 first, early enough that you can still sit Step 2 CK before applications go "
+    "out.",
+    STEP1_SCREEN,
+)
+
+STATEMENT_ITEM = AdviceItem(
+    "statement",
+    "In your personal statement, write one short, specific paragraph about your Step 1 "
+    "failure: what happened, what you changed (question banks, NBME forms, schedule, "
+    "mentoring), and how your Step 2 CK and clerkships show it. Not an apology letter.",
+    STATEMENT,
+)
+
+LETTERS_ITEM = AdviceItem(
+    "letters",
+    "Ask for letters from attendings who saw you at your best, late in third year or early "
+    "in fourth year, when you were already working at your Step 2 CK level.",
+    LETTERS,
+)
+
+ADVISOR_ITEM = AdviceItem(
+    "advisor",
+    "Meet your advisor in the next two weeks to go through this plan together.",
+    AT_RISK,
+)
+
+
+@lru_cache(maxsize=_CACHE)
+def schedule(
+    late: bool, step2_date: _dt.date | None, cutoff: _dt.date, review_start: _dt.date
+) -> AdviceItem:
+    """Say when to sit the exam so the score is there when programs read the application."""
+    reading = f"programs start reading applications on {when(review_start)}"
+    if late and step2_date is not None:
+        text = (
+            f"Move your exam to {when(cutoff)} or earlier if you can, so your score posts "
+            f"before {reading}. If you cannot, still apply on time: do not become a late "
+            "applicant waiting for it."
+        )
+    elif late:
+        text = (
+            f"Book your exam as soon as you can and still apply on time: {reading}, so your "
+            "score will follow your application."
+        )
+    elif step2_date is not None:
+        text = f"Keep your exam on {when(step2_date)}: the score should post before {reading}."
+    else:
+        text = (
+            f"Book your exam for {when(cutoff)} or earlier, so your score posts before "
+            f"{reading}."
+        )
+    return AdviceItem("schedule", text, TIMING)
+
+
+@lru_cache(maxsize=_CACHE)
+def package(specialty: str, missing: tuple[str, ...]) -> AdviceItem:
+    """Name the rest of the package a hyper-competitive specialty wants."""
+    if missing:
+        text = (
+            f"For {specialty}, work on the rest of the package now: {join(missing)}, and away "
+            "rotations where you want to match."
+        )
+    else:
+        text = (
+            f"For {specialty}, keep building the package: research in the field, strong "
+            "letters from big names and away rotations where you want to match."
+        )
+    return AdviceItem("package", text, PACKAGE)
+
+
+@lru_cache(maxsize=_CACHE)
+def missing_pieces(
+    specialty: str, strong_clerkships: bool, research_ok: bool, letters_ok: bool
+) -> tuple[str, ...]:
+    """List what a hyper-competitive application still lacks, in the article's words."""
+    pieces: list[str] = []
+    if not strong_clerkships:
+        pieces.append("Honors-level clinical grades")
+    if not research_ok:
+        pieces.append(f"research, ideally in {specialty}")
+    if not letters_ok:
+        pieces.append("strong letters from big names in the field")
+    return tuple(pieces)
+
+
+@cache
+def mix(share: ProgramMix) -> AdviceItem:
+    """Turn the level's program-list mix into one plain instruction."""
+    return AdviceItem(
+        "mix",
+        f"Build a realistic program list: about {share.reach}% reach, {share.solid}% solid and "
+        f"{share.safety}% safety programs.",
+        GAME_PLAN,
+    )
+
+
+@lru_cache(maxsize=_CACHE)
+def parallel(names: tuple[str, ...], lowest_tier: bool) -> AdviceItem:
+    """Name the parallel specialties, or say how to find one when none can be named yet."""
+    if names:
+        text = (
+            f"Plan a parallel application as well: your score is already solid for "
+            f"{join(names)}."
+        )
+    elif lowest_tier:
+        text = (
+            "Apply broadly, with plenty of community programs, and talk with your advisor "
+            "about a backup plan."
+        )
+    else:
+        text = (
+            "Plan a parallel application in a less competitive specialty; your advisor can "
+            "help you choose one."
+        )
+    return AdviceItem("parallel", text, PARALLEL)
+
+
+def parallel_specialties(
+    specialties: Iterable[Specialty], tier: Tier, score: int, limit: int
+) -> tuple[str, ...]:
+    """List lower-tier specialties where this score is already solid, closest NRMP median first."""
+    rank = TIERS.index(tier)
+    fits = [s for s in specialties if TIERS.index(s.tier) < rank and score >= s.solid]
+    # Specialties without NRMP figures go last: nothing to say how close they are.
+    fits.sort(
+        key=lambda s: (
+            s.nrmp_median is None,
+            abs((s.nrmp_median or 0) - score),
+            s.name,
+        )
+    )
+    return tuple(s.name for s in fits[:limit])

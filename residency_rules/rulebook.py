@@ -1,0 +1,224 @@
+"""The rules' numbers and labels, read from the data file so the code holds only logic."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from residency_rules import datafile as df
+from residency_rules.records import Band, ProgramMix, Step1Status, Tier
+
+TIERS: tuple[Tier, ...] = ("less", "moderate", "high", "hyper")
+# The bands the matrix reads, best first; a row's level may not rise down this list.
+MATRIX_BANDS: tuple[Band, ...] = ("excellent", "solid", "borderline", "below")
+MATRIX_STATUSES: tuple[Step1Status, ...] = ("clean", "failure")
+LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """A level (1 at risk .. 5 very competitive) and the label people see."""
+
+    level: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Every number and label the outlook rules use, each traceable to the data file."""
+
+    failing_score: int  # Step 2 CK passing score now
+    failing_score_before: int  # ... for exams taken before failing_score_since
+    failing_score_since: _dt.date
+    borderline_below_solid: int
+    marginal_step1_below: int
+    impact_clean: int
+    impact_failure: int
+    impact_hyper: int
+    trend_upward_at_least: int
+    trend_stable_under: int
+    timing_weeks: int
+    package_min_research: int
+    package_cap: Outlook
+    parallel_max_listed: int
+    pending_label: str
+    pending_max_level: int
+    failing: Outlook
+    step1_not_passed: Outlook
+    step1_not_taken: Outlook
+    matrix: Mapping[tuple[Step1Status, Tier, Band], Outlook]
+    mix: Mapping[int, ProgramMix]
+    sources: Mapping[str, str]
+
+    def labels(self) -> frozenset[str]:
+        """List every label an evaluation can carry, so tests and the workbook can check one."""
+        found = {o.label for o in self.matrix.values()}
+        found |= {self.package_cap.label, self.pending_label, self.failing.label}
+        found |= {self.step1_not_passed.label, self.step1_not_taken.label}
+        return frozenset(found)
+
+
+_SCORE = {"low": 1, "high": 300}
+
+
+def parse_rules(doc: df.Table, origin: str) -> Rules:
+    """Read and check the [rules], [matrix] and [mix] tables of a parsed data file."""
+    top = df.Where(origin, "top of the file")
+    sources = _sources(doc, top)
+    rules = df.table(doc, "rules", top, "copy the [rules.*] tables from the packaged file")
+
+    def section(name: str) -> tuple[df.Table, df.Where]:
+        where = df.Where(origin, f"[rules.{name}]")
+        fix = f"copy the [rules.{name}] table from the packaged specialties.toml"
+        found = df.table(rules, name, df.Where(origin, "[rules]"), fix)
+        df.text(found, "source", where, 'say where these numbers come from, e.g. source = "design"')
+        return found, where
+
+    step2, w = section("step2")
+    fix = "use the USMLE Step 2 CK passing score, e.g. failing_score = 218"
+    failing_score = df.integer(step2, "failing_score", w, fix, **_SCORE)
+    failing_before = df.integer(step2, "failing_score_before", w, fix, **_SCORE)
+    since = df.day(step2, "failing_score_since", w, "write the date unquoted, e.g. 2025-07-01")
+
+    bands, w = section("bands")
+    offset = df.integer(
+        bands, "borderline_below_solid", w, "use a small positive number, e.g. 5", low=1, high=50
+    )
+
+    step1, w = section("step1")
+    marginal = df.integer(
+        step1, "marginal_score_below", w, "use a Step 1 score, e.g. 210", **_SCORE
+    )
+
+    impact, w = section("impact")
+    fix = "use a number out of 100, e.g. clean = 80, failure = 60, hyper = 40"
+    impacts = [
+        df.integer(impact, key, w, fix, low=0, high=100) for key in ("clean", "failure", "hyper")
+    ]
+
+    trend, w = section("trend")
+    fix = "use points of Step 2 CK above Step 1, e.g. upward_at_least = 15, stable_under = 5"
+    upward = df.integer(trend, "upward_at_least", w, fix, low=0, high=300)
+    stable = df.integer(trend, "stable_under", w, fix, low=0, high=300)
+    if stable > upward:
+        raise w.error(f"stable_under ({stable}) is above upward_at_least ({upward})", fix)
+
+    timing, w = section("timing")
+    fix = "use a number of weeks, e.g. weeks_before_review = 4"
+    weeks = df.integer(timing, "weeks_before_review", w, fix, low=0, high=52)
+
+    package, w = section("package")
+    fix = "use a whole number, e.g. min_research = 1"
+    min_research = df.integer(package, "min_research", w, fix, low=0, high=100)
+    cap = Outlook(
+        df.integer(package, "cap_level", w, "use a level 1-5, e.g. cap_level = 2", low=1, high=5),
+        df.text(package, "cap_label", w, 'e.g. cap_label = "Reach: the rest of the package ..."'),
+    )
+
+    parallel, w = section("parallel")
+    max_listed = df.integer(parallel, "max_listed", w, "use e.g. max_listed = 5", low=1, high=50)
+
+    outside, w = section("outside")
+    pending_label = df.text(outside, "pending_label", w, 'e.g. pending_label = "Pending Step 2 CK"')
+    fix = "use a level 1-5, e.g. pending_max_level = 3"
+    pending_max = df.integer(outside, "pending_max_level", w, fix, low=1, high=5)
+    failing = _outlook(outside, "failing", w)
+    not_passed = _outlook(outside, "step1_not_passed", w)
+    not_taken = _outlook(outside, "step1_not_taken", w)
+
+    return Rules(
+        failing_score=failing_score,
+        failing_score_before=failing_before,
+        failing_score_since=since,
+        borderline_below_solid=offset,
+        marginal_step1_below=marginal,
+        impact_clean=impacts[0],
+        impact_failure=impacts[1],
+        impact_hyper=impacts[2],
+        trend_upward_at_least=upward,
+        trend_stable_under=stable,
+        timing_weeks=weeks,
+        package_min_research=min_research,
+        package_cap=cap,
+        parallel_max_listed=max_listed,
+        pending_label=pending_label,
+        pending_max_level=pending_max,
+        failing=failing,
+        step1_not_passed=not_passed,
+        step1_not_taken=not_taken,
+        matrix=_matrix(doc, origin),
+        mix=_mix(doc, origin),
+        sources=sources,
+    )
+
+
+def _sources(doc: df.Table, top: df.Where) -> dict[str, str]:
+    fix = "add a [sources] table naming the NRMP report and the article"
+    found = df.table(doc, "sources", top, fix)
+    where = df.Where(top.origin, "[sources]")
+    fix = 'cite the source, e.g. nrmp = "NRMP Charting Outcomes in the Match 2026, Table 5: ..."'
+    return {key: df.text(found, key, where, fix) for key in ("nrmp", "article")} | {
+        str(k): v for k, v in found.items() if isinstance(v, str)
+    }
+
+
+def _outlook(parent: df.Table, key: str, where: df.Where) -> Outlook:
+    fix = f'write {key} = {{ level = 1, label = "..." }}'
+    found = df.table(parent, key, where, fix)
+    inner = where.child(key)
+    return Outlook(
+        df.integer(found, "level", inner, "use a level 1-5", low=1, high=5),
+        df.text(found, "label", inner, "write the label people see, in quotes"),
+    )
+
+
+def _matrix(doc: df.Table, origin: str) -> dict[tuple[Step1Status, Tier, Band], Outlook]:
+    top = df.Where(origin, "[matrix]")
+    fix = "copy the [matrix.*] tables from the packaged specialties.toml"
+    matrix = df.table(doc, "matrix", df.Where(origin, "top of the file"), fix)
+    df.text(matrix, "source", top, 'say where the matrix comes from, e.g. source = "design"')
+    cells: dict[tuple[Step1Status, Tier, Band], Outlook] = {}
+    for status in MATRIX_STATUSES:
+        rows = df.table(matrix, status, top, f"add the [matrix.{status}.<tier>] tables")
+        for tier in TIERS:
+            where = df.Where(origin, f"[matrix.{status}.{tier}]")
+            fix = f"add [matrix.{status}.{tier}] with excellent, solid, borderline and below"
+            row = df.table(rows, tier, df.Where(origin, f"[matrix.{status}]"), fix)
+            previous: Outlook | None = None
+            for band in MATRIX_BANDS:
+                cell = _outlook(row, band, where)
+                if previous is not None and cell.level > previous.level:
+                    raise where.error(
+                        f"{band} has level {cell.level}, above the better band's {previous.level}",
+                        "a lower Step 2 CK band may not give a higher level; lower it",
+                    )
+                cells[(status, tier, band)] = previous = cell
+    return cells
+
+
+def _mix(doc: df.Table, origin: str) -> dict[int, ProgramMix]:
+    top = df.Where(origin, "[mix]")
+    mix = df.table(doc, "mix", df.Where(origin, "top of the file"), "copy the [mix] table")
+    df.text(mix, "source", top, 'say where the mix comes from, e.g. source = "design"')
+    found: dict[int, ProgramMix] = {}
+    for level in LEVELS:
+        fix = (
+            f"write {level} = {{ reach = .., solid = .., safety = .., "
+            "parallel_plan = .., meet_advisor = .. }"
+        )
+        row = df.table(mix, str(level), top, fix)
+        where = top.child(f"level {level}")
+        share = "use a percentage 0-100"
+        item = ProgramMix(
+            reach=df.integer(row, "reach", where, share, low=0, high=100),
+            solid=df.integer(row, "solid", where, share, low=0, high=100),
+            safety=df.integer(row, "safety", where, share, low=0, high=100),
+            parallel_plan=df.flag(row, "parallel_plan", where, "write true or false"),
+            meet_advisor=df.flag(row, "meet_advisor", where, "write true or false"),
+        )
+        total = item.reach + item.solid + item.safety
+        if total != 100:
+            raise where.error(f"reach + solid + safety is {total}", "make the shares add up to 100")
+        found[level] = item
+    return found

@@ -1,0 +1,577 @@
+"""The outlook rules: the article's examples, the matrix cell by cell, modifiers, advice."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from residency_rules.errors import RulesError
+from residency_rules.records import CLERKSHIPS, Evaluation, Grade, StudentRecord
+from residency_rules.rules import evaluate, evaluate_all
+from residency_rules.specialties import SpecialtyTable, load_default_table
+
+TABLE = load_default_table()
+REVIEW_START = date(2026, 9, 23)  # the 2027 cycle
+TODAY = date(2026, 5, 1)
+STRONG = (("Internal Medicine", "H"), ("Surgery", "HP"), ("Pediatrics", "P"))
+WEAK = (("Internal Medicine", "P"), ("Surgery", "P"), ("Pediatrics", "P"))
+
+
+def student(**fields: Any) -> StudentRecord:
+    """Build a record: a clean first-try Step 1 pass unless told otherwise."""
+    base: dict[str, Any] = {
+        "student_id": "S001",
+        "name": "Ada Example",
+        "email": "ada@school.edu",
+        "step1_result": "pass",
+        "step1_attempts": 1,
+        "specialty": "Internal Medicine",
+    }
+    base.update(fields)
+    return StudentRecord(**base)
+
+
+def run(record: StudentRecord, table: SpecialtyTable = TABLE, today: date = TODAY) -> Evaluation:
+    return evaluate(record, table, review_start=REVIEW_START, today=today)
+
+
+# --- the article's examples (DESIGN.md section 4, acceptance) ---------------------------------
+
+ACCEPTANCE = [
+    ({"step1_margin": "marginal"}, 255, "Internal Medicine", "Very competitive"),
+    ({"step1_margin": "marginal"}, 250, "Emergency Medicine", "Competitive for many programs"),
+    ({"step1_margin": "marginal"}, 245, "Psychiatry", "Strong candidate"),
+    ({"step1_margin": "marginal"}, 260, "General Surgery", "Competitive at many places"),
+    ({"step1_attempts": 2}, 255, "Family Medicine", "Matchable, with explanation"),
+    ({}, 248, "Emergency Medicine", "Competitive for many programs"),
+    ({"step1_attempts": 2}, 252, "Family Medicine", "Matchable, with explanation"),
+]
+
+
+@pytest.mark.parametrize(("step1", "score", "specialty", "label"), ACCEPTANCE)
+def test_the_article_examples_hold_exactly(
+    step1: dict[str, Any], score: int, specialty: str, label: str
+) -> None:
+    """Each example from the article's table and scenarios gets the article's outlook."""
+    result = run(student(step2_score=score, specialty=specialty, **step1))
+    assert result.label == label
+
+
+def test_the_article_examples_read_through_aliases() -> None:
+    """The article writes Internal Med, EM, Psych, Gen Surg and FM; the table resolves them."""
+    for alias, name in [("Internal Med", "Internal Medicine"), ("EM", "Emergency Medicine"),
+                        ("Psych", "Psychiatry"), ("Gen Surg", "General Surgery"),
+                        ("FM", "Family Medicine")]:
+        resolved = TABLE.resolve(alias)
+        assert resolved is not None and resolved.name == name
+
+
+# --- the matrix, cell by cell, written out from the spec table --------------------------------
+
+# Representative specialty and marks per tier; a hyper student here has the whole package.
+TIER_SPECIALTY = {
+    "less": ("Internal Medicine", 240, 250),
+    "moderate": ("Emergency Medicine", 245, 255),
+    "high": ("General Surgery", 250, 260),
+    "hyper": ("Dermatology", 255, 265),
+}
+# DESIGN.md section 4, the outlook matrix: excellent / solid / borderline / below.
+MATRIX = {
+    ("clean", "less"): ["5 Very competitive", "4 Strong candidate",
+                        "3 Competitive at community programs", "2 Apply broadly"],
+    ("clean", "moderate"): ["5 Very competitive", "4 Competitive for many programs",
+                            "3 Competitive at community programs", "2 Reach"],
+    ("clean", "high"): ["4 Competitive at many places", "3 Competitive at some programs",
+                        "2 Reach", "1 At risk: plan a parallel specialty"],
+    ("clean", "hyper"): ["4 Competitive if the whole package is strong",
+                         "3 Competitive at some programs",
+                         "1 At risk: plan a parallel specialty",
+                         "1 At risk: plan a parallel specialty"],
+    ("failure", "less"): ["3 Matchable, with explanation", "3 Matchable, with explanation",
+                          "2 Reach: apply broadly, with explanation", "1 At risk"],
+    ("failure", "moderate"): ["3 Matchable at community programs, with explanation",
+                              "2 Reach, with explanation", "1 At risk", "1 At risk"],
+    ("failure", "high"): ["2 Reach, with explanation", "1 At risk: plan a parallel specialty",
+                          "1 At risk: plan a parallel specialty",
+                          "1 At risk: plan a parallel specialty"],
+    ("failure", "hyper"): ["1 At risk: plan a parallel specialty"] * 4,
+}
+OUTSIDE = {
+    "pending": "Pending Step 2 CK",
+    "failing": "1 At risk: Step 2 CK not passed",
+    "not passed": "1 Not yet eligible: pass Step 1 first",
+    "not taken": "1 Not yet eligible: take Step 1 first",
+}
+# Pending takes the best level a score could bring, capped at 3.
+PENDING_LEVEL = {
+    ("clean", "less"): 3, ("clean", "moderate"): 3, ("clean", "high"): 3, ("clean", "hyper"): 3,
+    ("failure", "less"): 3, ("failure", "moderate"): 3, ("failure", "high"): 2,
+    ("failure", "hyper"): 1,
+}
+STATUS_FIELDS: dict[str, dict[str, Any]] = {
+    "clean": {"step1_result": "pass", "step1_attempts": 1},
+    "failure": {"step1_result": "pass", "step1_attempts": 2},
+    "not passed": {"step1_result": "fail", "step1_attempts": 1},
+    "not taken": {"step1_result": "not taken", "step1_attempts": 1},
+}
+BANDS = ["excellent", "solid", "borderline", "below", "failing", "pending"]
+
+
+def band_score(band: str, solid: int, excellent: int) -> int | None:
+    return {
+        "excellent": excellent, "solid": solid, "borderline": solid - 1,
+        "below": solid - 6, "failing": 217, "pending": None,
+    }[band]
+
+
+def expected(status: str, tier: str, band: str) -> tuple[int, str]:
+    if status in ("not passed", "not taken"):
+        cell = OUTSIDE[status]
+    elif band == "failing":
+        cell = OUTSIDE["failing"]
+    elif band == "pending":
+        return PENDING_LEVEL[(status, tier)], OUTSIDE["pending"]
+    else:
+        cell = MATRIX[(status, tier)][["excellent", "solid", "borderline", "below"].index(band)]
+    level, label = cell.split(" ", 1)
+    return int(level), label
+
+
+CELLS = [
+    (status, tier, band)
+    for status in STATUS_FIELDS
+    for tier in TIER_SPECIALTY
+    for band in BANDS
+]
+
+
+@pytest.mark.parametrize(("status", "tier", "band"), CELLS)
+def test_every_tier_band_and_step1_status_gets_the_spec_label(
+    status: str, tier: str, band: str
+) -> None:
+    """Each cell of the spec's matrix and each case outside it, with neutral clerkships."""
+    name, solid, excellent = TIER_SPECIALTY[tier]
+    # Hyper needs strong clerkships for the whole package, but strong clerkships would lift a
+    # borderline score; at borderline and below the level is 1 either way, so stay neutral there.
+    package = tier == "hyper" and band not in ("borderline", "below")
+    record = student(
+        specialty=name,
+        step2_score=band_score(band, solid, excellent),
+        research_count=2,
+        letters="strong",
+        clerkships=STRONG if package else (),
+        **STATUS_FIELDS[status],
+    )
+    result = run(record)
+    assert (result.level, result.label) == expected(status, tier, band)
+    assert result.raw_band == band
+    assert result.step1_status == status
+
+
+# --- modifiers ---------------------------------------------------------------------------------
+
+
+def test_strong_clerkships_lift_a_borderline_score_to_solid() -> None:
+    """Strong clinical grades push a slightly lower Step 2 CK into the interview pile."""
+    result = run(student(specialty="Emergency Medicine", step2_score=242, clerkships=STRONG))
+    assert (result.raw_band, result.band, result.clerkships) == ("borderline", "solid", "strong")
+    assert result.label == "Competitive for many programs"
+    assert any(r.rule == "clerkships.strong" and "interview pile" in r.text for r in result.reasons)
+
+
+@pytest.mark.parametrize(
+    ("score", "band", "label"),
+    [(256, "solid", "Competitive for many programs"),
+     (250, "borderline", "Competitive at community programs")],
+)
+def test_weak_clerkships_lower_excellent_and_solid_by_one_step(
+    score: int, band: str, label: str
+) -> None:
+    """Weak clinical comments can sink even a great score."""
+    result = run(student(specialty="Emergency Medicine", step2_score=score, clerkships=WEAK))
+    assert (result.clerkships, result.band, result.label) == ("weak", band, label)
+    assert any(r.rule == "clerkships.weak" and "sink" in r.text for r in result.reasons)
+
+
+def test_a_failed_clerkship_makes_clerkships_weak() -> None:
+    """Any Fail is weak, however many Honors there are."""
+    grades = (("Internal Medicine", "H"), ("Surgery", "H"), ("Pediatrics", "F"))
+    assert run(student(step2_score=245, clerkships=grades)).clerkships == "weak"
+
+
+@pytest.mark.parametrize(
+    ("grades", "strength"),
+    [
+        ((), "neutral"),
+        ((("Surgery", None), ("Pediatrics", None)), "neutral"),
+        ((("Surgery", "H"),), "strong"),
+        ((("Surgery", "HP"), ("Pediatrics", "P")), "strong"),
+        ((("Surgery", "HP"), ("Pediatrics", "P"), ("Psychiatry", "P")), "neutral"),
+        ((("Surgery", "P"), ("Pediatrics", "P")), "neutral"),
+        ((("Surgery", "P"), ("Pediatrics", "P"), ("Psychiatry", "P")), "weak"),
+    ],
+)
+def test_clerkship_strength_follows_the_spec(
+    grades: tuple[tuple[str, Grade | None], ...], strength: str
+) -> None:
+    """Strong: half or more H/HP and no Fail; weak: a Fail, or 3+ graded with no H/HP."""
+    assert run(student(step2_score=245, clerkships=grades)).clerkships == strength
+
+
+def test_two_failed_step1_attempts_move_the_band_down_one_step() -> None:
+    """Failed twice, then passed: an excellent 255 in FM reads as solid."""
+    result = run(student(specialty="Family Medicine", step2_score=255, step1_attempts=3))
+    assert (result.raw_band, result.band) == ("excellent", "solid")
+    assert result.label == "Matchable, with explanation"
+    assert any(r.rule == "step1.repeated" for r in result.reasons)
+
+
+def test_strong_clerkships_lift_a_borderline_hyper_score_out_of_risk() -> None:
+    """Derm 252 with the whole package reads as solid: Competitive at some programs."""
+    result = run(student(specialty="Dermatology", step2_score=252, clerkships=STRONG,
+                         research_count=3, letters="strong"))
+    assert (result.band, result.level, result.label) == ("solid", 3, "Competitive at some programs")
+
+
+def test_modifiers_apply_in_order_clerkships_then_attempts() -> None:
+    """Strong clerkships lift borderline to solid, then two failures bring it back down."""
+    result = run(
+        student(specialty="Family Medicine", step2_score=237, step1_attempts=3, clerkships=STRONG)
+    )
+    assert (result.raw_band, result.band) == ("borderline", "borderline")
+    assert result.label == "Reach: apply broadly, with explanation"
+
+
+def test_hyper_tier_without_the_whole_package_is_capped_at_reach() -> None:
+    """Necessary but not sufficient: an excellent score alone is a reach, and the gaps listed."""
+    result = run(student(specialty="Dermatology", step2_score=268, letters="weak"))
+    assert (result.level, result.label) == (2, "Reach: the rest of the package is missing")
+    assert result.missing_package == (
+        "Honors-level clinical grades",
+        "research, ideally in Dermatology",
+        "strong letters from big names in the field",
+    )
+    package = [r for r in result.reasons if r.rule == "hyper.package"]
+    assert package and "necessary but not enough" in package[0].text
+
+
+def test_hyper_tier_with_the_whole_package_keeps_the_matrix_level() -> None:
+    """Strong clerkships, research and letters that are not weak: no cap."""
+    result = run(
+        student(specialty="Orthopaedic Surgery", step2_score=266, clerkships=STRONG,
+                research_count=1)
+    )
+    assert (result.level, result.label) == (4, "Competitive if the whole package is strong")
+    assert result.missing_package == ()
+
+
+def test_a_marginal_step1_in_a_hyper_tier_adds_the_top_programs_note() -> None:
+    """Even a great Step 2 may not carry the top programs."""
+    result = run(student(specialty="Plastic Surgery", step2_score=270, step1_margin="marginal"))
+    assert any(r.rule == "hyper.marginal" and "top programs" in r.text for r in result.reasons)
+
+
+def test_a_pre_2022_step1_score_under_210_is_marginal() -> None:
+    """Numeric Step 1 scores under 210 count as a marginal pass."""
+    assert run(student(step1_score=205, step2_score=245)).step1_marginal is True
+    assert run(student(step1_score=215, step2_score=245)).step1_marginal is False
+
+
+@pytest.mark.parametrize(
+    ("fields", "impact"),
+    [
+        ({}, 80),
+        ({"step1_attempts": 2}, 60),
+        ({"specialty": "Otolaryngology"}, 40),
+        ({"specialty": "Otolaryngology", "step1_attempts": 2}, 40),
+    ],
+)
+def test_step2_impact_is_the_lowest_that_applies(fields: dict[str, Any], impact: int) -> None:
+    """80 with a clean Step 1, 60 after a failure, 40 in a hyper tier."""
+    assert run(student(step2_score=250, **fields)).impact == impact
+
+
+@pytest.mark.parametrize(
+    ("fields", "trend"),
+    [
+        ({"step1_margin": "marginal", "step2_score": 255}, "upward"),
+        ({"step1_margin": "marginal", "step2_score": 245}, "stable"),
+        ({"step1_attempts": 2, "step2_score": 252}, "upward"),
+        ({"step1_attempts": 2, "step2_score": 241}, "stable"),
+        ({"step2_score": 245}, None),
+        ({"step1_score": 230, "step2_score": 245}, "upward"),
+        ({"step1_score": 242, "step2_score": 246}, "stable"),
+        ({"step1_score": 235, "step2_score": 245}, None),
+        ({"step1_margin": "marginal"}, None),
+    ],
+)
+def test_trend_reads_step1_against_step2(fields: dict[str, Any], trend: str | None) -> None:
+    """Upward trajectory or stable, not transformed (FAQ 3); numeric scores: 15 up, under 5."""
+    assert run(student(**fields)).trend == trend
+
+
+def test_an_upward_trend_says_so_and_asks_for_the_right_letter_writers() -> None:
+    result = run(student(step1_margin="marginal", step2_score=258))
+    assert any(r.rule == "trend.upward" for r in result.reasons)
+    assert any(a.key == "letters" and "late in third year" in a.text for a in result.advice)
+
+
+# --- Step 2 CK passing score and timing --------------------------------------------------------
+
+
+def test_the_passing_score_moved_from_214_to_218_on_1_july_2025() -> None:
+    """A 216 taken in June 2025 passed; the same score in August 2025 did not."""
+    before = run(student(step2_score=216, step2_date=date(2025, 6, 30)))
+    after = run(student(step2_score=216, step2_date=date(2025, 7, 1)))
+    undated = run(student(step2_score=216))
+    assert before.raw_band == "below"
+    assert after.raw_band == undated.raw_band == "failing"
+
+
+@pytest.mark.parametrize(
+    ("exam", "late"),
+    [
+        (date(2026, 8, 26), False),  # exactly four weeks before 23 Sep 2026
+        (date(2026, 8, 27), True),
+        (date(2026, 7, 1), False),
+        (None, False),
+    ],
+)
+def test_timing_flags_a_score_that_will_not_be_there(exam: date | None, late: bool) -> None:
+    """No score and an exam later than four weeks before programs start reviewing."""
+    result = run(student(step2_date=exam))
+    assert result.timing_late is late
+    assert any(r.rule == "timing.late" for r in result.reasons) is late
+
+
+def test_timing_is_never_late_once_the_score_is_in() -> None:
+    assert run(student(step2_score=250, step2_date=date(2026, 9, 20))).timing_late is False
+
+
+def test_no_exam_date_after_the_cutoff_has_passed_is_late() -> None:
+    """With no date on file, today stands in for the exam date."""
+    assert run(student(), today=date(2026, 9, 1)).timing_late is True
+
+
+# --- advice ------------------------------------------------------------------------------------
+
+
+def keys(result: Evaluation) -> list[str]:
+    return [a.key for a in result.advice]
+
+
+def test_pending_advice_sets_the_target_range_and_the_exam_plan() -> None:
+    """Aim for 245-255 for EM; question bank and NBME forms; a date that posts in time."""
+    result = run(student(specialty="EM", step2_date=date(2026, 9, 10)))
+    assert result.label == "Pending Step 2 CK"
+    assert keys(result)[:3] == ["target", "qbank", "schedule"]
+    target, qbank, schedule = result.advice[:3]
+    assert "Aim for 245-255 on Step 2 CK for Emergency Medicine" in target.text
+    assert target.section == "FAQ 7"
+    assert "two full passes" in qbank.text and "mixed, timed blocks" in qbank.text
+    assert "NBME" in qbank.text
+    assert qbank.section == "Practical Game Plan If You're Banking on Step 2 CK"
+    assert "26 Aug 2026" in schedule.text and "23 Sep 2026" in schedule.text
+    assert schedule.section == "Time Your Exam and ERAS Submission"
+
+
+def test_a_step1_failure_gets_the_personal_statement_paragraph() -> None:
+    result = run(student(specialty="Family Medicine", step2_score=252, step1_attempts=2))
+    statement = [a for a in result.advice if a.key == "statement"]
+    assert statement and "Not an apology letter" in statement[0].text
+    assert statement[0].section == "FAQ 6"
+
+
+def test_hyper_advice_names_research_letters_and_away_rotations() -> None:
+    result = run(student(specialty="Neurosurgery", step2_score=262))
+    package = [a for a in result.advice if a.key == "package"]
+    assert package and "away rotations" in package[0].text and "research" in package[0].text
+    assert package[0].section == "Hyper-Competitive Specialties Still Want the Whole Package"
+
+
+@pytest.mark.parametrize(
+    ("fields", "level", "mix"),
+    [
+        ({"step2_score": 255}, 5, (25, 50, 25, False, False)),
+        ({"step2_score": 245}, 4, (20, 50, 30, False, False)),
+        ({"step2_score": 237}, 3, (15, 40, 45, False, False)),
+        ({"step2_score": 230}, 2, (10, 30, 60, True, False)),
+        ({"step2_score": 230, "specialty": "General Surgery"}, 1, (5, 25, 70, True, True)),
+    ],
+)
+def test_the_program_list_mix_follows_the_level(
+    fields: dict[str, Any], level: int, mix: tuple[int, int, int, bool, bool]
+) -> None:
+    result = run(student(**fields))
+    assert result.level == level
+    got = result.mix
+    assert (got.reach, got.solid, got.safety, got.parallel_plan, got.meet_advisor) == mix
+    assert any(a.key == "mix" and f"{mix[0]}% reach" in a.text for a in result.advice)
+    assert ("parallel" in keys(result)) is mix[3]
+    assert ("advisor" in keys(result)) is mix[4]
+
+
+def test_the_parallel_plan_names_lower_tier_specialties_closest_median_first() -> None:
+    """After a Step 1 failure a 247 in General Surgery is at risk; 247 is already solid for
+    every less and moderate tier specialty. NRMP medians: Pathology 247, Psychiatry 247,
+    EM 249, Pediatrics 249, Family Medicine 244, then PM&R 251 ... (five named)."""
+    result = run(student(specialty="General Surgery", step2_score=247, step1_attempts=2))
+    assert result.level == 1
+    assert result.parallel == (
+        "Pathology", "Psychiatry", "Emergency Medicine", "Pediatrics", "Family Medicine",
+    )
+    parallel = [a for a in result.advice if a.key == "parallel"][0]
+    assert "Pathology, Psychiatry, Emergency Medicine, Pediatrics and Family Medicine" in (
+        parallel.text
+    )
+    assert parallel.section == "You're Applying Reasonably for Your Profile"
+
+
+def test_the_parallel_plan_never_names_the_same_or_a_higher_tier() -> None:
+    result = run(student(specialty="Dermatology", step2_score=262, step1_attempts=2))
+    tiers = {TABLE.get(name).tier for name in result.parallel}
+    assert result.parallel and tiers <= {"less", "moderate", "high"}
+
+
+def test_level_one_asks_for_a_meeting_with_an_advisor() -> None:
+    result = run(student(step1_result="fail"))
+    assert result.advice[-1].key == "advisor"
+
+
+def test_not_taken_step1_is_not_yet_eligible_and_says_take_it_first() -> None:
+    """Decision: Step 1 not taken is level 1, "Not yet eligible: take Step 1 first"."""
+    result = run(student(step1_result="not taken", step2_score=250))
+    assert (result.level, result.label) == (1, "Not yet eligible: take Step 1 first")
+    assert result.advice[0].key == "step1" and "Take Step 1 first" in result.advice[0].text
+    assert result.next_levels == ()
+
+
+# --- next levels -------------------------------------------------------------------------------
+
+
+def test_next_levels_give_the_score_for_each_higher_level() -> None:
+    """A 241 in EM (borderline, level 3) needs 245 for level 4 and 255 for level 5."""
+    result = run(student(specialty="Emergency Medicine", step2_score=241))
+    assert [(n.level, n.label, n.score) for n in result.next_levels] == [
+        (4, "Competitive for many programs", 245),
+        (5, "Very competitive", 255),
+    ]
+
+
+def test_next_levels_for_a_pending_score_show_the_whole_ladder() -> None:
+    result = run(student(specialty="Family Medicine", step1_attempts=2))
+    assert [(n.level, n.score) for n in result.next_levels] == [(2, 235), (3, 240)]
+
+
+def test_every_evaluation_carries_the_rules_version() -> None:
+    results = evaluate_all(
+        [student(student_id=str(i), step2_score=230 + i) for i in range(5)], TABLE,
+        review_start=REVIEW_START, today=TODAY,
+    )
+    assert [r.student_id for r in results] == ["0", "1", "2", "3", "4"]
+    assert {r.rules_version for r in results} == {"2026.1"}
+
+
+def test_a_specialty_missing_from_the_table_is_a_rules_error() -> None:
+    with pytest.raises(RulesError, match='no specialty "Astronautics"'):
+        run(student(specialty="Astronautics"))
+
+
+def test_an_alias_in_the_record_is_read_as_its_specialty() -> None:
+    assert run(student(specialty="Gen Surg", step2_score=255)).specialty == "General Surgery"
+
+
+# --- properties --------------------------------------------------------------------------------
+
+ALL_LABELS = {cell.split(" ", 1)[1] for row in MATRIX.values() for cell in row} | {
+    OUTSIDE["pending"],
+    *(v.split(" ", 1)[1] for k, v in OUTSIDE.items() if k != "pending"),
+    "Reach: the rest of the package is missing",
+}
+GRADES: list[Grade | None] = ["H", "HP", "P", "F", None]
+
+
+@st.composite
+def records(draw: st.DrawFn) -> StudentRecord:
+    """Any record the roster schema allows."""
+    names = draw(st.lists(st.sampled_from(CLERKSHIPS), unique=True, max_size=7))
+    return student(
+        step1_result=draw(st.sampled_from(["pass", "fail", "not taken"])),
+        step1_attempts=draw(st.integers(1, 6)),
+        step1_score=draw(st.none() | st.integers(1, 300)),
+        step1_margin=draw(st.sampled_from([None, "marginal", "comfortable"])),
+        step2_score=draw(st.none() | st.integers(1, 300)),
+        step2_date=draw(st.none() | st.dates(date(2024, 1, 1), date(2027, 6, 1))),
+        specialty=draw(st.sampled_from(TABLE.names())),
+        clerkships=tuple((n, draw(st.sampled_from(GRADES))) for n in names),
+        research_count=draw(st.none() | st.integers(0, 20)),
+        letters=draw(st.sampled_from([None, "strong", "average", "weak"])),
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(records(), st.integers(1, 300), st.integers(1, 300))
+def test_a_higher_step2_never_lowers_the_level(
+    record: StudentRecord, first: int, second: int
+) -> None:
+    """All else equal, a better Step 2 CK score never hurts."""
+    low, high = sorted((first, second))
+    assert run(dataclasses.replace(record, step2_score=low)).level <= run(
+        dataclasses.replace(record, step2_score=high)
+    ).level
+
+
+@settings(max_examples=400, deadline=None)
+@given(records(), st.sampled_from(CLERKSHIPS))
+def test_adding_an_honors_never_lowers_the_level(record: StudentRecord, clerkship: str) -> None:
+    """Turning one clerkship (graded or not, present or not) into Honors never hurts."""
+    others = tuple((n, g) for n, g in record.clerkships if n != clerkship)
+    better = dataclasses.replace(record, clerkships=(*others, (clerkship, "H")))
+    without = dataclasses.replace(record, clerkships=others)
+    assert run(without).level <= run(better).level
+
+
+@settings(max_examples=400, deadline=None)
+@given(records())
+def test_every_input_gets_exactly_one_known_label(record: StudentRecord) -> None:
+    """One label from the matrix or the cases outside it, a level 1-5 and its mix."""
+    result = run(record)
+    assert result.label in ALL_LABELS
+    assert result.label in TABLE.rules.labels()
+    assert 1 <= result.level <= 5
+    assert result.mix == TABLE.rules.mix[result.level]
+    assert result.rules_version == TABLE.version
+    assert [a.key for a in result.advice].count("target") == 1
+    assert all(a.section for a in result.advice)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records())
+def test_next_levels_are_reached_at_the_scores_they_name(record: StudentRecord) -> None:
+    """Each next level is higher than now, and scoring exactly that reaches it."""
+    result = run(record)
+    previous = result.level if result.label != "Pending Step 2 CK" else 1
+    for step in result.next_levels:
+        assert step.level > previous
+        previous = step.level
+        again = run(dataclasses.replace(record, step2_score=step.score, step2_date=None))
+        assert (again.level, again.label) == (step.level, step.label)
+        assert run(
+            dataclasses.replace(record, step2_score=step.score - 1, step2_date=None)
+        ).level < step.level
+
+
+@settings(max_examples=300, deadline=None)
+@given(records())
+def test_student_facing_text_has_no_jargon(record: StudentRecord) -> None:
+    """Reasons and advice are plain sentences: no "band", no "tier", no rule ids."""
+    result = run(record)
+    for text in [r.text for r in result.reasons] + [a.text for a in result.advice]:
+        lowered = text.lower()
+        assert "band" not in lowered and "tier" not in lowered and "matrix" not in lowered
+        assert text.endswith((".", ")")) and "  " not in text
