@@ -1,0 +1,247 @@
+"""Validation: a real Great Expectations suite over real workbooks, failures as exact Problems."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows import validation
+from flows.intake import ingest
+from flows.settings import Settings
+from flows.validation import check_file, format_problems, validate
+from residency_rules.records import Problem
+from residency_rules.specialties import SpecialtyTable, load_default_table
+from tests.conftest import RUN_DATE
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def settings(workdir: Path) -> Settings:
+    return Settings(allowed_email_domains=("school.edu",), today=RUN_DATE)
+
+
+@pytest.fixture(scope="module")
+def table() -> SpecialtyTable:
+    return load_default_table()
+
+
+def _problem(row: int, column: str, value: str, what: str, fix: str, student_id: str,
+             holds_row: bool = True) -> Problem:
+    return Problem(file="out_of_range.xlsx", sheet="Roster", row=row, column=column,
+                   value=value, what=what, fix=fix, student_id=student_id, holds_row=holds_row)
+
+
+def test_suite_rejects_each_bad_value_with_an_exact_problem(
+    settings: Settings, table: SpecialtyTable
+) -> None:
+    """Each broken rule gives the Excel row, the header as written, the value, what and fix."""
+    roster = check_file(DATA / "out_of_range.xlsx", settings, table)
+    assert roster.problems == [
+        _problem(3, "Step 2 CK Score", "320", "Step 2 CK score 320 is outside 1-300",
+                 "Correct the score, or leave the cell blank if it is not reported yet.", "R03"),
+        _problem(4, "Step 1 Attempts", "9", "Step 1 attempts 9 is outside 1-6",
+                 "Enter how many times the student sat Step 1 (leave blank if passed the first "
+                 "time).", "R04"),
+        _problem(5, "Email", "dee.eve@gmail.com",
+                 "Email dee.eve@gmail.com is not a school address (school.edu)",
+                 "Use the student's school address (@school.edu); letters go to school "
+                 "addresses only.", "R05"),
+        _problem(6, "Specialty", "Emergancy Medicine",
+                 "Specialty 'Emergancy Medicine' is not in the specialty table: did you mean "
+                 "Emergency Medicine?",
+                 "Write 'Emergency Medicine' if that is it, or ask for 'Emergancy Medicine' to be "
+                 "added to the specialty table as an alias.", "R06"),
+        _problem(7, "Step 1 Attempts", "2",
+                 "Step 1 is marked Not taken but the attempts cell says 2",
+                 "Correct the Step 1 result (Pass or Fail), or clear the attempts cell.", "R07"),
+        _problem(8, "Research Items", "-1", "Research items -1 is below 0",
+                 "Enter the number of research items as a whole number, 0 or more.", "R08"),
+        _problem(9, "Email", "hal ito at school", "'hal ito at school' is not one email address",
+                 "Enter one address such as jane.doe@school.edu (no names, spaces or second "
+                 "address).", "R09"),
+        _problem(10, "Email", "", "No email address: the letter is written but not sent",
+                 "Add the student's school email address so the letter can be sent.", "R10",
+                 holds_row=False),
+        _problem(11, "Step 2 CK Date", "1900-09-01",
+                 "Step 2 CK date 1900-09-01 is not a likely exam date (2010-2029)",
+                 "Correct the date (for example 7/15/2026), or leave it blank if not scheduled.",
+                 "R11"),
+    ]
+
+
+def test_held_rows_lose_their_records_and_the_rest_go_on(
+    settings: Settings, table: SpecialtyTable
+) -> None:
+    """A row with a holding problem gets no record; a missing email only warns."""
+    roster = check_file(DATA / "out_of_range.xlsx", settings, table)
+    assert [r.row for r in roster.records] == [2, 10]
+    assert roster.held_rows() == {3, 4, 5, 6, 7, 8, 9, 11}
+    assert len(roster.row_ids) == 10
+
+
+def test_duplicate_ids_hold_every_copy(settings: Settings, table: SpecialtyTable) -> None:
+    roster = check_file(DATA / "duplicate_ids.xlsx", settings, table)
+    assert [(p.row, p.column, p.value, p.what) for p in roster.problems] == [
+        (2, "Student ID", "001", "Student ID 001 is on more than one row (rows 2, 4)"),
+        (4, "Student ID", "001", "Student ID 001 is on more than one row (rows 2, 4)"),
+    ]
+    assert [r.student_id for r in roster.records] == ["002", "003"]
+
+
+def test_no_allowed_domains_means_any_domain(workdir: Path, table: SpecialtyTable) -> None:
+    """With ALLOWED_EMAIL_DOMAINS blank a gmail address is fine (its shape is still checked)."""
+    roster = check_file(DATA / "out_of_range.xlsx", Settings(today=RUN_DATE), table)
+    assert 5 not in roster.held_rows()
+    assert 9 in roster.held_rows()
+
+
+def test_subdomains_of_an_allowed_domain_pass(tmp_path: Path, workdir: Path,
+                                              table: SpecialtyTable) -> None:
+    from openpyxl import load_workbook
+
+    path = tmp_path / "sub.xlsx"
+    shutil.copy(DATA / "duplicate_ids.xlsx", path)
+    wb = load_workbook(path)
+    wb["Roster"]["C3"] = "bo.chen@med.school.edu"
+    wb["Roster"]["C5"] = "dee@notschool.edu"
+    wb.save(path)
+    roster = check_file(path, Settings(allowed_email_domains=("school.edu",)), table)
+    assert {p.row for p in roster.problems if p.column == "Email"} == {5}
+
+
+def test_unparseable_rows_still_count_for_duplicate_ids(
+    settings: Settings, table: SpecialtyTable
+) -> None:
+    """Intake problems and suite problems come together, sorted by row then column."""
+    roster = check_file(DATA / "unparseable_values.xlsx", settings, table)
+    rows = [p.row for p in roster.problems]
+    assert rows == sorted(rows)
+    assert [r.row for r in roster.records] == [2]
+
+
+def test_cross_field_and_required_value_rules(tmp_path: Path, settings: Settings,
+                                             table: SpecialtyTable) -> None:
+    """Not taken with a score, a blank ID, name or specialty, a bad advisor address: all held."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = "Roster"
+    ws.append(["Student ID", "Name", "Email", "Step 1 Result", "Step 1 Score", "Specialty",
+               "Advisor Email", "Step 1 Margin"])
+    ws.append(["C2", "Ana Lima", "ana@school.edu", "Not taken", 230, "IM", None, None])
+    ws.append([None, "Bo Chen", "bo@school.edu", "Pass", None, "IM", None, None])
+    ws.append(["C4", None, "cy@school.edu", "Pass", None, "IM", None, None])
+    ws.append(["C5", "Dee Eve", "dee@school.edu", "Pass", None, None, None, None])
+    ws.append(["C6", "Eli Fox", "eli@school.edu", "Pass", 0, "IM", "adv at school", None])
+    ws.append(["C7", "Fay Gil", "fay@school.edu", "Fail", 188, "IM", "adv@school.edu", "M"])
+    path = tmp_path / "cross_field.xlsx"
+    wb.save(path)
+    roster = check_file(path, settings, table)
+    assert [(p.row, p.column, p.value, p.what) for p in roster.problems] == [
+        (2, "Step 1 Score", "230", "Step 1 is marked Not taken but has a score (230)"),
+        (3, "Student ID", "", "The student ID is blank"),
+        (4, "Name", "", "The student's name is blank"),
+        (5, "Specialty", "", "No specialty is given"),
+        (6, "Step 1 Score", "0", "Step 1 score 0 is outside 1-300"),
+        (6, "Advisor Email", "adv at school", "Advisor email 'adv at school' is not one email "
+         "address"),
+    ]
+    assert [r.row for r in roster.records] == [7]
+    assert roster.records[0].step1_margin == "marginal"
+
+
+def test_an_empty_roster_is_a_whole_file_warning(settings: Settings, table: SpecialtyTable
+                                                 ) -> None:
+    roster = check_file(DATA / "empty_roster.xlsx", settings, table)
+    assert roster.problems == [Problem(
+        file="empty_roster.xlsx", sheet="Roster",
+        what="The roster has a header but no student rows under it",
+        fix="Add one row per student under the header row.", holds_row=False,
+    )]
+
+
+def test_validate_returns_a_new_roster_and_leaves_the_input_alone(
+    settings: Settings, table: SpecialtyTable
+) -> None:
+    read = ingest(DATA / "out_of_range.xlsx", settings, table)
+    before = (list(read.records), list(read.problems))
+    checked = validate(read, settings, table)
+    assert (read.records, read.problems) == before
+    assert checked is not read
+    assert (checked.sheet, checked.header_row, checked.row_ids) == (
+        read.sheet, read.header_row, read.row_ids,
+    )
+
+
+def test_clean_roster_has_no_problems(settings: Settings, table: SpecialtyTable) -> None:
+    roster = check_file(DATA / "text_numbers.xlsx", settings, table)
+    assert roster.problems == []
+    assert len(roster.records) == 5
+
+
+def test_data_docs_page_is_written(tmp_path: Path, settings: Settings, table: SpecialtyTable
+                                   ) -> None:
+    """GX renders the run's validation page into docs_dir for the office."""
+    docs = tmp_path / "output" / "roster" / "validation"
+    roster = ingest(DATA / "out_of_range.xlsx", settings, table)
+    validate(roster, settings, table, docs)
+    page = (docs / "index.html").read_text(encoding="utf-8")
+    assert "out_of_range.xlsx" in page
+    assert "residency-roster" in page  # the suite's name, as GX shows it
+    assert "step2_score" in page
+
+
+def test_gx_starts_once_per_process(settings: Settings, table: SpecialtyTable) -> None:
+    check_file(DATA / "duplicate_ids.xlsx", settings, table)
+    first = validation._gx()
+    check_file(DATA / "duplicate_ids.xlsx", settings, table)
+    assert validation._gx() is first
+
+
+def test_validation_is_quiet(
+    settings: Settings, table: SpecialtyTable, capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No progress bars or GX chatter on the terminal; logs carry counts, not names or scores."""
+    validation._gx()
+    capfd.readouterr()
+    caplog.set_level(logging.INFO)
+    check_file(DATA / "out_of_range.xlsx", settings, table)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for secret in ("Bo Chen", "320", "gmail"):
+        assert secret not in logged
+
+
+def test_input_file_is_never_modified(tmp_path: Path, settings: Settings, table: SpecialtyTable
+                                      ) -> None:
+    path = tmp_path / "out_of_range.xlsx"
+    shutil.copy2(DATA / "out_of_range.xlsx", path)
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    check_file(path, settings, table)
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+def test_format_problems_lays_out_an_aligned_table() -> None:
+    problems = [
+        Problem(file="r.xlsx", what="No email column", fix="Add one.", holds_row=False),
+        Problem(file="r.xlsx", what="Step 2 CK score 320 is outside 1-300", fix="Correct it.",
+                row=12, column="Step 2 CK", value="320"),
+    ]
+    assert format_problems(problems).splitlines() == [
+        "Row  Column     Value  What is wrong                         What to do",
+        "---  ---------  -----  ------------------------------------  -----------",
+        "-    -                 (warning) No email column             Add one.",
+        "12   Step 2 CK  320    Step 2 CK score 320 is outside 1-300  Correct it.",
+    ]
+
+
+def test_format_problems_says_so_when_there_are_none() -> None:
+    assert format_problems([]) == "No problems found."
