@@ -1,0 +1,102 @@
+"""The annotated workbook: the office's own file, plus what it needs to act tomorrow morning.
+
+The office's workbook is kept whole (every sheet, style, validation, comment, image, name and
+macro); on the roster sheet, after their columns, come the annotation columns; then a Summary
+and a Problems sheet. The fast writer edits the file's XML in place (`workbook_xml`); when it
+meets XML it cannot edit with certainty it says so, and openpyxl writes the file instead.
+
+Formulas: no value we write is ever a formula, and the office's text cells that start with
+= + - @ get quotePrefix so retyping them keeps them text. The office's own real formulas in
+their other columns are kept as they are: they are their work, not data from a form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.roster import Roster
+from flows.workbook_model import ANNOTATION_HEADERS, build_content
+from flows.workbook_ooxml import UnsupportedWorkbook
+from flows.workbook_openpyxl import write_with_openpyxl
+from flows.workbook_xml import write_with_xml
+from residency_rules.errors import RosterError
+from residency_rules.records import Evaluation
+
+__all__ = ["ANNOTATION_HEADERS", "LetterCell", "annotated_path", "write_annotated"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LetterCell:
+    """What happened to a student's letter, and where its file is, for the Letter column."""
+
+    status: str  # e.g. "Sent", "Unchanged (sent 2026-11-20)", "Held: see Problems"
+    path: str | None  # relative to the workbook's folder, e.g. "letters/000123.html"
+
+
+def annotated_path(roster: Roster, out_dir: Path) -> Path:
+    """Return <out_dir>/<name>-annotated with the roster's own suffix (.xlsm keeps macros)."""
+    return out_dir / f"{roster.name}-annotated{roster.source.suffix.lower()}"
+
+
+def write_annotated(
+    roster: Roster,
+    evaluations: Mapping[str, Evaluation],
+    letters: Mapping[str, LetterCell],
+    out_path: Path,
+) -> None:
+    """Write the office's workbook, annotated, with Summary and Problems sheets, atomically."""
+    source_suffix = roster.source.suffix.lower()
+    if out_path.suffix.lower() != source_suffix:
+        raise ValueError(
+            f"{out_path.name}: the annotated workbook must keep the roster's suffix "
+            f"({source_suffix}); Excel refuses a macro workbook named .xlsx and the reverse. "
+            "Use flows.workbook.annotated_path()"
+        )
+    if out_path.resolve() == roster.source.resolve():
+        raise ValueError(f"{out_path}: the annotated workbook must not replace the office's roster")
+    _check_unchanged(roster)
+    content = build_content(roster, evaluations, letters)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _atomic_write(out_path, lambda tmp: write_with_xml(content, tmp))
+    except UnsupportedWorkbook as exc:
+        # Slower, and openpyxl drops what it does not model (shapes, slicers): say so.
+        log.warning("%s: writing through openpyxl (%s)", roster.source.name, exc)
+        _atomic_write(out_path, lambda tmp: write_with_openpyxl(content, tmp))
+
+
+def _check_unchanged(roster: Roster) -> None:
+    """Refuse to annotate a roster edited since intake read it: rows may have moved."""
+    if len(roster.sha256) != 64:
+        return
+    digest = hashlib.sha256()
+    with open(roster.source, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != roster.sha256.lower():
+        raise RosterError(
+            f"{roster.source.name}: the file changed while it was being processed, so its rows "
+            "may have moved; it will be processed again on the next run"
+        )
+
+
+def _atomic_write(out_path: Path, write: Callable[[Path], None]) -> None:
+    """Write to a temporary file beside out_path and rename it, so a crash leaves no half file."""
+    tmp = out_path.with_name(f".{out_path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "xb"):  # created with the umask's permissions, unlike mkstemp's 0600
+        pass
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
