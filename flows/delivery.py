@@ -1,0 +1,606 @@
+"""Deliver the rendered letters: to the outbox (.eml files, the default) or the school's relay.
+
+Both go through the ledger, so a letter already delivered is never delivered again. SMTP uses
+one connection for the whole batch (reopened if the relay drops it), retries 4xx replies with
+a bounded backoff while the other letters go on, records 5xx per student and goes on, and keeps
+to the relay's rate limit. Delivery is at-most-once (see flows/ledger.py): when the connection
+breaks after the message was handed over, the letter is marked uncertain, never re-sent blind.
+Logs carry student IDs and SMTP codes only: never a name, an address or a score.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import logging
+import smtplib
+import ssl
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flows.ledger import Ledger, Planned, Status
+from flows.letters import Letter, LetterSummary, safe_filename, write_atomic
+from flows.mail import (
+    PLACEHOLDER_FROM,
+    MessageBuilder,
+    date_header,
+    domain_allowed,
+    dot_stuff,
+    is_address,
+    is_domain,
+    make_message_id,
+    parse_sender,
+)
+from flows.settings import Settings
+from residency_rules.errors import DeliveryError, SettingsError
+
+log = logging.getLogger(__name__)
+
+# Waits (seconds) before the 2nd, 3rd and 4th try of a letter the relay answered 4xx; other
+# letters go on meanwhile. Bounded: after the last, the letter is recorded as failed.
+RETRY_DELAYS: tuple[float, ...] = (5.0, 30.0, 120.0)
+# Waits before reconnecting when the relay cannot be reached or drops the connection.
+RECONNECT_DELAYS: tuple[float, ...] = (1.0, 5.0, 20.0)
+# A letter whose transaction loses the connection this often (before DATA) is given up.
+MAX_DROPS_PER_LETTER = 3
+_OUTBOX_BATCH = 500  # outbox files written per ledger transaction
+
+SENT = "Sent"
+WRITTEN = "Written to outbox"
+NO_ADDRESS = "No email address"
+OUTSIDE = "Address outside allowed domains"
+INVALID = "Address not valid"
+
+
+@dataclass
+class DeliveryReport:
+    """Counts for run.json and one status per student for the workbook's letter column."""
+
+    sent: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    skipped: int = 0
+    status: dict[str, str] = field(default_factory=dict)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _valid_host(host: str) -> bool:
+    if not host or any(c.isspace() or c in "/@" for c in host):
+        return False
+    if ":" in host:  # only an IPv6 literal may hold a colon; "relay:25" puts the port here
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+    return True
+
+
+def check_delivery_settings(settings: Settings) -> None:
+    """Check the delivery settings once at start; SettingsError says which one and how to fix."""
+    problems: list[str] = []
+    if settings.mail_from and parse_sender(settings.mail_from) is None:
+        problems.append(
+            "ADVISING_MAIL_FROM: not one email address; write it as advising@school.edu or "
+            '"Office of Student Affairs <advising@school.edu>"'
+        )
+    if settings.reply_to and not is_address(settings.reply_to.strip()):
+        problems.append(
+            "ADVISING_REPLY_TO: not one email address; write it as advising@school.edu, "
+            "or leave it blank"
+        )
+    for domain in settings.allowed_email_domains:
+        if not is_domain(domain):
+            problems.append(
+                f"ADVISING_ALLOWED_EMAIL_DOMAINS: {domain!r} is not a domain; list domains "
+                "separated by commas, e.g. school.edu,med.school.edu"
+            )
+    if settings.delivery == "smtp":
+        host = settings.smtp_host.strip()
+        if not _valid_host(host):
+            problems.append(
+                "ADVISING_SMTP_HOST: give the relay's host name only, e.g. smtp.school.edu "
+                "(the port goes in ADVISING_SMTP_PORT)"
+            )
+        has_password = bool(
+            settings.smtp_password.get_secret_value() or settings.smtp_password_block
+        )
+        if settings.smtp_username and not has_password:
+            problems.append(
+                "ADVISING_SMTP_USERNAME is set but there is no password: set "
+                "ADVISING_SMTP_PASSWORD, or ADVISING_SMTP_PASSWORD_BLOCK to the name of a "
+                "Prefect Secret block"
+            )
+        if has_password and not settings.smtp_username:
+            problems.append(
+                "a password is set but ADVISING_SMTP_USERNAME is blank: set the user name "
+                "the relay expects, or remove the password"
+            )
+        if settings.smtp_username and settings.smtp_security == "none" and not _is_loopback(host):
+            problems.append(
+                "ADVISING_SMTP_SECURITY=none would send the SMTP password unencrypted to "
+                f"{host}: use starttls (port 587) or tls (port 465)"
+            )
+    if problems:
+        raise SettingsError("Delivery settings are not valid:\n  " + "\n  ".join(problems))
+
+
+def resolve_smtp_password(settings: Settings) -> str | None:
+    """Return the SMTP password from the environment or a Prefect Secret block (only if set)."""
+    if settings.delivery != "smtp":
+        return None
+    password = settings.smtp_password.get_secret_value()
+    if password:
+        return password
+    name = settings.smtp_password_block.strip()
+    if not name:
+        return None
+    try:
+        from prefect.blocks.system import Secret
+
+        block: Any = Secret.load(name)  # a sync call outside an event loop
+        value = block.get()
+    except Exception as exc:  # noqa: BLE001 - any failure to read the block is a setup problem
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise SettingsError(
+            f"ADVISING_SMTP_PASSWORD_BLOCK: cannot load the Prefect Secret block {name!r} "
+            f"({reason}). Create it (Secret(value=...).save({name!r}) or in the Prefect UI) "
+            "on the Prefect server this job uses, or set ADVISING_SMTP_PASSWORD instead"
+        ) from None
+    if not isinstance(value, str) or not value:
+        raise SettingsError(
+            f"ADVISING_SMTP_PASSWORD_BLOCK: the Secret block {name!r} does not hold a text "
+            "password; save the password itself as the block's value"
+        )
+    return value
+
+
+def _sender(settings: Settings) -> tuple[str, str]:
+    parsed = parse_sender(settings.mail_from) if settings.mail_from else None
+    if parsed is None:
+        return settings.office_name, PLACEHOLDER_FROM
+    name, address = parsed
+    return name or settings.office_name, address
+
+
+def _address_problem(letter: Letter, allowed: Sequence[str]) -> str | None:
+    if not letter.to:
+        return NO_ADDRESS
+    if not is_address(letter.to):
+        return INVALID
+    if not domain_allowed(letter.to, allowed):
+        return OUTSIDE
+    return None
+
+
+def _short(code: int, text: str) -> str:
+    words = " ".join(text.split())
+    return f"{code} {words[:100]}".strip() if code else words[:100]
+
+
+def _day(stamp: str) -> str:
+    return stamp[:10]
+
+
+class _Dates:
+    """The Date header, formatted once per second rather than once per message."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._value = date_header(datetime.now().astimezone())
+        return self._value
+
+
+def _message_ids(domain: str) -> Iterator[str]:
+    while True:
+        yield make_message_id(domain)
+
+
+def deliver(
+    letters: Sequence[Letter],
+    settings: Settings,
+    ledger: Ledger,
+    outbox_dir: Path,
+    smtp_password: str | None = None,
+) -> DeliveryReport:
+    """Hand every changed letter to the outbox or the relay, once; return the counts."""
+    check_delivery_settings(settings)
+    report = DeliveryReport()
+    allowed = settings.allowed_email_domains
+    deliverable: list[Letter] = []
+    for letter in letters:
+        problem = _address_problem(letter, allowed)
+        if problem is None:
+            deliverable.append(letter)
+        else:
+            report.skipped += 1
+            report.status[letter.student_id] = problem
+    name, address = _sender(settings)
+    builder = MessageBuilder(name, address)
+    channel = settings.delivery
+    plans = ledger.plan(
+        [(lt.student_id, lt.content_hash, lt.summary or _no_summary()) for lt in deliverable],
+        channel,
+        _message_ids(builder.domain),
+    )
+    jobs: list[_Job] = []
+    for letter, plan in zip(deliverable, plans, strict=True):
+        if plan.action == "unchanged":
+            report.unchanged += 1
+            report.status[letter.student_id] = f"Unchanged (sent {_day(plan.when)})"
+        elif plan.action == "uncertain":
+            report.failed += 1
+            report.status[letter.student_id] = (
+                f"Failed: delivery uncertain since {_day(plan.when)} (Message-ID "
+                f"{plan.message_id}); not re-sent to avoid a duplicate: check the relay's log"
+            )
+        else:
+            jobs.append(_Job(letter, plan))
+    if jobs and channel == "outbox":
+        _write_outbox(jobs, builder, ledger, outbox_dir, report)
+    elif jobs:
+        password = smtp_password if smtp_password is not None else resolve_smtp_password(settings)
+        _SmtpRun(settings, password, builder, ledger, report).run(jobs)
+    log.info(
+        "Delivery (%s): %d sent, %d unchanged, %d failed, %d skipped",
+        channel, report.sent, report.unchanged, report.failed, report.skipped,
+    )
+    return report
+
+
+def _no_summary() -> LetterSummary:
+    return LetterSummary(level=0, label="", band="", score=None, specialty="")
+
+
+@dataclass
+class _Job:
+    letter: Letter
+    plan: Planned
+    tries: int = 0  # transactions the relay answered (4xx counts)
+    drops: int = 0  # transactions that lost the connection before the message was handed over
+
+    def reply_to(self) -> str | None:
+        value = self.letter.reply_to
+        return value if value and is_address(value) else None
+
+
+def _build(job: _Job, builder: MessageBuilder, date: str) -> bytes:
+    letter = job.letter
+    assert letter.to is not None
+    return builder.build(
+        to=letter.to,
+        reply_to=job.reply_to(),
+        subject=letter.subject,
+        text=letter.text,
+        html=letter.html,
+        message_id=job.plan.message_id,
+        date=date,
+    )
+
+
+def _write_outbox(
+    jobs: list[_Job], builder: MessageBuilder, ledger: Ledger, outbox_dir: Path,
+    report: DeliveryReport,
+) -> None:
+    """Write one .eml per letter; rewriting the same file after a crash is harmless."""
+    outbox_dir.mkdir(parents=True, exist_ok=True)
+    dates = _Dates()
+    done: list[tuple[int, Status, str]] = []
+    try:
+        for job in jobs:
+            data = _build(job, builder, dates.now())
+            write_atomic(outbox_dir / f"{safe_filename(job.letter.student_id)}.eml", data)
+            done.append((job.plan.row_id, "sent", "outbox"))
+            report.sent += 1
+            report.status[job.letter.student_id] = WRITTEN
+            if len(done) >= _OUTBOX_BATCH:
+                ledger.record_many(done)
+                done = []
+    finally:
+        ledger.record_many(done)  # what was written stays written, even if a later file fails
+
+
+class _Unreachable(Exception):
+    """The relay cannot be reached right now (worth waiting and trying again)."""
+
+
+class _Relay:
+    """One SMTP session with the relay; the caller reopens it when it breaks."""
+
+    def __init__(self, settings: Settings, password: str | None) -> None:
+        self.host = settings.smtp_host.strip()
+        self.port = settings.effective_smtp_port
+        self.security = settings.smtp_security
+        self.username = settings.smtp_username
+        self.password = password or ""
+        self.timeout = settings.smtp_timeout_seconds
+        self.smtp: smtplib.SMTP | None = None
+
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def open(self) -> None:
+        """Connect, secure and log in; DeliveryError for what waiting cannot fix."""
+        self.close()
+        # The system's trusted CAs (a private CA: point SSL_CERT_FILE at it); hostname checked.
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP | None = None
+        try:
+            if self.security == "tls":
+                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                        context=context)
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            smtp.ehlo()
+            if self.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise DeliveryError(
+                        f"{self.where()} does not offer STARTTLS: set ADVISING_SMTP_SECURITY=tls "
+                        "(implicit TLS, usually port 465), or none only for a relay on this server"
+                    )
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if self.username:
+                smtp.login(self.username, self.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            _quietly_close(smtp)
+            raise DeliveryError(
+                f"{self.where()} refused the login for ADVISING_SMTP_USERNAME "
+                f"{self.username!r} ({exc.smtp_code}); check the user name and the password"
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            _quietly_close(smtp)
+            raise DeliveryError(
+                f"{self.where()} does not accept a login here: leave ADVISING_SMTP_USERNAME "
+                "blank, or use ADVISING_SMTP_SECURITY=starttls or tls"
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            _quietly_close(smtp)
+            raise DeliveryError(
+                f"{self.where()}: the relay's certificate is not trusted ({exc.verify_message}); "
+                "use the relay's real host name, or point SSL_CERT_FILE at the school's CA"
+            ) from None
+        except DeliveryError:
+            _quietly_close(smtp)
+            raise
+        except (OSError, smtplib.SMTPException) as exc:
+            _quietly_close(smtp)
+            raise _Unreachable(str(exc) or type(exc).__name__) from None
+        self.smtp = smtp
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            try:
+                self.smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                self.smtp.close()
+            self.smtp = None
+
+    def _refused(self, code: int, text: bytes, in_transaction: bool) -> tuple[str, int, str]:
+        reply = text.decode("utf-8", "replace")
+        if code == 421:  # the relay is closing this session: nothing was accepted
+            self.drop()
+            return "drop", code, reply
+        if in_transaction:
+            try:
+                assert self.smtp is not None
+                self.smtp.rset()
+            except (OSError, smtplib.SMTPException):
+                self.drop()
+        return ("temp" if 400 <= code < 500 else "perm"), code, reply
+
+    def drop(self) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+            self.smtp = None
+
+    def transact(self, sender: str, rcpt: str, data: bytes) -> tuple[str, int, str]:
+        """Send one message: (outcome, code, reply); sent|temp|perm|drop|uncertain|sender."""
+        smtp = self.smtp
+        assert smtp is not None
+        try:
+            # Both addresses are checked addr-specs: no need for smtplib's address parser
+            # (two parses per message are a tenth of the client's time).
+            smtp.putcmd("mail", f"FROM:<{sender}>")
+            code, reply = smtp.getreply()
+            if code != 250:
+                if 500 <= code < 600:  # the sender is refused: every letter would be
+                    self._refused(code, reply, True)
+                    return "sender", code, reply.decode("utf-8", "replace")
+                return self._refused(code, reply, True)
+            smtp.putcmd("rcpt", f"TO:<{rcpt}>")
+            code, reply = smtp.getreply()
+            if code not in (250, 251):
+                return self._refused(code, reply, True)
+            smtp.putcmd("data")
+            code, reply = smtp.getreply()
+            if code != 354:
+                return self._refused(code, reply, True)
+            # If this raises, the final "." never left: the relay discards the message.
+            smtp.send(dot_stuff(data) + b".\r\n")
+        except (OSError, smtplib.SMTPException) as exc:
+            self.drop()
+            return "drop", 0, str(exc) or type(exc).__name__
+        try:
+            code, reply = smtp.getreply()
+        except (OSError, smtplib.SMTPException):
+            # The relay may have taken the message: at-most-once, do not send it again.
+            self.drop()
+            return "uncertain", 0, "the connection broke after the message was handed over"
+        if code == 250:
+            return "sent", code, reply.decode("utf-8", "replace")
+        return self._refused(code, reply, False)
+
+
+def _quietly_close(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        smtp.close()
+
+
+class _SmtpRun:
+    """Send a batch through one relay session, with retries, reconnects and the rate limit."""
+
+    def __init__(
+        self, settings: Settings, password: str | None, builder: MessageBuilder, ledger: Ledger,
+        report: DeliveryReport,
+    ) -> None:
+        self.relay = _Relay(settings, password)
+        self.sender = _sender(settings)[1]
+        self.builder = builder
+        self.ledger = ledger
+        self.report = report
+        rate = settings.send_rate_per_minute
+        self.interval = 60.0 / rate if rate else 0.0
+        self.next_slot = 0.0
+        self.dates = _Dates()
+        # The outcome of the last transaction, committed together with the next 'sending'.
+        self.pending: tuple[int, Status, str] | None = None
+
+    def run(self, jobs: list[_Job]) -> None:
+        queue: deque[_Job] = deque(jobs)
+        retries: list[tuple[float, int, _Job]] = []  # (due, tiebreak, job)
+        try:
+            self._connect(first=True)
+            while queue or retries:
+                if retries and (not queue or retries[0][0] <= time.monotonic()):
+                    due, _, job = heapq.heappop(retries)
+                    time.sleep(max(0.0, due - time.monotonic()))
+                else:
+                    job = queue.popleft()
+                if self.relay.smtp is None and not self._reconnect(queue, retries, job):
+                    return
+                self._send(job, queue, retries)
+        finally:
+            self.ledger.step(self.pending, None)
+            self.pending = None
+            self.relay.close()
+
+    def _connect(self, first: bool) -> None:
+        """Open the session, waiting between tries; _Unreachable after the last one."""
+        last = ""
+        for delay in (0.0, *RECONNECT_DELAYS):
+            time.sleep(delay)
+            try:
+                self.relay.open()
+                return
+            except _Unreachable as exc:
+                last = str(exc)
+        if first:
+            raise DeliveryError(
+                f"cannot reach the SMTP relay {self.relay.where()} ({last}); check "
+                "ADVISING_SMTP_HOST, ADVISING_SMTP_PORT and ADVISING_SMTP_SECURITY, and that "
+                "this server may connect to it. Nothing was sent; the next run sends everything"
+            )
+        raise _Unreachable(last)
+
+    def _reconnect(self, queue: deque[_Job], retries: list[tuple[float, int, _Job]],
+                   job: _Job) -> bool:
+        try:
+            self._connect(first=False)
+            return True
+        except _Unreachable as exc:
+            detail = f"relay unreachable ({str(exc)[:80]})"
+            log.warning("Relay %s unreachable; %d letters left for the next run",
+                        self.relay.where(), 1 + len(queue) + len(retries))
+            left = [job, *queue, *(j for _, _, j in retries)]
+            self._flush()
+            self.ledger.record_many([(j.plan.row_id, "failed", detail) for j in left])
+            for j in left:
+                self._fail(j, f"Failed: {detail}")
+            queue.clear()
+            retries.clear()
+            return False
+
+    def _flush(self) -> None:
+        if self.pending is not None:
+            self.ledger.step(self.pending, None)
+            self.pending = None
+
+    def _wait_for_slot(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if self.next_slot > now:
+            time.sleep(self.next_slot - now)
+            now = self.next_slot
+        self.next_slot = now + self.interval
+
+    def _fail(self, job: _Job, status: str) -> None:
+        self.report.failed += 1
+        self.report.status[job.letter.student_id] = status
+
+    def _send(self, job: _Job, queue: deque[_Job], retries: list[tuple[float, int, _Job]]
+              ) -> None:
+        letter, row_id = job.letter, job.plan.row_id
+        assert letter.to is not None
+        data = _build(job, self.builder, self.dates.now())
+        self._wait_for_slot()
+        self.ledger.step(self.pending, row_id)  # 'sending' is on disk before the transaction
+        self.pending = None
+        outcome, code, reply = self.relay.transact(self.sender, letter.to, data)
+        sid = letter.student_id
+        if outcome == "sender":
+            self.pending = (row_id, "queued", _short(code, reply))
+            raise DeliveryError(
+                f"{self.relay.where()} refuses the sender {self.sender} ({_short(code, reply)}); "
+                "check ADVISING_MAIL_FROM, and ADVISING_SMTP_USERNAME if the relay wants a "
+                "login. Letters not sent yet go out on the next run"
+            )
+        if outcome == "sent":
+            self.pending = (row_id, "sent", "")
+            self.report.sent += 1
+            self.report.status[sid] = SENT
+        elif outcome == "temp":
+            job.tries += 1
+            detail = _short(code, reply)
+            if job.tries <= len(RETRY_DELAYS):
+                self.pending = (row_id, "queued", detail)
+                due = time.monotonic() + RETRY_DELAYS[job.tries - 1]
+                heapq.heappush(retries, (due, row_id, job))
+                log.info("Student %s: relay answered %d, trying again later", sid, code)
+            else:
+                self.pending = (row_id, "failed", detail)
+                self._fail(job, f"Failed: {detail} ({job.tries} tries)")
+                log.warning("Student %s: relay answered %d %d times; given up", sid, code,
+                            job.tries)
+        elif outcome == "perm":
+            detail = _short(code, reply)
+            self.pending = (row_id, "failed", detail)
+            self._fail(job, f"Failed: {detail}")
+            log.warning("Student %s: relay refused the letter (%d)", sid, code)
+        elif outcome == "drop":
+            job.drops += 1
+            detail = f"connection lost before the message was handed over ({_short(code, reply)})"
+            if job.drops < MAX_DROPS_PER_LETTER:
+                self.pending = (row_id, "queued", detail)
+                queue.appendleft(job)  # nothing was delivered: send it again first
+            else:
+                self.pending = (row_id, "failed", detail)
+                self._fail(job, f"Failed: {detail}, {job.drops} times")
+            log.info("Student %s: the relay dropped the connection; reconnecting", sid)
+        else:  # uncertain
+            self.pending = (row_id, "uncertain", reply)
+            self._fail(
+                job,
+                f"Failed: delivery uncertain ({reply}; Message-ID {job.plan.message_id}); "
+                "not re-sent to avoid a duplicate: check the relay's log",
+            )
+            log.warning("Student %s: delivery uncertain, not re-sent", sid)

@@ -1,0 +1,730 @@
+"""The advising letter: golden files, valid and safe HTML, phone-first, what a student needs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import date
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+
+from flows.letters import (
+    Letter,
+    LetterSummary,
+    describe_changes,
+    load_templates,
+    render_letters,
+    safe_filename,
+    summarize,
+)
+from flows.settings import PROJECT_ROOT, Settings
+from residency_rules.errors import SettingsError
+from residency_rules.records import (
+    AdviceItem,
+    Evaluation,
+    NextLevel,
+    ProgramMix,
+    Reason,
+    StudentRecord,
+)
+from residency_rules.specialties import SpecialtyTable, load_default_table
+from tests.conftest import RUN_DATE
+
+GOLDEN = Path(__file__).parent / "golden"
+XSS_NAME = "<script>alert(1)</script> O'Brien & Zoë"
+
+
+# --- builders shared with test_delivery -------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_advising_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's ADVISING_* variables out of these tests."""
+    for key in list(os.environ):
+        if key.startswith("ADVISING_"):
+            monkeypatch.delenv(key)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for a test: today pinned, the school's domain allowed, no .env file."""
+    values: dict[str, Any] = {
+        "today": RUN_DATE,
+        "allowed_email_domains": ("school.edu",),
+        "reply_to": "advising@school.edu",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def make_student(student_id: str = "S001", **overrides: Any) -> StudentRecord:
+    """A student who passed Step 1 and has a Step 2 CK for Emergency Medicine."""
+    values: dict[str, Any] = {
+        "student_id": student_id,
+        "name": "Ana Lima",
+        "email": f"{student_id.lower()}@school.edu",
+        "step1_result": "pass",
+        "step1_attempts": 1,
+        "specialty": "Emergency Medicine",
+        "step1_margin": "marginal",
+        "step2_score": 248,
+        "advisor": "Dr. Rosa Ortiz",
+        "advisor_email": "rosa.ortiz@school.edu",
+    }
+    values.update(overrides)
+    return StudentRecord(**values)
+
+
+def make_evaluation(student_id: str = "S001", **overrides: Any) -> Evaluation:
+    """The evaluation the rules give make_student(): level 4, competitive for many programs."""
+    values: dict[str, Any] = {
+        "student_id": student_id,
+        "specialty": "Emergency Medicine",
+        "tier": "moderate",
+        "solid": 245,
+        "excellent": 255,
+        "step1_status": "clean",
+        "step1_marginal": True,
+        "raw_band": "solid",
+        "band": "solid",
+        "clerkships": "neutral",
+        "level": 4,
+        "label": "Competitive for many programs",
+        "impact": 80,
+        "trend": "stable",
+        "timing_late": False,
+        "reasons": (
+            Reason("step1.clean", "You passed Step 1 on the first try. It was a close pass, so "
+                   "programs will lean on your Step 2 CK to judge you."),
+            Reason("step2.solid", "Your Step 2 CK score of 248 is solid for Emergency Medicine "
+                   "(245 or more); 255 would be excellent."),
+            Reason("matrix", "With a first-try Step 1 pass and a solid Step 2 CK, your outlook "
+                   "for Emergency Medicine is: Competitive for many programs."),
+            Reason("impact", "How much your Step 2 CK can help here: about 80 out of 100 (no "
+                   "Step 1 problems). A rule of thumb, not science."),
+        ),
+        "advice": (
+            AdviceItem("target", "The target range for Emergency Medicine is 245-255; you "
+                       "scored 248.", "What counts as strong"),
+            AdviceItem("mix", "Build a realistic program list: about 20% reach, 50% solid and "
+                       "30% safety programs.", "Game plan 6"),
+        ),
+        "mix": ProgramMix(20, 50, 30, parallel_plan=False, meet_advisor=False),
+        "rules_version": "2026.1",
+        "next_levels": (NextLevel(5, "Very competitive", 255),),
+        "step2_score": 248,
+    }
+    values.update(overrides)
+    return Evaluation(**values)
+
+
+@pytest.fixture(scope="session")
+def table() -> SpecialtyTable:
+    """The specialty table shipped with the product."""
+    return load_default_table()
+
+
+def render_one(
+    tmp_path: Path,
+    table: SpecialtyTable,
+    record: StudentRecord | None = None,
+    evaluation: Evaluation | None = None,
+    previous: LetterSummary | None = None,
+    settings: Settings | None = None,
+) -> Letter:
+    """Render one letter into tmp_path/letters and return it."""
+    record = record or make_student()
+    evaluation = evaluation or make_evaluation(record.student_id)
+    prev = {record.student_id: previous} if previous else {}
+    letters = render_letters(
+        [record], {record.student_id: evaluation}, table, settings or make_settings(), prev,
+        tmp_path / "letters",
+    )
+    assert len(letters) == 1
+    return letters[0]
+
+
+# --- the cases of the golden files ------------------------------------------------------------
+
+
+def _cases() -> dict[str, tuple[StudentRecord, Evaluation, LetterSummary | None]]:
+    pending = (
+        make_student("P01", name="Kwame Mensah", specialty="Internal Medicine", step2_score=None,
+                     step1_margin=None, step2_date=date(2026, 9, 10), advisor=None,
+                     advisor_email=None),
+        make_evaluation(
+            "P01", specialty="Internal Medicine", tier="less", solid=240, excellent=250,
+            step1_marginal=False, raw_band="pending", band="pending", level=3,
+            label="Pending Step 2 CK", trend=None, timing_late=True, step2_score=None,
+            reasons=(
+                Reason("step1.clean", "You passed Step 1 on the first try, which is the first "
+                       "thing programs check."),
+                Reason("step2.pending", "Your Step 2 CK score is not in yet. For Internal "
+                       "Medicine, 240 is a solid score and 250 an excellent one."),
+                Reason("timing.late", "Your Step 2 CK score will not be out by 23 Sep 2026."),
+            ),
+            advice=(
+                AdviceItem("target", "Aim for 240-250 on Step 2 CK for Internal Medicine.", "t"),
+                AdviceItem("qbank", "Do two full passes of a question bank (UWorld or AMBOSS) in "
+                           "mixed, timed blocks.", "Game plan 3"),
+                AdviceItem("schedule", "Move your exam to 26 Aug 2026 or earlier if you can.",
+                           "Game plan 5"),
+                AdviceItem("mix", "Build a realistic program list.", "Game plan 6"),
+            ),
+            mix=ProgramMix(15, 40, 45, parallel_plan=False, meet_advisor=False),
+            next_levels=(
+                NextLevel(2, "Apply broadly", 218),
+                NextLevel(3, "Competitive at community programs", 235),
+                NextLevel(4, "Strong candidate", 240),
+                NextLevel(5, "Very competitive", 250),
+            ),
+        ),
+        None,
+    )
+    changed = (
+        make_student("F01", name="Li Wei", specialty="Family Medicine", step1_attempts=2,
+                     step1_margin=None, step2_score=252),
+        make_evaluation(
+            "F01", specialty="Family Medicine", tier="less", solid=240, excellent=250,
+            step1_status="failure", step1_marginal=False, raw_band="excellent", band="excellent",
+            level=3, label="Matchable, with explanation", impact=60, trend="upward",
+            step2_score=252, next_levels=(),
+            reasons=(
+                Reason("step1.failure", "You passed Step 1 after 1 failed attempt."),
+                Reason("step2.excellent", "Your Step 2 CK score of 252 is excellent for Family "
+                       "Medicine (250 or more)."),
+                Reason("matrix", "Your outlook for Family Medicine is: Matchable, with "
+                       "explanation."),
+            ),
+            advice=(
+                AdviceItem("statement", "In your personal statement, write one short, specific "
+                           "paragraph about your Step 1 failure. Not an apology letter.", "PS"),
+                AdviceItem("letters", "Ask for letters from attendings who saw you at your "
+                           "best.", "Letters"),
+            ),
+            mix=ProgramMix(15, 40, 45, parallel_plan=False, meet_advisor=False),
+        ),
+        LetterSummary(2, "Reach: apply broadly, with explanation", "borderline", 238,
+                      "Family Medicine", date(2026, 10, 1)),
+    )
+    hyper = (
+        make_student("D01", name="Sofía Núñez", specialty="Dermatology", step1_margin=None,
+                     step2_score=262, research_count=0),
+        make_evaluation(
+            "D01", specialty="Dermatology", tier="hyper", solid=255, excellent=265,
+            step1_marginal=False, level=2, label="Reach: the rest of the package is missing",
+            impact=40, trend=None, step2_score=262, next_levels=(),
+            reasons=(
+                Reason("step2.solid", "Your Step 2 CK score of 262 is solid for Dermatology."),
+                Reason("hyper.package", "For Dermatology, a strong Step 2 CK is necessary but "
+                       "not enough."),
+            ),
+            advice=(
+                AdviceItem("package", "Work on the rest of the package now.", "Hyper"),
+                AdviceItem("parallel", "Plan a parallel application as well.", "Parallel"),
+            ),
+            mix=ProgramMix(10, 30, 60, parallel_plan=True, meet_advisor=False),
+            parallel=("Diagnostic Radiology", "Anesthesiology", "General Surgery"),
+            missing_package=("Honors-level clinical grades", "research, ideally in Dermatology"),
+        ),
+        None,
+    )
+    at_risk = (
+        make_student("G01", name="Jonas Berg", specialty="General Surgery", step1_attempts=2,
+                     step1_margin=None, step2_score=240, advisor=None, advisor_email=None,
+                     conditional_pass=("Surgery",)),
+        make_evaluation(
+            "G01", specialty="General Surgery", tier="high", solid=250, excellent=260,
+            step1_status="failure", step1_marginal=False, raw_band="below", band="below",
+            clerkships="weak", level=1, label="At risk: plan a parallel specialty", impact=60,
+            trend="stable", step2_score=240, next_levels=(),
+            reasons=(Reason("step2.below", "Your Step 2 CK score of 240 is well under 250."),),
+            advice=(
+                AdviceItem("statement", "Write one short paragraph about your Step 1 failure.",
+                           "PS"),
+                AdviceItem("parallel", "Plan a parallel application as well.", "Parallel"),
+            ),
+            mix=ProgramMix(5, 25, 70, parallel_plan=True, meet_advisor=True),
+            parallel=("Family Medicine", "Pathology", "Psychiatry"),
+        ),
+        None,
+    )
+    hostile = (
+        make_student("X01", name=XSS_NAME, advisor="Dr. <b>Bold</b> & \"Quote\"",
+                     advisor_email="adv@school.edu"),
+        make_evaluation(
+            "X01",
+            reasons=(Reason("matrix", "A reason with <i>markup</i> & \"quotes\" in it."),),
+            advice=(AdviceItem("target", "Aim <u>high</u>.", "t"),),
+        ),
+        None,
+    )
+    return {
+        "strong_em": (make_student(), make_evaluation(), None),
+        "pending_late": pending,
+        "failure_changed": changed,
+        "hyper_reach": hyper,
+        "at_risk_parallel": at_risk,
+        "hostile_input": hostile,
+    }
+
+
+CASES = _cases()
+
+_DATE_PATTERNS = (
+    re.compile(
+        r"\b\d{1,2} (January|February|March|April|May|June|July|August|September|October|"
+        r"November|December) \d{4}\b",
+        re.I,
+    ),
+    re.compile(r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d{1,2} [A-Z][a-z]{2}\b", re.I),
+    re.compile(r"\b\d{1,2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4}\b"),
+)
+
+
+def mask_dates(text: str) -> str:
+    """Replace every date the letter prints, so golden files do not depend on the calendar."""
+    for pattern in _DATE_PATTERNS:
+        text = pattern.sub("<DATE>", text)
+    return text
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_letter_matches_golden_file(case: str, tmp_path: Path, table: SpecialtyTable) -> None:
+    """Each letter equals its reviewed golden file once dates are masked (UPDATE_GOLDEN=1)."""
+    record, evaluation, previous = CASES[case]
+    letter = render_one(tmp_path, table, record, evaluation, previous)
+    for suffix, body in (("html", letter.html), ("txt", letter.text)):
+        golden = GOLDEN / f"{case}.{suffix}"
+        masked = mask_dates(body)
+        if os.environ.get("UPDATE_GOLDEN"):
+            GOLDEN.mkdir(exist_ok=True)
+            golden.write_text(masked, encoding="utf-8")
+        assert golden.exists(), f"no golden file {golden}: run with UPDATE_GOLDEN=1, then review"
+        assert masked == golden.read_text(encoding="utf-8"), f"{case}.{suffix} differs"
+
+
+# --- valid, safe HTML -------------------------------------------------------------------------
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr"}
+FORBIDDEN = {"script", "style", "link", "img", "iframe", "object", "embed", "form", "input",
+             "svg", "math", "base", "video", "audio", "frame", "frameset"}
+
+
+class StrictChecker(HTMLParser):
+    """Check a letter's HTML: balanced tags, nothing active, nothing fetched from outside."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.text: list[str] = []
+        self.styles: list[str] = []
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.decls: list[str] = []
+
+    def handle_decl(self, decl: str) -> None:
+        self.decls.append(decl)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self.elements.append((tag, attributes))
+        if tag in FORBIDDEN:
+            self.errors.append(f"<{tag}> is not allowed in a letter")
+        for name, value in attrs:
+            low = (value or "").lower()
+            if name.startswith("on"):
+                self.errors.append(f"event handler {name} on <{tag}>")
+            if name in ("href", "src", "action", "background") and not low.startswith("mailto:"):
+                self.errors.append(f"{name}={value!r} on <{tag}> points outside the letter")
+            if "javascript:" in low or "url(" in low or "expression(" in low or "@import" in low:
+                self.errors.append(f"active or external content in {name} of <{tag}>")
+            if name == "style" and value:
+                self.styles.append(value)
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID:
+            self.stack.pop()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            self.errors.append(f"end tag for void element </{tag}>")
+        elif not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> does not close <{self.stack[-1] if self.stack else ''}>")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def finish(self) -> StrictChecker:
+        self.close()
+        if self.stack:
+            self.errors.append(f"unclosed elements: {self.stack}")
+        return self
+
+    @property
+    def plain(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+
+def check_html(html: str) -> StrictChecker:
+    """Parse a letter and fail the test on any structural or safety problem."""
+    checker = StrictChecker()
+    checker.feed(html)
+    checker.finish()
+    assert checker.errors == []
+    assert checker.decls == ["DOCTYPE html"]
+    assert checker.elements[0][0] == "html"
+    return checker
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_letter_is_valid_html_with_nothing_active(
+    case: str, tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """The HTML parses with balanced tags and no script, external resource or handler."""
+    record, evaluation, previous = CASES[case]
+    letter = render_one(tmp_path, table, record, evaluation, previous)
+    checker = check_html(letter.html)
+    assert record.name in checker.plain
+    assert "None" not in checker.plain.split()
+    assert "None" not in letter.text.split()
+
+
+def test_hostile_input_is_escaped_everywhere(tmp_path: Path, table: SpecialtyTable) -> None:
+    """A name, advisor or reason full of markup shows as text and never becomes markup."""
+    record, evaluation, _ = CASES["hostile_input"]
+    letter = render_one(tmp_path, table, record, evaluation)
+    assert "<script>" not in letter.html
+    assert "<b>Bold</b>" not in letter.html and "<i>markup</i>" not in letter.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; O&#39;Brien &amp; Zo&#235;" in letter.html
+    checker = check_html(letter.html)
+    for tag, _ in checker.elements:
+        assert tag not in ("b", "i", "u", "script")
+    assert XSS_NAME in checker.plain
+    assert 'Dr. <b>Bold</b> & "Quote"' in checker.plain
+    # The plain-text part is text: shown as typed, it cannot run anywhere.
+    assert f"Dear {XSS_NAME}," in letter.text
+    assert XSS_NAME not in letter.subject and "X01" not in letter.subject
+
+
+@hyp_settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.text(min_size=1, max_size=40).filter(lambda s: s.strip() != ""),
+    reason=st.text(max_size=60),
+)
+def test_any_text_in_the_record_comes_out_as_the_same_text(
+    name: str, reason: str, tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """Whatever characters a name or a reason holds, the parsed letter shows exactly them."""
+    name = "".join(ch for ch in name if ch.isprintable())  # intake drops control characters
+    if not name.strip():
+        return
+    record = make_student(name=name)
+    evaluation = make_evaluation(reasons=(Reason("matrix", reason),))
+    letter = render_one(tmp_path, table, record, evaluation)
+    checker = check_html(letter.html)
+    assert " ".join(name.split()) in checker.plain
+
+
+# --- phone first, email safe ------------------------------------------------------------------
+
+
+def test_letter_is_phone_first_and_needs_no_style_sheet(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """Viewport set, styles inlined, no width a 375 px screen would have to scroll for."""
+    letter = render_one(tmp_path, table)
+    checker = check_html(letter.html)
+    metas = [a for t, a in checker.elements if t == "meta"]
+    assert {"name": "viewport", "content": "width=device-width, initial-scale=1"} in metas
+    assert "<style" not in letter.html and "class=" not in letter.html  # all inlined
+    assert letter.html.isascii()  # non-ASCII as character references
+    for style in checker.styles:
+        for prop, px in re.findall(r"(?<![-\w])([-\w]*width)\s*:\s*(\d+)px", style):
+            assert prop == "max-width" or prop.startswith("border") or int(px) <= 320, style
+    for tag, attrs in checker.elements:
+        assert "width" not in attrs or str(attrs["width"]).endswith("%"), (tag, attrs)
+    assert len(checker.styles) > 50
+
+
+def test_css_is_inlined_once_into_the_template_not_per_letter(tmp_path: Path) -> None:
+    """Loading the templates twice gives the same compiled objects (cached per folder)."""
+    folder = PROJECT_ROOT / "templates"
+    assert load_templates(folder) is load_templates(folder)
+
+
+# --- what the letter says ---------------------------------------------------------------------
+
+
+def test_outlook_and_level_come_first_then_chart_plan_mix_signature(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """A student reads, in order: outlook, chart, next level, why, dated plan, mix, advisor."""
+    letter = render_one(tmp_path, table)
+    text = check_html(letter.html).plain
+    order = [
+        "Competitive for many programs", "Level 4 of 5", "Your Step 2 CK on the scale",
+        "Middle half of applicants who matched", "To reach the next level", "255+",
+        "Why", "Your next four weeks", "By Thu 26 Nov", "Your program list",
+        "4 reach", "10 solid", "6 safety", "Dr. Rosa Ortiz", "rosa.ortiz@school.edu",
+        "not a guarantee", "Rules version 2026.1",
+    ]
+    positions = [text.find(item) for item in order]
+    assert -1 not in positions, [o for o, p in zip(order, positions, strict=True) if p == -1]
+    assert positions == sorted(positions)
+    assert "parallel plan" not in text.lower()  # level 4: no parallel plan
+
+
+def test_chart_shows_score_against_marks_and_nrmp_quartiles(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """Bars for the score, solid and excellent marks, and the NRMP Q1-Q3 range, in percent."""
+    letter = render_one(tmp_path, table)
+    spec = table.get("Emergency Medicine")
+    assert f"{spec.nrmp_q1}-{spec.nrmp_q3}" in letter.text
+    assert "- Your Step 2 CK: 248" in letter.text
+    assert "- Solid mark: 245" in letter.text and "- Excellent mark: 255" in letter.text
+    assert "inside the middle half of applicants who matched" in letter.text
+    bars = re.findall(r"height:12px;padding:0;width:(\d+)%;background-color", letter.html)
+    widths = [int(w) for w in bars]
+    assert len(widths) == 4 and all(1 <= w <= 100 for w in widths)
+    score_bar, solid_bar, excellent_bar = widths[:3]
+    assert solid_bar < score_bar < excellent_bar
+
+
+def test_pending_student_gets_a_target_range_and_a_plan(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """No score yet: the letter gives the target range, the score for each level and a plan."""
+    record, evaluation, _ = CASES["pending_late"]
+    letter = render_one(tmp_path, table, record, evaluation)
+    assert "We do not have your Step 2 CK score yet" in letter.text
+    assert "- Your target range: 240-250" in letter.text
+    assert "WHAT EACH SCORE WOULD MEAN" in letter.text
+    assert "- 250 or more: Very competitive (level 5)" in letter.text
+    assert "From Tue 24 Nov: Do two full passes" in letter.text
+    # Late exam date: a callout with the dates, not a duplicate reason.
+    assert "is too late" in letter.text and "26 August 2026" in letter.text
+    assert "will not be out by" not in letter.text
+    assert "an advisor at the Office of Student Affairs" not in letter.text  # no meeting needed
+
+
+def test_parallel_plan_and_advisor_meeting_at_level_one(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """Level 1: the parallel specialties with NRMP medians, and a dated meeting with an advisor."""
+    record, evaluation, _ = CASES["at_risk_parallel"]
+    letter = render_one(tmp_path, table, record, evaluation)
+    fm = table.get("Family Medicine")
+    assert f"- Family Medicine (matched median {fm.nrmp_median})" in letter.text
+    assert "By Tue 8 Dec: Meet an advisor at the Office of Student Affairs" in letter.text
+    assert "1 reach, 5 solid and 14 safety" in letter.text
+    assert "Surgery clerkship grade was a Conditional Pass" in letter.text
+    # No advisor on the roster: the office signs and its address is the one to write to.
+    assert "write to Office of Student Affairs, advising@school.edu" in letter.text
+    assert letter.reply_to == "advising@school.edu"
+
+
+def test_reply_to_is_the_advisor_only_inside_the_allowed_domains(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """An advisor address outside the school's domains falls back to the office's reply-to."""
+    inside = render_one(tmp_path, table)
+    assert inside.reply_to == "rosa.ortiz@school.edu"
+    outside = render_one(tmp_path, table, make_student(advisor_email="rosa@gmail.com"))
+    assert outside.reply_to == "advising@school.edu"
+    assert "rosa@gmail.com" not in outside.text and "rosa@gmail.com" not in outside.html
+    injected = render_one(
+        tmp_path, table, make_student(advisor_email="a@school.edu\r\nBcc: x@evil.com")
+    )
+    assert injected.reply_to == "advising@school.edu"
+
+
+# --- what changed, and the content hash -------------------------------------------------------
+
+
+def test_changed_outlook_says_what_changed_since_the_last_letter(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """A later letter names the old and new outlook and score, and the date of the last one."""
+    record, evaluation, previous = CASES["failure_changed"]
+    letter = render_one(tmp_path, table, record, evaluation, previous)
+    assert letter.changes == (
+        'Your outlook moved up from "Reach: apply broadly, with explanation" (level 2) to '
+        '"Matchable, with explanation" (level 3).',
+        "Your Step 2 CK on file changed from 238 to 252.",
+    )
+    assert "WHAT CHANGED SINCE YOUR LETTER OF 1 OCTOBER 2026" in letter.text
+    assert "What changed since your letter of 1 October 2026" in letter.html
+    assert letter.subject.startswith("Updated: ")
+
+
+def test_describe_changes_covers_score_arriving_specialty_and_band() -> None:
+    """Each kind of change gets one plain sentence; nothing changed says nothing."""
+    before = LetterSummary(3, "Pending Step 2 CK", "pending", None, "Internal Medicine")
+    after = LetterSummary(5, "Very competitive", "excellent", 255, "Internal Medicine")
+    assert describe_changes(before, after) == (
+        'Your outlook moved up from "Pending Step 2 CK" (level 3) to "Very competitive" '
+        "(level 5).",
+        "Your Step 2 CK score is now on file: 255.",
+    )
+    moved = dataclasses.replace(after, specialty="Pediatrics")
+    assert describe_changes(after, moved)[0].startswith("Your specialty on file changed")
+    band = dataclasses.replace(after, band="solid")
+    assert "changed from excellent to solid" in describe_changes(after, band)[0]
+    assert describe_changes(after, after) == ()
+    assert describe_changes(None, after) == ()
+
+
+def test_content_hash_ignores_run_date_and_changes_but_not_content(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """Same letter tomorrow, with a what-changed section or a new rules version: same hash."""
+    base = render_one(tmp_path, table)
+    tomorrow = render_one(tmp_path, table, settings=make_settings(today=date(2026, 12, 1)))
+    assert tomorrow.text != base.text and tomorrow.content_hash == base.content_hash
+    prev = LetterSummary(2, "Reach", "below", 238, "Emergency Medicine", date(2026, 10, 1))
+    with_changes = render_one(tmp_path, table, previous=prev)
+    assert with_changes.changes and with_changes.content_hash == base.content_hash
+    rescored = render_one(
+        tmp_path, table, make_student(step2_score=250), make_evaluation(step2_score=250)
+    )
+    assert rescored.content_hash != base.content_hash
+    readdressed = render_one(tmp_path, table, make_student(email="new@school.edu"))
+    assert readdressed.content_hash != base.content_hash
+    new_version = render_one(tmp_path, table, evaluation=make_evaluation(rules_version="2027.1"))
+    assert "Rules version 2027.1" in new_version.text
+    assert new_version.content_hash == base.content_hash
+
+
+def test_summary_is_what_the_ledger_keeps(tmp_path: Path, table: SpecialtyTable) -> None:
+    """The letter carries the outlook summary the ledger stores when it goes out."""
+    letter = render_one(tmp_path, table)
+    assert letter.summary == summarize(make_evaluation())
+    assert letter.summary == LetterSummary(4, "Competitive for many programs", "solid", 248,
+                                           "Emergency Medicine")
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def test_letters_are_written_atomically_under_safe_names(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """<id>.html and <id>.txt per student; unsafe IDs are cleaned; no temporary file remains."""
+    ids = ["00123", "../etc/passwd", "a b/c", "A-1_ok"]
+    records = [make_student(i) for i in ids]
+    evaluations = {i: make_evaluation(i) for i in ids}
+    held = make_student("HELD")  # no evaluation: held back by a problem, no letter
+    out = tmp_path / "letters"
+    letters = render_letters([*records, held], evaluations, table, make_settings(), {}, out)
+    assert [lt.student_id for lt in letters] == ids
+    names = sorted(p.name for p in out.iterdir())
+    stems = [safe_filename(i) for i in ids]
+    assert names == sorted([f"{s}.html" for s in stems] + [f"{s}.txt" for s in stems])
+    assert safe_filename("00123") == "00123" and safe_filename("A-1_ok") == "A-1_ok"
+    assert "/" not in safe_filename("../etc/passwd") and ".." not in safe_filename("../x")
+    assert safe_filename("a/b") != safe_filename("a_b")
+    assert (out / "00123.html").read_text(encoding="utf-8") == letters[0].html
+    assert (out / "00123.txt").read_text(encoding="utf-8") == letters[0].text
+    assert not (tmp_path / "etc").exists()
+
+
+def test_subject_never_names_the_student(tmp_path: Path, table: SpecialtyTable) -> None:
+    """The subject is one line with neither the name nor the ID, even if settings hold CR/LF."""
+    record = make_student("ZX9", name="Unique Person")
+    letter = render_one(
+        tmp_path, table, record, make_evaluation("ZX9"),
+        settings=make_settings(office_name="Office\r\nBcc: evil@example.com"),
+    )
+    assert "\n" not in letter.subject and "\r" not in letter.subject
+    assert "Unique" not in letter.subject and "ZX9" not in letter.subject
+
+
+# --- template errors name the template --------------------------------------------------------
+
+
+@pytest.fixture
+def template_copy(tmp_path: Path) -> Iterator[Path]:
+    """A copy of the templates folder a test may break."""
+    folder = tmp_path / "templates"
+    shutil.copytree(PROJECT_ROOT / "templates", folder)
+    yield folder
+
+
+def test_missing_field_in_a_template_fails_naming_it(
+    template_copy: Path, tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """StrictUndefined: a misspelt field stops the run instead of printing a blank."""
+    path = template_copy / "letter.txt.j2"
+    path.write_text(path.read_text(encoding="utf-8") + "{{ advisr }}\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"letter\.txt\.j2.*advisr"):
+        render_one(tmp_path, table, settings=make_settings(templates_dir=template_copy))
+
+
+def test_jinja_tag_inside_an_html_tag_is_refused_at_load(template_copy: Path) -> None:
+    """CSS is inlined into the template source, so a tag must sit between elements."""
+    path = template_copy / "letter.html.j2"
+    source = path.read_text(encoding="utf-8")
+    path.write_text(
+        source.replace('<div class="card">', '<div {% if level %}class="card"{% endif %}>'),
+        encoding="utf-8",
+    )
+    with pytest.raises(SettingsError, match="letter.html.j2: a Jinja tag sits where"):
+        load_templates(template_copy)
+
+
+def test_missing_template_names_the_setting(tmp_path: Path) -> None:
+    """An empty templates folder fails with the file and ADVISING_TEMPLATES_DIR."""
+    with pytest.raises(SettingsError, match="ADVISING_TEMPLATES_DIR"):
+        load_templates(tmp_path)
+
+
+# --- with the real rules ----------------------------------------------------------------------
+
+
+def test_letters_from_the_rules_engine_are_complete_and_valid(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """Every specialty, Step 1 history and score the rules can see gives a full, valid letter."""
+    rules = pytest.importorskip("residency_rules.rules")
+    records = []
+    scores: tuple[int | None, ...] = (None, 210, 236, 244, 251, 258, 268)
+    for i, spec in enumerate(table.specialties):
+        for j, score in enumerate(scores):
+            for attempts in (1, 2, 3):
+                records.append(make_student(
+                    f"R{i:02d}{j}{attempts}", specialty=spec.name, step2_score=score,
+                    step1_attempts=attempts, step2_date=date(2026, 9, 1) if score is None else None,
+                    step1_result="fail" if attempts == 3 and j == 0 else "pass",
+                ))
+    evaluations = rules.evaluate_all(
+        records, table, review_start=date(2026, 9, 23), today=date(2026, 6, 1)
+    )
+    letters = render_letters(
+        records, {e.student_id: e for e in evaluations}, table, make_settings(), {},
+        tmp_path / "letters",
+    )
+    assert len(letters) == len(records)
+    for letter, evaluation in zip(letters, evaluations, strict=True):
+        plain = check_html(letter.html).plain
+        assert evaluation.label in plain and f"Level {evaluation.level} of 5" in plain
+        assert "Your next four weeks" in plain and "not a guarantee" in plain
+        assert "None" not in plain.split() and "None" not in letter.text.split()
+        if evaluation.level <= 2:
+            assert "Your parallel plan" in plain
