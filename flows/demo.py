@@ -96,6 +96,10 @@ def demo_rows(n: int, seed: int = 2027) -> list[list[object]]:
         research: object = rng.choices((0, 1, 2, 3, 5, 8, None), (20, 25, 20, 15, 10, 5, 5))[0]
         letters = rng.choices(("Strong", "Average", "Weak", None), (40, 40, 8, 12))[0]
         adv_name, adv_user = rng.choice(ADVISORS)
+        if i % 97 == 96:
+            specialty = "Dermatolgy"  # a typo, as offices make: the Problems sheet explains it
+        if i % 113 == 112 and score is not None:
+            score = 2450  # an extra digit typed
         rows.append([
             sid, last, first, f"{first[0].lower()}{i}@{DOMAIN}".replace("ł", "l"),
             result, attempts, margin, score, exam_date, specialty, *grades, research, letters,
@@ -105,7 +109,7 @@ def demo_rows(n: int, seed: int = 2027) -> list[list[object]]:
 
 
 def write_demo_roster(path: Path, students: int = 150, seed: int = 2027) -> Path:
-    """Write a synthetic roster workbook shaped like a real office's (title rows above the header)."""
+    """Write a synthetic roster shaped like a real office's (title rows above the header)."""
     wb = Workbook(write_only=True)
     ws = wb.create_sheet("Roster")
     ws.append(["Class of 2027: residency advising roster (synthetic demo data)"])

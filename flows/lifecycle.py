@@ -111,7 +111,7 @@ def sha256_of(path: Path) -> str:
 
 
 def free_name(target: Path) -> Path:
-    """Return target, or target with a -2, -3 ... suffix when the name is taken (never overwrite)."""
+    """Return target, or target with a -2, -3 ... suffix when taken (never overwrite)."""
     if not target.exists():
         return target
     n = 2
@@ -136,7 +136,7 @@ def move_processed(path: Path, input_dir: Path, moment: datetime) -> Path:
 
 
 def move_rejected(path: Path, input_dir: Path, moment: datetime, problems: list[str]) -> Path:
-    """Move an unreadable roster to input/rejected/ with a plain-language .problems.txt beside it."""
+    """Move an unreadable roster to input/rejected/ with a plain-language .problems.txt."""
     folder = input_dir / "rejected"
     folder.mkdir(parents=True, exist_ok=True)
     target = free_name(folder / f"{path.stem}-{_stamp(moment)}{path.suffix}")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from residency_rules.errors import SettingsError
 
@@ -16,7 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    """Every knob the office or IT may turn, from ADVISING_* environment variables or a .env file."""
+    """Every knob the office or IT may turn: ADVISING_* environment variables or a .env file."""
 
     model_config = SettingsConfigDict(
         env_prefix="ADVISING_", env_file=".env", extra="ignore", frozen=True
@@ -70,11 +69,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _smtp_complete(self) -> Settings:
         if self.delivery == "smtp":
-            missing = [
-                name
-                for name, val in (("ADVISING_SMTP_HOST", self.smtp_host), ("ADVISING_MAIL_FROM", self.mail_from))
-                if not val
-            ]
+            required = (
+                ("ADVISING_SMTP_HOST", self.smtp_host),
+                ("ADVISING_MAIL_FROM", self.mail_from),
+            )
+            missing = [name for name, value in required if not value]
             if not self.allowed_email_domains:
                 missing.append("ADVISING_ALLOWED_EMAIL_DOMAINS")
             if missing:

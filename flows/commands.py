@@ -1,0 +1,160 @@
+"""What each CLI command does, as plain functions: the CLI parses, these act and report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flows.settings import load_settings
+from residency_rules.errors import AdvisingError
+
+STATUS_WORDS = {
+    "done": "processed",
+    "unchanged": "unchanged",
+    "rejected": "REJECTED",
+    "busy": "skipped",
+    "failed": "STOPPED",
+    "waiting": "waiting",
+}
+
+
+def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
+    """Run the flow over the drop folder once and print what happened, roster by roster."""
+    settings = load_settings(
+        **{k: v for k, v in (("input_dir", input_dir), ("output_dir", output_dir)) if v}
+    )
+    from flows.lifecycle import is_ignored
+
+    folder = settings.input_dir
+    if not folder.is_dir() or not any(
+        p.is_file() and not is_ignored(p) for p in folder.iterdir()
+    ):
+        print(
+            f"No roster in {settings.input_dir}/. Drop an .xlsx roster there, "
+            "or run `advising demo` to create a sample one."
+        )
+        return 0
+    _start_services()
+    from flows.pipeline import RunIncomplete, advising_run
+
+    try:
+        outcomes = advising_run(str(settings.input_dir), str(settings.output_dir))
+    except RunIncomplete as exc:
+        for outcome in exc.outcomes:
+            print(describe(outcome))
+        return 1
+    for outcome in outcomes:
+        print(describe(outcome))
+    return 1 if any(o["status"] == "rejected" for o in outcomes) else 0
+
+
+def _start_services() -> None:
+    """Start Great Expectations and the temporary Prefect server side by side.
+
+    Both take seconds to start; the server is a subprocess, so overlapping the two halves the
+    fixed cost of a run. With PREFECT_API_URL set, the configured server is used instead.
+    """
+    from flows.validation import warm_up
+
+    warm_up()
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if not PREFECT_API_URL.value() and PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        from prefect.server.api.server import SubprocessASGIServer
+
+        SubprocessASGIServer().start()
+
+
+def describe(outcome: dict[str, Any]) -> str:
+    """Say in one or two lines what happened to a roster, for someone who is not a programmer."""
+    word = STATUS_WORDS.get(outcome["status"], outcome["status"])
+    head = f"{outcome['file']}: {word}"
+    c = outcome.get("counts") or {}
+    if outcome["status"] in ("done", "unchanged") and c:
+        levels = c.get("by_outlook_level", {})
+        at_risk = levels.get("1", 0) + levels.get("2", 0)
+        held = c.get("held_with_problems", 0)
+        if outcome.get("delivery") == "smtp":
+            mail = (
+                f"email: {c.get('emails_sent', 0)} sent, {c.get('emails_unchanged', 0)} "
+                f"unchanged since the last letter, {c.get('emails_failed', 0)} failed"
+            )
+        else:
+            mail = (
+                f"outbox: {c.get('emails_sent', 0)} new .eml files, "
+                f"{c.get('emails_unchanged', 0)} unchanged (nothing is sent in outbox mode)"
+            )
+        skipped = c.get("emails_skipped", 0)
+        lines = [
+            f"{head}: {c.get('rows', 0)} students, {c.get('evaluated', 0)} evaluated, "
+            f"{at_risk} at risk (level 1-2), {held} held: see the Problems sheet",
+            f"  letters: {c.get('letters_written', 0)} written; {mail}"
+            + (f"; {skipped} without a usable address" if skipped else ""),
+            f"  results: {outcome['output']}/  (roster {outcome['message']})",
+        ]
+        return "\n".join(lines)
+    if outcome["status"] == "rejected":
+        return f"{head}: {outcome['message']}\n  moved to {outcome['output']} with a .problems.txt"
+    return f"{head}: {outcome['message']}"
+
+
+def check(file: Path) -> int:
+    """Validate one roster, print its problems, and exit 1 when there are any."""
+    from flows.pipeline import load_table
+    from flows.validation import check_file, format_problems
+    from residency_rules.errors import RosterError
+
+    settings = load_settings()
+    if not file.is_file():
+        raise AdvisingError(f"{file}: no such file; give the path of a roster workbook (.xlsx)")
+    try:
+        roster = check_file(file, settings, load_table(settings))
+    except RosterError as exc:
+        print(f"{file}: cannot be read as a roster.")
+        for problem in exc.problems:
+            print(f"  - {problem}")
+        return 1
+    if not roster.problems:
+        print(f"{file}: {len(roster.row_ids)} students, no problems found.")
+        return 0
+    held = len(roster.held_rows())
+    print(
+        f"{file}: {len(roster.row_ids)} students, {len(roster.problems)} problem(s); "
+        f"{held} row(s) would be held (no letter) until fixed.\n"
+    )
+    print(format_problems(roster.problems))
+    return 1
+
+
+def template(path: Path) -> int:
+    """Write a blank roster for the office to fill in."""
+    from flows.pipeline import load_table
+    from flows.template import write_template
+
+    if path.exists():
+        raise AdvisingError(f"{path} already exists; choose another name (nothing was overwritten)")
+    write_template(path, load_table(load_settings()))
+    print(f"Wrote a blank roster to {path}. Fill one row per student, then drop it into input/.")
+    return 0
+
+
+def demo(students: int, out: Path | None, seed: int) -> int:
+    """Write the synthetic roster into the drop folder."""
+    from flows.demo import write_demo_roster
+
+    if students < 1:
+        raise AdvisingError("--students must be at least 1")
+    target = out or load_settings().input_dir / "demo-roster.xlsx"
+    write_demo_roster(target, students, seed)
+    print(
+        f"Wrote {students} made-up students to {target}. "
+        "Run `advising run` to process it."
+    )
+    return 0
+
+
+def serve() -> int:
+    """Register the nightly deployment on the configured Prefect server and run its schedule."""
+    from flows.schedule import serve_nightly
+
+    return serve_nightly(load_settings())

@@ -1,0 +1,354 @@
+"""The nightly flow: every roster in the drop folder, through each stage, as Prefect tasks.
+
+Tasks are stages (ingest, validate, evaluate, render, deliver, write); per-student work is
+batched inside them, never a task of its own. Logs carry counts and student IDs only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows import intake, lifecycle, validation
+from flows.delivery import (
+    DeliveryReport,
+    check_delivery_settings,
+    deliver,
+    resolve_smtp_password,
+)
+from flows.ledger import Ledger
+from flows.letters import Letter, render_letters, safe_filename
+from flows.roster import Roster
+from flows.settings import Settings, load_settings
+from flows.workbook import LetterCell, write_annotated
+from residency_rules.errors import AdvisingError, RosterError
+from residency_rules.records import Evaluation
+from residency_rules.rules import evaluate_all
+from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
+
+LEDGER_NAME = "delivery-ledger.sqlite"
+
+
+class RunIncomplete(AdvisingError):
+    """At least one roster stopped; carries every roster's outcome for the summary."""
+
+    def __init__(self, outcomes: list[dict[str, Any]]) -> None:
+        stopped = [o["file"] for o in outcomes if o["status"] == "failed"]
+        super().__init__(f"{len(stopped)} roster(s) stopped: {', '.join(stopped)}")
+        self.outcomes = outcomes
+
+
+@dataclass
+class RosterOutcome:
+    """What happened to one roster, for the CLI summary and the run artifact."""
+
+    file: str
+    status: str  # "done", "unchanged", "rejected", "busy", "failed", "waiting"
+    message: str = ""
+    counts: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+    delivery: str = ""
+
+
+def load_table(settings: Settings) -> SpecialtyTable:
+    """Load the office's edited specialty table when configured, else the packaged one."""
+    if settings.specialty_table is None:
+        return load_default_table()
+    path = settings.specialty_table
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AdvisingError(
+            f"ADVISING_SPECIALTY_TABLE: cannot read {path} ({exc.strerror}); "
+            "fix the path or unset it to use the table shipped with the product"
+        ) from None
+    return parse_table(text, str(path))
+
+
+# Stage tasks: each a few lines calling the domain or an I/O module. No caching: inputs are
+# large in-memory records, and a nightly run must always look at today's file.
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest_stage(path: Path, settings: Settings, table: SpecialtyTable) -> Roster:
+    """Read the roster workbook into normalised records and row problems."""
+    return intake.ingest(path, settings, table)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate_stage(
+    roster: Roster, settings: Settings, table: SpecialtyTable, docs_dir: Path
+) -> Roster:
+    """Run the Great Expectations suite and hold every row with a problem."""
+    return validation.validate(roster, settings, table, docs_dir)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_stage(roster: Roster, settings: Settings, table: SpecialtyTable) -> list[Evaluation]:
+    """Apply the outlook rules to every row that passed validation."""
+    return evaluate_all(
+        roster.records, table, review_start=settings.review_start, today=settings.run_date()
+    )
+
+
+@task(name="render letters", cache_policy=NO_CACHE)
+def render_stage(
+    roster: Roster,
+    evaluations: list[Evaluation],
+    table: SpecialtyTable,
+    settings: Settings,
+    ledger: Ledger,
+    letters_dir: Path,
+) -> list[Letter]:
+    """Render every letter to disk first, so sending is a separate, resumable step."""
+    by_id = {e.student_id: e for e in evaluations}
+    previous = ledger.previous_summaries(by_id)
+    return render_letters(roster.records, by_id, table, settings, previous, letters_dir)
+
+
+@task(name="deliver", cache_policy=NO_CACHE)
+def deliver_stage(
+    letters: list[Letter], settings: Settings, ledger: Ledger, outbox_dir: Path
+) -> DeliveryReport:
+    """Hand the letters to the outbox or the relay; the ledger skips what was already sent."""
+    return deliver(letters, settings, ledger, outbox_dir, resolve_smtp_password(settings))
+
+
+@task(name="write workbook", cache_policy=NO_CACHE)
+def workbook_stage(
+    roster: Roster,
+    evaluations: list[Evaluation],
+    report: DeliveryReport,
+    out_path: Path,
+) -> None:
+    """Write the office's workbook back with annotations, a Summary and a Problems sheet."""
+    by_id = {e.student_id: e for e in evaluations}
+    held = roster.held_rows()
+    cells: dict[str, LetterCell] = {}
+    for row, sid in roster.row_ids.items():
+        if row in held or sid not in by_id:
+            cells[sid] = LetterCell("Held: see Problems", None)
+        else:
+            cells[sid] = LetterCell(
+                report.status.get(sid, "Written"), f"letters/{safe_filename(sid)}.html"
+            )
+    write_annotated(roster, by_id, cells, out_path)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(time.perf_counter() - start, 3)
+
+
+def fingerprint(settings: Settings, table: SpecialtyTable) -> str:
+    """Digest everything besides the roster that shapes the outputs, to recognise a no-op re-run."""
+    digest = hashlib.sha256()
+    # The whole table, rules included: an office may edit a label without raising `version`.
+    digest.update(repr(table).encode())
+    for path in sorted(settings.templates_dir.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    relevant = settings.model_dump(
+        exclude={"smtp_password", "input_dir", "output_dir", "today", "quiet_seconds"}
+    )
+    digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def _previous_run(run_json: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(run_json.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def process_roster(
+    path: Path, settings: Settings, table: SpecialtyTable, print_fp: str
+) -> RosterOutcome:
+    """Run one roster through every stage, under its lock; outputs land atomically."""
+    logger = get_run_logger()
+    started = datetime.now().astimezone()
+    out_dir = settings.output_dir / path.stem
+    run_json = out_dir / "run.json"
+    timings: dict[str, float] = {}
+    sha = lifecycle.sha256_of(path)
+
+    previous = _previous_run(run_json)
+    if (
+        previous.get("status") == "complete"
+        and previous.get("input", {}).get("sha256") == sha
+        and previous.get("fingerprint") == print_fp
+        and previous.get("counts", {}).get("emails_failed", 0) == 0
+    ):
+        moved = lifecycle.move_processed(path, settings.input_dir, started)
+        logger.info("Roster %s unchanged since %s: nothing to do", path.name, previous.get("end"))
+        return RosterOutcome(
+            path.name, "unchanged",
+            f"identical to the roster processed {previous.get('end', '')[:16]}; nothing sent; "
+            f"kept in {moved.parent}",
+            previous.get("counts", {}), str(out_dir), previous.get("delivery", ""),
+        )
+
+    try:
+        with _timed(timings, "ingest"):
+            roster = ingest_stage(path, settings, table)
+    except RosterError as exc:
+        target = lifecycle.move_rejected(path, settings.input_dir, started, exc.problems)
+        logger.warning("Roster %s rejected: moved to %s", path.name, target)
+        return RosterOutcome(path.name, "rejected", str(exc), {}, str(target))
+
+    with _timed(timings, "validate"):
+        roster = validate_stage(roster, settings, table, out_dir / "validation")
+    with _timed(timings, "evaluate"):
+        evaluations = evaluate_stage(roster, settings, table)
+
+    with Ledger(settings.output_dir / LEDGER_NAME) as ledger:
+        with _timed(timings, "letters"):
+            letters = render_stage(
+                roster, evaluations, table, settings, ledger, out_dir / "letters"
+            )
+        with _timed(timings, "delivery"):
+            report = deliver_stage(letters, settings, ledger, out_dir / "outbox")
+    with _timed(timings, "workbook"):
+        workbook_stage(
+            roster, evaluations, report, out_dir / f"{path.stem}-annotated{path.suffix}"
+        )
+
+    levels = Counter(e.level for e in evaluations)
+    held = roster.held_rows()
+    counts: dict[str, Any] = {
+        "rows": len(roster.row_ids),
+        "evaluated": len(evaluations),
+        "held_with_problems": len(held),
+        "problems": len(roster.problems),
+        "by_outlook_level": {str(k): levels.get(k, 0) for k in range(1, 6)},
+        "letters_written": len(letters),
+        "emails_sent": report.sent,
+        "emails_unchanged": report.unchanged,
+        "emails_failed": report.failed,
+        "emails_skipped": report.skipped,
+    }
+    ended = datetime.now().astimezone()
+    record = {
+        "status": "complete",
+        "input": {"file": path.name, "sha256": sha},
+        "rules_version": table.version,
+        "fingerprint": print_fp,
+        "delivery": settings.delivery,
+        "counts": counts,
+        "timings_seconds": timings,
+        "start": started.isoformat(timespec="seconds"),
+        "end": ended.isoformat(timespec="seconds"),
+    }
+    lifecycle.write_atomic(run_json, json.dumps(record, indent=2).encode("utf-8"))
+    moved = lifecycle.move_processed(path, settings.input_dir, ended)
+    logger.info(
+        "Roster %s: %d rows, %d evaluated, %d held, %d letters, %d sent, %d unchanged, %d failed",
+        path.name, counts["rows"], counts["evaluated"], counts["held_with_problems"],
+        counts["letters_written"], report.sent, report.unchanged, report.failed,
+    )
+    return RosterOutcome(
+        path.name, "done", f"kept in {moved.parent}", counts, str(out_dir), settings.delivery
+    )
+
+
+@flow(name="advising-nightly", log_prints=False)
+def advising_run(
+    input_dir: str | None = None, output_dir: str | None = None
+) -> list[dict[str, Any]]:
+    """Process every ready roster in the drop folder once (what the nightly schedule runs)."""
+    overrides: dict[str, Any] = {}
+    if input_dir:
+        overrides["input_dir"] = Path(input_dir)
+    if output_dir:
+        overrides["output_dir"] = Path(output_dir)
+    settings = load_settings(**overrides)
+    check_delivery_settings(settings)  # a wrong relay setting stops the run before any work
+    table = load_table(settings)
+    print_fp = fingerprint(settings, table)
+    logger = get_run_logger()
+    outcomes: list[RosterOutcome] = []
+    for drop in lifecycle.scan(settings.input_dir, settings.quiet_seconds):
+        if not drop.ready:
+            outcomes.append(RosterOutcome(drop.path.name, "waiting", drop.reason))
+            continue
+        try:
+            with lifecycle.roster_lock(settings.output_dir, drop.path.stem):
+                if not drop.path.exists():  # another run finished it while we waited
+                    continue
+                outcomes.append(process_roster(drop.path, settings, table, print_fp))
+        except lifecycle.RosterBusy:
+            outcomes.append(RosterOutcome(drop.path.name, "busy", "another run is processing it"))
+        except AdvisingError as exc:
+            logger.error("Roster %s stopped: %s", drop.path.name, exc)
+            outcomes.append(RosterOutcome(drop.path.name, "failed", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one roster's bug must not stop the others
+            outcomes.append(_crashed(drop.path, settings.output_dir, exc))
+            logger.error(
+                "Roster %s stopped by an unexpected %s; see its error.log",
+                drop.path.name, type(exc).__name__,
+            )
+    _publish_artifact(outcomes)
+    result = [o.__dict__ for o in outcomes]
+    if any(o.status == "failed" for o in outcomes):
+        # Fail the flow run, so IT sees it in Prefect, while the CLI still reports every roster.
+        raise RunIncomplete(result)
+    return result
+
+
+def _crashed(path: Path, output_dir: Path, exc: Exception) -> RosterOutcome:
+    """Keep a bug's details for IT in the roster's output folder, out of the logs.
+
+    The traceback may quote row values, so it goes to output/ (office eyes only), never to the
+    console or Prefect. The roster stays in input/ and the next run starts it again.
+    """
+    import traceback
+
+    log = output_dir / path.stem / "error.log"
+    details = "".join(traceback.format_exception(exc))
+    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    lifecycle.write_atomic(log, f"{stamp} processing {path.name}\n{details}".encode())
+    return RosterOutcome(
+        path.name, "failed",
+        f"stopped by an unexpected error ({type(exc).__name__}); the roster stays in the input "
+        f"folder for the next run. Please send {log} to IT.",
+    )
+
+
+def _publish_artifact(outcomes: list[RosterOutcome]) -> None:
+    """Publish a per-run summary table to Prefect: counts only, never names, scores or grades."""
+    lines = [
+        "| roster | status | rows | evaluated | held | L1 | L2 | L3 | L4 | L5 | letters "
+        "| sent | unchanged | failed |",
+        "|---" * 14 + "|",
+    ]
+    for o in outcomes:
+        c = o.counts
+        lv = c.get("by_outlook_level", {})
+        lines.append(
+            f"| {o.file} | {o.status} | {c.get('rows', '')} | {c.get('evaluated', '')} | "
+            f"{c.get('held_with_problems', '')} | "
+            + " | ".join(str(lv.get(str(k), "")) for k in range(1, 6))
+            + f" | {c.get('letters_written', '')} | {c.get('emails_sent', '')} | "
+            f"{c.get('emails_unchanged', '')} | {c.get('emails_failed', '')} |"
+        )
+    if not outcomes:
+        lines.append("| (no roster in the input folder) | | | | | | | | | | | | | |")
+    create_markdown_artifact("\n".join(lines), key="advising-run-summary",
+                             description="Rosters processed in this run (counts only)")

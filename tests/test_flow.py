@@ -1,0 +1,181 @@
+"""The spine: a dropped roster becomes a workbook, letters, an outbox and run.json."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from flows.demo import write_demo_roster
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def _run() -> list[dict]:
+    from flows.pipeline import advising_run
+
+    return advising_run()
+
+
+def _drop_demo(workdir: Path, students: int = 12, name: str = "class-2027.xlsx") -> Path:
+    return write_demo_roster(workdir / "input" / name, students, seed=7)
+
+
+def _add_bad_row(path: Path) -> int:
+    """Append a row with an impossible Step 2 CK score; return its Excel row number."""
+    wb = openpyxl.load_workbook(path)
+    ws = wb["Roster"]
+    row = ws.max_row + 1
+    header = [c.value for c in ws[3]]
+    values = dict.fromkeys(header)
+    values.update({
+        "Student ID": "0999999", "Last Name": "Doe", "First Name": "Jan",
+        "Email": "jan@students.example.edu", "Step 1 Result": "Pass", "Step 2 CK": 320,
+        "Preferred Specialty": "Pediatrics",
+    })
+    for col, key in enumerate(header, start=1):
+        ws.cell(row=row, column=col, value=values[key])
+    wb.save(path)
+    return row
+
+
+def test_a_dropped_roster_yields_every_output(workdir: Path) -> None:
+    """One run writes the annotated workbook, a letter and an .eml per student, and run.json."""
+    roster = _drop_demo(workdir)
+    bad_row = _add_bad_row(roster)
+    original = roster.read_bytes()
+
+    outcomes = _run()
+
+    assert [o["status"] for o in outcomes] == ["done"]
+    out = workdir / "output" / "class-2027"
+    run = json.loads((out / "run.json").read_text())
+    counts = run["counts"]
+    assert counts["rows"] == 13
+    assert counts["held_with_problems"] == 1
+    assert counts["evaluated"] == 12
+    assert sum(counts["by_outlook_level"].values()) == 12
+    assert counts["letters_written"] == 12
+    assert len(list((out / "letters").glob("*.html"))) == 12
+    assert len(list((out / "letters").glob("*.txt"))) == 12
+    assert len(list((out / "outbox").glob("*.eml"))) == 12
+    assert run["input"]["file"] == "class-2027.xlsx"
+    assert set(run["timings_seconds"]) >= {"ingest", "validate", "evaluate", "letters",
+                                          "delivery", "workbook"}
+
+    # The roster left input/ unchanged, byte for byte, into processed/.
+    assert not roster.exists()
+    kept = list((workdir / "input" / "processed").rglob("*.xlsx"))
+    assert len(kept) == 1 and kept[0].read_bytes() == original
+
+    # The annotated workbook marks the bad row as held and lists the problem.
+    wb = openpyxl.load_workbook(out / "class-2027-annotated.xlsx")
+    ws = wb["Roster"]
+    header = {c.value: c.column for c in ws[3] if c.value}
+    assert ws.cell(bad_row, header["Letter"]).value.startswith("Held")
+    problems = wb["Problems"]
+    assert any("320" in str(c.value) for row in problems.iter_rows() for c in row)
+
+
+def test_each_letter_states_the_students_outlook(workdir: Path) -> None:
+    """The HTML letter parses and carries the outlook the workbook shows for that student."""
+    _drop_demo(workdir, 6)
+    _run()
+    out = workdir / "output" / "class-2027"
+    wb = openpyxl.load_workbook(out / "class-2027-annotated.xlsx")
+    ws = wb["Roster"]
+    header = {c.value: c.column for c in ws[3] if c.value}
+    checked = 0
+    for row in range(4, ws.max_row + 1):
+        sid = ws.cell(row, header["Student ID"]).value
+        outlook = ws.cell(row, header["Outlook"]).value
+        if not sid or not outlook:
+            continue
+        html = (out / "letters" / f"{sid}.html").read_text(encoding="utf-8")
+        text = _visible_text(html)
+        assert outlook in text
+        checked += 1
+    assert checked == 6
+
+
+def test_outbox_messages_are_multipart_and_keep_names_out_of_the_subject(workdir: Path) -> None:
+    """Each .eml is text + HTML alternatives, with neither the student's name nor ID in it."""
+    _drop_demo(workdir, 4)
+    _run()
+    emls = sorted((workdir / "output" / "class-2027" / "outbox").glob("*.eml"))
+    assert len(emls) == 4
+    for path in emls:
+        msg = email.message_from_bytes(path.read_bytes())
+        assert msg.get_content_type() == "multipart/alternative"
+        kinds = [part.get_content_type() for part in msg.get_payload()]
+        assert kinds == ["text/plain", "text/html"]
+        assert msg["To"].endswith("@students.example.edu")
+        assert path.stem not in msg["Subject"]
+
+
+def test_dropping_the_same_roster_again_sends_nothing_new(workdir: Path) -> None:
+    """A second run on identical content is recognised by its hash and mails nobody."""
+    roster = _drop_demo(workdir, 5)
+    data = roster.read_bytes()
+    first = _run()
+    assert first[0]["counts"]["letters_written"] == 5
+    roster.write_bytes(data)
+    os.utime(roster, (0, 0))
+    second = _run()
+    assert second[0]["status"] == "unchanged"
+    emls = list((workdir / "output" / "class-2027" / "outbox").glob("*.eml"))
+    assert len(emls) == 5
+
+
+def test_an_unreadable_roster_is_rejected_and_the_others_still_run(workdir: Path) -> None:
+    """A file that is not a workbook goes to rejected/ with a note; the good roster runs."""
+    _drop_demo(workdir, 3, "good.xlsx")
+    bad = workdir / "input" / "broken.xlsx"
+    bad.write_bytes(b"this is not an Excel file")
+    os.utime(bad, (0, 0))
+    outcomes = {o["file"]: o["status"] for o in _run()}
+    assert outcomes == {"broken.xlsx": "rejected", "good.xlsx": "done"}
+    rejected = list((workdir / "input" / "rejected").iterdir())
+    assert any(p.name.endswith(".problems.txt") for p in rejected)
+    assert any(p.read_bytes() == b"this is not an Excel file" for p in rejected)
+
+
+@pytest.mark.slow
+def test_the_cli_prints_a_short_summary_without_noise(workdir: Path) -> None:
+    """`advising demo` then `advising run` end with a human summary and no traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(workdir / ".prefect")
+    cli = [sys.executable, "-m", "flows.cli"]
+    demo = subprocess.run([*cli, "demo", "--students", "20"], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    run = subprocess.run([*cli, "run"], cwd=workdir, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "demo-roster.xlsx: processed" in run.stdout
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
+    assert "database is locked" not in run.stderr
+    assert "CancelledError" not in run.stderr
+    assert (workdir / "output" / "demo-roster" / "run.json").is_file()
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def _visible_text(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    return " ".join(" ".join(parser.parts).split())

@@ -1,0 +1,156 @@
+"""Operations: the nightly deployment on a real Prefect server, and logs without personal data."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from flows.demo import demo_rows, write_demo_roster
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_serve_registers_a_nightly_deployment_that_runs_on_a_real_server(workdir: Path) -> None:
+    """`advising serve` registers the cron deployment; a triggered run leaves the outputs."""
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({
+        "PREFECT_HOME": str(workdir / ".prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    })
+    server = subprocess.Popen(
+        [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    serve = None
+    try:
+        _wait_for(lambda: _healthy(api), 120, "the Prefect server")
+        env["PREFECT_API_URL"] = api
+        write_demo_roster(workdir / "input" / "nightly.xlsx", 8, seed=3)
+        serve = subprocess.Popen(
+            [str(VENV_BIN / "advising"), "serve"], cwd=workdir, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+        def deployment() -> dict | None:
+            req = urllib.request.Request(
+                api + "/deployments/name/advising-nightly/nightly", method="GET"
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    return json.loads(resp.read())
+            except OSError:
+                return None
+
+        _wait_for(lambda: deployment() is not None, 120, "the deployment to be registered")
+        dep = deployment()
+        assert dep is not None
+        crons = [s["schedule"].get("cron") for s in dep.get("schedules", [])]
+        assert crons == ["0 2 * * *"]
+        tz = [s["schedule"].get("timezone") for s in dep["schedules"]]
+        assert tz == ["America/New_York"]
+
+        run = subprocess.run(
+            [str(VENV_BIN / "prefect"), "deployment", "run", "advising-nightly/nightly"],
+            cwd=workdir, env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        run_json = workdir / "output" / "nightly" / "run.json"
+        _wait_for(run_json.is_file, 180, "the triggered run to write run.json")
+        assert json.loads(run_json.read_text())["counts"]["letters_written"] == 8
+    finally:
+        if serve is not None:
+            _stop(serve)
+        _stop(server)
+    assert server.poll() is not None
+
+
+def test_serve_without_a_server_says_what_to_do(workdir: Path) -> None:
+    """Without a reachable Prefect server, `advising serve` explains how to start one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{_free_port()}/api"
+    proc = subprocess.run(
+        [str(VENV_BIN / "advising"), "serve"], cwd=workdir, env=env, capture_output=True,
+        text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "prefect server start" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_logs_carry_no_names_scores_or_grades(workdir: Path) -> None:
+    """A real run's console and Prefect logs hold student IDs at most, never personal data."""
+    students = 15
+    write_demo_roster(workdir / "input" / "privacy.xlsx", students, seed=11)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update({
+        "PREFECT_HOME": str(workdir / ".prefect"),
+        "PREFECT_LOGGING_LEVEL": "DEBUG",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "DEBUG",
+    })
+    proc = subprocess.run(
+        [str(VENV_BIN / "advising"), "run", "--verbose"], cwd=workdir, env=env,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with sqlite3.connect(workdir / ".prefect" / "prefect.db") as db:
+        stored = "\n".join(m for (m,) in db.execute("SELECT message FROM log"))
+    assert "privacy.xlsx" in stored  # the flow's own records really reached Prefect
+    log = proc.stdout + proc.stderr + stored
+    for row in demo_rows(students, seed=11):
+        for value in (row[1], row[2], row[3]):
+            assert not re.search(rf"\b{re.escape(str(value))}\b", log), (
+                "a student's name or address reached the log"
+            )
+    for grade in ("Honors", "High Pass"):
+        assert grade not in log
