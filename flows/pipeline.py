@@ -170,6 +170,16 @@ def fingerprint(settings: Settings, table: SpecialtyTable) -> str:
     return digest.hexdigest()[:16]
 
 
+def _sweep_temporary_files(out_dir: Path) -> None:
+    """Remove our own temporary files left by a run that was killed mid-write.
+
+    Only dot-named *.tmp files under output/ are touched: they are ours, never the office's.
+    """
+    if out_dir.is_dir():
+        for stale in out_dir.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
 def _previous_run(run_json: Path) -> dict[str, Any]:
     try:
         data = json.loads(run_json.read_text(encoding="utf-8"))
@@ -205,6 +215,7 @@ def process_roster(
             previous.get("counts", {}), str(out_dir), previous.get("delivery", ""),
         )
 
+    _sweep_temporary_files(out_dir)
     try:
         with _timed(timings, "ingest"):
             roster = ingest_stage(path, settings, table)
