@@ -83,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, help="file to write (default: input/demo-roster.xlsx)")
     demo.add_argument("--seed", type=int, default=2027, help="random seed (same seed, same file)")
 
+    uncertain = sub.add_parser(
+        "uncertain",
+        help="list letters whose sending was interrupted, and release them to be sent again",
+        description="A run stopped while the relay was taking a letter (a crash, a dropped "
+        "connection) cannot know whether it arrived, so that letter is never re-sent on its "
+        "own. This lists them with their Message-ID: look each one up in the relay's log, and "
+        "release those that did not arrive so the next run sends them.",
+    )
+    uncertain.add_argument("--release", nargs="+", metavar="STUDENT_ID",
+                           help="send these students' letters again on the next run")
+    uncertain.add_argument("--release-all", action="store_true",
+                           help="send every uncertain letter again on the next run")
+
     sub.add_parser(
         "serve",
         help="register the nightly schedule on the Prefect server and run it",
@@ -144,11 +157,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve()
 
 
+def cmd_uncertain(args: argparse.Namespace) -> int:
+    """List or release letters whose delivery is uncertain."""
+    from flows.commands import uncertain
+
+    return uncertain(args.release, args.release_all)
+
+
 COMMANDS = {
     "run": cmd_run,
     "check": cmd_check,
     "template": cmd_template,
     "demo": cmd_demo,
+    "uncertain": cmd_uncertain,
     "serve": cmd_serve,
 }
 

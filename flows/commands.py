@@ -153,6 +153,31 @@ def demo(students: int, out: Path | None, seed: int) -> int:
     return 0
 
 
+def uncertain(release: list[str] | None, release_all: bool) -> int:
+    """List the uncertain letters, or release some or all of them to be sent again."""
+    from flows.ledger import Ledger
+    from flows.pipeline import LEDGER_NAME
+
+    path = load_settings().output_dir / LEDGER_NAME
+    if not path.is_file():
+        print("No letter has been delivered yet: nothing is uncertain.")
+        return 0
+    with Ledger(path) as ledger:
+        if release_all or release:
+            count = ledger.release_uncertain(None if release_all else release)
+            print(f"Released {count} letter(s): the next run sends them.")
+            return 0
+        entries = ledger.uncertain()
+    if not entries:
+        print("No uncertain letter: every delivery finished one way or the other.")
+        return 0
+    print("Letters whose sending was interrupted (look up the Message-ID in the relay's log):")
+    for entry in entries:
+        print(f"  {entry.student_id}  {entry.message_id}  since {entry.updated_at}")
+    print("Release those that did not arrive: advising uncertain --release STUDENT_ID ...")
+    return 1
+
+
 def serve() -> int:
     """Register the nightly deployment on the configured Prefect server and run its schedule."""
     from flows.schedule import serve_nightly

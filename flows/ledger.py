@@ -182,6 +182,14 @@ class Ledger:
         )
         return [Entry(*row) for row in rows]
 
+    def uncertain(self) -> list[Entry]:
+        """Return the letters whose delivery was interrupted, for the office to check."""
+        rows = self._db.execute(
+            "SELECT id, student_id, channel, content_hash, status, message_id, attempts, "
+            "detail, updated_at FROM deliveries WHERE status = 'uncertain' ORDER BY id"
+        )
+        return [Entry(*row) for row in rows]
+
     # --- planning -----------------------------------------------------------------------------
 
     def plan(

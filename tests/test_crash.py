@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.cli import main
 from flows.demo import write_demo_roster
 from flows.ledger import Ledger
 from tests.smtp_sink import Sink, running_sink
@@ -64,11 +65,17 @@ def _outputs_are_whole(out: Path, finished: bool) -> None:
                 assert path.read_text(encoding="utf-8").rstrip().endswith("</html>")
 
 
-def _delivered_once(sink: Sink, workdir: Path) -> None:
+def _delivered_once(sink: Sink, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     counts = sink.handler.per_recipient()
     assert max(counts.values()) == 1, "a student was mailed twice"
     with Ledger(workdir / "output" / "delivery-ledger.sqlite") as ledger:
-        uncertain = ledger.release_uncertain()  # at most the one message in flight at the kill
+        uncertain = len(ledger.uncertain())  # at most the one message in flight at the kill
+    capsys.readouterr()
+    assert main(["uncertain"]) == (1 if uncertain else 0)
+    listed = capsys.readouterr().out
+    assert listed.count("@") == uncertain  # one Message-ID per uncertain letter
+    assert main(["uncertain", "--release-all"]) == 0
+    assert f"Released {uncertain} letter(s)" in capsys.readouterr().out
     # The one message in flight at the kill is "uncertain": never resent; it reached the relay
     # or not, depending on the moment. Every other student got exactly one letter.
     assert uncertain <= 1
@@ -76,7 +83,9 @@ def _delivered_once(sink: Sink, workdir: Path) -> None:
 
 
 @pytest.mark.parametrize("moment", ["while rendering", "mid-delivery"])
-def test_a_run_killed_at_any_moment_is_completed_by_the_next(workdir: Path, moment: str) -> None:
+def test_a_run_killed_at_any_moment_is_completed_by_the_next(
+    workdir: Path, moment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """SIGKILL mid-run loses nothing: the next run finishes and nobody is mailed twice."""
     roster = write_demo_roster(workdir / "input" / "killed.xlsx", STUDENTS, seed=5)
     original = roster.read_bytes()
@@ -103,7 +112,7 @@ def test_a_run_killed_at_any_moment_is_completed_by_the_next(workdir: Path, mome
                                text=True, timeout=300)
         assert "killed.xlsx: processed" in again.stdout, again.stdout + again.stderr
         _outputs_are_whole(out, finished=True)
-        _delivered_once(sink, workdir)
+        _delivered_once(sink, workdir, capsys)
     assert not roster.exists()
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
 
