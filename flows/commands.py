@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from flows.settings import load_settings
+from flows.temporary_server import TemporaryServer
 from residency_rules.errors import AdvisingError
 
 STATUS_WORDS = {
@@ -34,9 +36,11 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
             "or run `advising demo` to create a sample one."
         )
         return 0
-    _start_services()
+    server = _start_services()
     from flows.pipeline import RunIncomplete, advising_run
 
+    if server is not None:
+        server.wait_ready()  # stopped at exit, once Prefect has flushed its logs to it
     try:
         outcomes = advising_run(str(settings.input_dir), str(settings.output_dir))
     except RunIncomplete as exc:
@@ -48,21 +52,22 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
     return 1 if any(o["status"] == "rejected" for o in outcomes) else 0
 
 
-def _start_services() -> None:
-    """Start Great Expectations and the temporary Prefect server side by side.
+def _start_services() -> TemporaryServer | None:
+    """Start the temporary Prefect server and Great Expectations side by side.
 
-    Both take seconds to start; the server is a subprocess, so overlapping the two halves the
-    fixed cost of a run. With PREFECT_API_URL set, the configured server is used instead.
+    Both take seconds; the server starts in a subprocess on the other core while this process
+    imports GX and Prefect's client. With PREFECT_API_URL set, that server is used instead;
+    otherwise TemporaryServer sets it, before anything imports Prefect.
     """
+    from flows.temporary_server import TemporaryServer
+
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        server = TemporaryServer()
     from flows.validation import warm_up
 
     warm_up()
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    if not PREFECT_API_URL.value() and PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        from prefect.server.api.server import SubprocessASGIServer
-
-        SubprocessASGIServer().start()
+    return server
 
 
 def describe(outcome: dict[str, Any]) -> str:
