@@ -179,3 +179,23 @@ def _visible_text(html: str) -> str:
     parser = _Text()
     parser.feed(html)
     return " ".join(" ".join(parser.parts).split())
+
+
+def test_letters_in_several_batches_are_all_counted(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering and delivery in batches write and count every student once."""
+    import flows.pipeline
+
+    monkeypatch.setattr(flows.pipeline, "LETTER_BATCH", 3)
+    _drop_demo(workdir, 7)
+    outcome = _run()[0]
+    assert outcome["counts"]["letters_written"] == 7
+    assert outcome["counts"]["emails_sent"] == 7
+    out = workdir / "output" / "class-2027"
+    assert len(list((out / "outbox").glob("*.eml"))) == 7
+    wb = openpyxl.load_workbook(out / "class-2027-annotated.xlsx")
+    ws = wb["Roster"]
+    header = {c.value: c.column for c in ws[3] if c.value}
+    statuses = [ws.cell(r, header["Letter"]).value for r in range(4, 11)]
+    assert all(s and not s.startswith("Held") for s in statuses), statuses
