@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from flows.settings import Settings
+from residency_rules.specialties import SpecialtyTable, load_default_table
+
 # Same defaults the CLI sets, before anything imports Prefect.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "1000")
@@ -17,6 +20,18 @@ os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 
 # A fixed "today" so letters and timing rules do not drift with the calendar.
 RUN_DATE = date(2026, 11, 24)
+
+
+@pytest.fixture(scope="session")
+def table() -> SpecialtyTable:
+    """The specialty table shipped with the product."""
+    return load_default_table()
+
+
+@pytest.fixture
+def settings(workdir: Path) -> Settings:
+    """Settings from a clean environment, school.edu the only allowed domain."""
+    return Settings(allowed_email_domains=("school.edu",), today=RUN_DATE)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from flows.letters import Letter, render_letters
 from flows.mail import MessageBuilder
 from flows.settings import PROJECT_ROOT, Settings
 from residency_rules.errors import DeliveryError, SettingsError
-from residency_rules.specialties import SpecialtyTable, load_default_table
+from residency_rules.specialties import SpecialtyTable
 from tests.smtp_sink import (
     Faults,
     Sink,
@@ -57,12 +57,6 @@ def _short_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the backoff real but short: tests wait milliseconds, not minutes."""
     monkeypatch.setattr(delivery, "RETRY_DELAYS", (0.01, 0.02, 0.04))
     monkeypatch.setattr(delivery, "RECONNECT_DELAYS", (0.01, 0.02))
-
-
-@pytest.fixture(scope="module")
-def table() -> SpecialtyTable:
-    """The specialty table shipped with the product."""
-    return load_default_table()
 
 
 def make_letters(

@@ -17,21 +17,9 @@ from flows.settings import Settings
 from residency_rules import schema
 from residency_rules.errors import RosterError
 from residency_rules.records import Problem, StudentRecord
-from residency_rules.specialties import SpecialtyTable, load_default_table
-from tests.conftest import RUN_DATE
+from residency_rules.specialties import SpecialtyTable
 
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture
-def settings(workdir: Path) -> Settings:
-    """Settings from a clean environment, school.edu the only allowed domain."""
-    return Settings(allowed_email_domains=("school.edu",), today=RUN_DATE)
-
-
-@pytest.fixture(scope="module")
-def table() -> SpecialtyTable:
-    return load_default_table()
 
 
 def read(name: str, settings: Settings, table: SpecialtyTable) -> Roster:

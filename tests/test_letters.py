@@ -36,7 +36,7 @@ from residency_rules.records import (
     Reason,
     StudentRecord,
 )
-from residency_rules.specialties import SpecialtyTable, load_default_table
+from residency_rules.specialties import SpecialtyTable
 from tests.conftest import RUN_DATE
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -124,12 +124,6 @@ def make_evaluation(student_id: str = "S001", **overrides: Any) -> Evaluation:
     }
     values.update(overrides)
     return Evaluation(**values)
-
-
-@pytest.fixture(scope="session")
-def table() -> SpecialtyTable:
-    """The specialty table shipped with the product."""
-    return load_default_table()
 
 
 def render_one(

@@ -45,11 +45,6 @@ SPEC_TABLE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def table() -> SpecialtyTable:
-    return load_default_table()
-
-
 def changed(old: str, new: str) -> str:
     """Return the packaged file text with one edit, as an office might make it."""
     assert old in PACKAGED, old

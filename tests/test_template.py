@@ -13,13 +13,8 @@ from flows.settings import Settings
 from flows.template import LISTS_SHEET, TEMPLATE_FIELDS, write_template
 from flows.validation import check_file
 from residency_rules import schema
-from residency_rules.specialties import SpecialtyTable, load_default_table
+from residency_rules.specialties import SpecialtyTable
 from tests.conftest import RUN_DATE
-
-
-@pytest.fixture(scope="module")
-def table() -> SpecialtyTable:
-    return load_default_table()
 
 
 @pytest.fixture

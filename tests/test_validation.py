@@ -13,20 +13,10 @@ from flows.intake import ingest
 from flows.settings import Settings
 from flows.validation import check_file, format_problems, validate
 from residency_rules.records import Problem
-from residency_rules.specialties import SpecialtyTable, load_default_table
+from residency_rules.specialties import SpecialtyTable
 from tests.conftest import RUN_DATE
 
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture
-def settings(workdir: Path) -> Settings:
-    return Settings(allowed_email_domains=("school.edu",), today=RUN_DATE)
-
-
-@pytest.fixture(scope="module")
-def table() -> SpecialtyTable:
-    return load_default_table()
 
 
 def _problem(row: int, column: str, value: str, what: str, fix: str, student_id: str,
