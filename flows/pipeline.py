@@ -20,6 +20,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from flows import intake, lifecycle, validation
 from flows.delivery import (
@@ -79,7 +80,9 @@ def load_table(settings: Settings) -> SpecialtyTable:
 
 
 # Stage tasks: each a few lines calling the domain or an I/O module. No caching: inputs are
-# large in-memory records, and a nightly run must always look at today's file.
+# large in-memory records, and a nightly run must always look at today's file. Large
+# arguments are passed quote()d: otherwise Prefect walks every record of every argument
+# looking for upstream futures, which cost more than the stages themselves at 100k students.
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest_stage(path: Path, settings: Settings, table: SpecialtyTable) -> Roster:
     """Read the roster workbook into normalised records and row problems."""
@@ -228,16 +231,16 @@ def process_roster(
     _sweep_temporary_files(out_dir)
     try:
         with _timed(timings, "ingest"):
-            roster = ingest_stage(path, settings, table)
+            roster = ingest_stage(path, settings, quote(table))
     except RosterError as exc:
         target = lifecycle.move_rejected(path, settings.input_dir, started, exc.problems)
         logger.warning("Roster %s rejected: moved to %s", path.name, target)
         return RosterOutcome(path.name, "rejected", str(exc), {}, str(target))
 
     with _timed(timings, "validate"):
-        roster = validate_stage(roster, settings, table, out_dir / "validation")
+        roster = validate_stage(quote(roster), settings, quote(table), out_dir / "validation")
     with _timed(timings, "evaluate"):
-        evaluations = evaluate_stage(roster, settings, table)
+        evaluations = evaluate_stage(quote(roster), settings, quote(table))
 
     by_id = {e.student_id: e for e in evaluations}
     report = DeliveryReport()
@@ -249,15 +252,18 @@ def process_roster(
             batch = roster.records[start : start + LETTER_BATCH]
             with _timed(timings, "letters"):
                 letters = render_stage(
-                    batch, by_id, table, settings, ledger, out_dir / "letters"
+                    quote(batch), quote(by_id), quote(table), settings, ledger,
+                    out_dir / "letters",
                 )
             with _timed(timings, "delivery"):
-                _merge(report, deliver_stage(letters, settings, ledger, out_dir / "outbox"))
+                part = deliver_stage(quote(letters), settings, ledger, out_dir / "outbox")
+                _merge(report, part)
             letters_written += len(letters)
             del letters
     with _timed(timings, "workbook"):
         workbook_stage(
-            roster, evaluations, report, out_dir / f"{path.stem}-annotated{path.suffix}"
+            quote(roster), quote(evaluations), quote(report),
+            out_dir / f"{path.stem}-annotated{path.suffix}",
         )
 
     levels = Counter(e.level for e in evaluations)
