@@ -145,8 +145,15 @@ def test_logs_carry_no_names_scores_or_grades(workdir: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     with sqlite3.connect(workdir / ".prefect" / "prefect.db") as db:
         stored = "\n".join(m for (m,) in db.execute("SELECT message FROM log"))
+        artifacts = [d for (d,) in db.execute(
+            "SELECT data FROM artifact WHERE key = 'advising-run-summary'"
+        )]
     assert "privacy.xlsx" in stored  # the flow's own records really reached Prefect
-    log = proc.stdout + proc.stderr + stored
+    # The run summary artifact: a table of counts per roster, and nothing personal.
+    assert len(artifacts) == 1
+    summary = json.loads(artifacts[0]) if artifacts[0].startswith('"') else artifacts[0]
+    assert f"| privacy.xlsx | done | {students} | {students} |" in summary
+    log = proc.stdout + proc.stderr + stored + summary
     for row in demo_rows(students, seed=11):
         for value in (row[1], row[2], row[3]):
             assert not re.search(rf"\b{re.escape(str(value))}\b", log), (
