@@ -10,7 +10,7 @@ What it runs (each in its own process, in a temporary folder, with one PREFECT_H
   processed by `advising run` (through tests.bench_run, which adds a peak-RSS reading per stage;
   --plain runs the console script itself). Stage times come from output/<name>/run.json, the
   total is the subprocess's wall time, peak memory its rusage (the largest single process) and
-  a sampled sum over its process tree. With smtp, a counting aiosmtpd sink (tests.bench_sink)
+  a sampled sum over its process tree. With smtp, a counting aiosmtpd sink (tests.smtp_sink)
   runs in another process and the run gets ADVISING_DELIVERY=smtp and the relay settings.
 - rerun: the identical roster dropped again into the same folders and run again: time and
   emails sent (zero expected). Rides on the smtp runs when they are selected, else on outbox.
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.bench_sink import BenchSink
+from tests.smtp_sink import SinkProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -247,7 +247,7 @@ class Bench:
             say(f"  generated a {students}-student roster in {time.perf_counter() - start:.1f} s")
         return path
 
-    def env(self, run_dir: Path, delivery: str, sink: BenchSink | None) -> dict[str, str]:
+    def env(self, run_dir: Path, delivery: str, sink: SinkProcess | None) -> dict[str, str]:
         """Return the environment of one run: ours only, no ADVISING_* from the caller."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("ADVISING_") and k != "PREFECT_API_URL"}
@@ -375,7 +375,7 @@ def scenario_delivery(bench: Bench, students: int, delivery: str, repeat: int,
     reruns: list[dict[str, Any]] = []
     for i in range(repeat):
         run_dir = bench.run_dir(f"{delivery}-{students}")
-        sink = BenchSink() if delivery == "smtp" else None
+        sink = SinkProcess() if delivery == "smtp" else None
         try:
             env = bench.env(run_dir, delivery, sink)
             drop(master, run_dir)
@@ -419,7 +419,7 @@ def scenario_delivery(bench: Bench, students: int, delivery: str, repeat: int,
     return out
 
 
-def _emails(run_dir: Path, sink: BenchSink | None) -> int:
+def _emails(run_dir: Path, sink: SinkProcess | None) -> int:
     """Count emails so far: accepted by the sink, or .eml files in the outboxes."""
     if sink is not None:
         return sink.count()
@@ -473,7 +473,7 @@ def scenario_peer(bench: Bench, students: int, repeat: int) -> dict[str, Any]:
         return {}
     runs = []
     for i in range(repeat):
-        with BenchSink() as sink:
+        with SinkProcess() as sink:
             sink_cpu = process_cpu(sink.pid)
             (folder / "mailmerge_server.conf").write_text(
                 f"[smtp_server]\nhost = {sink.host}\nport = {sink.port}\nratelimit = 0\n",
@@ -826,7 +826,7 @@ def scenario_profile(bench: Bench, students: int, delivery: str, folder: Path,
     run_dir = bench.run_dir(f"profile-{delivery}-{students}")
     folder.mkdir(parents=True, exist_ok=True)
     profile = folder / f"{delivery}-{students}"
-    sink = BenchSink() if delivery == "smtp" else None
+    sink = SinkProcess() if delivery == "smtp" else None
     try:
         drop(master, run_dir)
         result = run_pipeline(bench, run_dir, bench.env(run_dir, delivery, sink),

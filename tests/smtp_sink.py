@@ -312,10 +312,21 @@ class SinkProcess:
             raise RuntimeError(f"smtp sink did not start: {line!r}")
         self.host = "127.0.0.1"
         self.port = int(line[1])
+        self.pid = self._proc.pid
+
+    def count(self) -> int:
+        """Return how many messages the sink has accepted so far."""
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write("count\n")
+        self._proc.stdin.flush()
+        words = self._proc.stdout.readline().split()
+        return int(words[1]) if len(words) == 2 and words[0] == "COUNT" else -1
 
     def stop(self) -> int:
-        """Stop the sink and return how many messages it accepted."""
+        """Stop the sink and return how many messages it accepted (-1 if already stopped)."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
+        if self._proc.poll() is not None:
+            return -1
         self._proc.stdin.close()  # the sink stops when its stdin closes
         out = self._proc.stdout.read().split()
         self._proc.wait(timeout=30)
@@ -330,7 +341,7 @@ class SinkProcess:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve until stdin closes (or SIGTERM); print PORT first and RECEIVED <n> at the end."""
+    """Serve until stdin closes (or SIGTERM): PORT first, COUNT <n> per "count", RECEIVED <n>."""
     argparse.ArgumentParser(description=main.__doc__).parse_args(argv)
     handler = SinkHandler(keep=False)
     controller = _FreePortController(handler, server_hostname="sink.test", ident="smtp-sink")
@@ -340,7 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def wait_stdin() -> None:
-        sys.stdin.read()
+        # Each "count" line is answered mid-run, so one sink serves a run and its re-run.
+        for line in sys.stdin:
+            if line.strip() == "count":
+                print(f"COUNT {handler.count}", flush=True)
         stop.set()
 
     threading.Thread(target=wait_stdin, daemon=True).start()
