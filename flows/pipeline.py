@@ -6,13 +6,11 @@ batched inside them, never a task of its own. Logs carry counts and student IDs 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,14 +30,21 @@ from flows.delivery import (
 from flows.ledger import Ledger
 from flows.letters import Letter, render_letters, safe_filename
 from flows.roster import Roster
+from flows.run_record import (
+    LEDGER_NAME,
+    RUN_JSON,
+    RosterOutcome,
+    fingerprint,
+    load_table,
+    settle_if_unchanged,
+)
 from flows.settings import Settings, load_settings
 from flows.workbook import LetterCell, write_annotated
 from residency_rules.errors import AdvisingError, RosterError
 from residency_rules.records import Evaluation, StudentRecord
 from residency_rules.rules import evaluate_all
-from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
+from residency_rules.specialties import SpecialtyTable
 
-LEDGER_NAME = "delivery-ledger.sqlite"
 LETTER_BATCH = 5000  # students rendered and delivered per batch
 
 
@@ -50,33 +55,6 @@ class RunIncomplete(AdvisingError):
         stopped = [o["file"] for o in outcomes if o["status"] == "failed"]
         super().__init__(f"{len(stopped)} roster(s) stopped: {', '.join(stopped)}")
         self.outcomes = outcomes
-
-
-@dataclass
-class RosterOutcome:
-    """What happened to one roster, for the CLI summary and the run artifact."""
-
-    file: str
-    status: str  # "done", "unchanged", "rejected", "busy", "failed", "waiting"
-    message: str = ""
-    counts: dict[str, Any] = field(default_factory=dict)
-    output: str = ""
-    delivery: str = ""
-
-
-def load_table(settings: Settings) -> SpecialtyTable:
-    """Load the office's edited specialty table when configured, else the packaged one."""
-    if settings.specialty_table is None:
-        return load_default_table()
-    path = settings.specialty_table
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AdvisingError(
-            f"ADVISING_SPECIALTY_TABLE: cannot read {path} ({exc.strerror}); "
-            "fix the path or unset it to use the table shipped with the product"
-        ) from None
-    return parse_table(text, str(path))
 
 
 # Stage tasks: each a few lines calling the domain or an I/O module. No caching: inputs are
@@ -167,22 +145,6 @@ def _merge(total: DeliveryReport, part: DeliveryReport) -> None:
     total.status.update(part.status)
 
 
-def fingerprint(settings: Settings, table: SpecialtyTable) -> str:
-    """Digest everything besides the roster that shapes the outputs, to recognise a no-op re-run."""
-    digest = hashlib.sha256()
-    # The whole table, rules included: an office may edit a label without raising `version`.
-    digest.update(repr(table).encode())
-    for path in sorted(settings.templates_dir.rglob("*")):
-        if path.is_file():
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    relevant = settings.model_dump(
-        exclude={"smtp_password", "input_dir", "output_dir", "today", "quiet_seconds"}
-    )
-    digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
-
-
 def _sweep_temporary_files(out_dir: Path) -> None:
     """Remove our own temporary files left by a run that was killed mid-write.
 
@@ -193,14 +155,6 @@ def _sweep_temporary_files(out_dir: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
-def _previous_run(run_json: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(run_json.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def process_roster(
     path: Path, settings: Settings, table: SpecialtyTable, print_fp: str
 ) -> RosterOutcome:
@@ -208,25 +162,14 @@ def process_roster(
     logger = get_run_logger()
     started = datetime.now().astimezone()
     out_dir = settings.output_dir / path.stem
-    run_json = out_dir / "run.json"
+    run_json = out_dir / RUN_JSON
     timings: dict[str, float] = {}
     sha = lifecycle.sha256_of(path)
 
-    previous = _previous_run(run_json)
-    if (
-        previous.get("status") == "complete"
-        and previous.get("input", {}).get("sha256") == sha
-        and previous.get("fingerprint") == print_fp
-        and previous.get("counts", {}).get("emails_failed", 0) == 0
-    ):
-        moved = lifecycle.move_processed(path, settings.input_dir, started)
-        logger.info("Roster %s unchanged since %s: nothing to do", path.name, previous.get("end"))
-        return RosterOutcome(
-            path.name, "unchanged",
-            f"identical to the roster processed {previous.get('end', '')[:16]}; nothing sent; "
-            f"kept in {moved.parent}",
-            previous.get("counts", {}), str(out_dir), previous.get("delivery", ""),
-        )
+    settled = settle_if_unchanged(path, settings, print_fp, sha)
+    if settled is not None:
+        logger.info("Roster %s unchanged since its last run: nothing to do", path.name)
+        return settled
 
     _sweep_temporary_files(out_dir)
     try:

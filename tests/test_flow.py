@@ -134,6 +134,64 @@ def test_dropping_the_same_roster_again_sends_nothing_new(workdir: Path) -> None
     assert len(emls) == 5
 
 
+def test_the_cli_settles_an_identical_re_drop_without_starting_prefect_or_gx(
+    workdir: Path,
+) -> None:
+    """`advising run` on an unchanged roster answers from run.json alone, in a fraction of a second.
+
+    The child is pointed at a Prefect server that does not exist: had it started the flow, it
+    would fail; and it must not even have imported Prefect or Great Expectations.
+    """
+    roster = _drop_demo(workdir, 5)
+    data = roster.read_bytes()
+    assert _run()[0]["status"] == "done"
+    roster.write_bytes(data)
+    os.utime(roster, (0, 0))
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    code = (
+        "import sys; from flows.commands import run_once; rc = run_once(None, None); "
+        "print('loaded:', sorted(m for m in ('prefect', 'great_expectations') "
+        "if m in sys.modules)); "
+        "sys.exit(rc)"
+    )
+    child = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    assert "class-2027.xlsx: unchanged" in child.stdout
+    assert "loaded: []" in child.stdout
+    assert not roster.exists()
+    kept = list((workdir / "input" / "processed").rglob("*.xlsx"))
+    assert len(kept) == 2 and all(p.read_bytes() == data for p in kept)
+    assert len(list((workdir / "output" / "class-2027" / "outbox").glob("*.eml"))) == 5
+
+
+def test_a_roster_whose_emails_failed_is_not_settled_as_unchanged(workdir: Path) -> None:
+    """A failed email must be retried, so the identical roster goes through the flow again."""
+    from flows.run_record import RUN_JSON, settle_if_unchanged
+
+    roster = _drop_demo(workdir, 3)
+    data = roster.read_bytes()
+    _run()
+    run_json = workdir / "output" / "class-2027" / RUN_JSON
+    record = json.loads(run_json.read_text())
+    roster.write_bytes(data)
+    os.utime(roster, (0, 0))
+    from flows.settings import load_settings
+
+    settings = load_settings()
+    fp = record["fingerprint"]
+    record["counts"]["emails_failed"] = 1
+    run_json.write_text(json.dumps(record))
+    assert settle_if_unchanged(roster, settings, fp) is None
+    assert roster.read_bytes() == data
+    assert settle_if_unchanged(roster, settings, "another-fingerprint") is None
+    record["counts"]["emails_failed"] = 0
+    run_json.write_text(json.dumps(record))
+    outcome = settle_if_unchanged(roster, settings, fp)
+    assert outcome is not None and outcome.status == "unchanged"
+    assert not roster.exists()
+
+
 def test_an_unreadable_roster_is_rejected_and_the_others_still_run(workdir: Path) -> None:
     """A file that is not a workbook goes to rejected/ with a note; the good roster runs."""
     _drop_demo(workdir, 3, "good.xlsx")
