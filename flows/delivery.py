@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import smtplib
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -349,7 +350,7 @@ class _Relay:
                                         context=context)
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-            smtp.ehlo()
+            _greet(smtp)
             if self.security == "starttls":
                 if not smtp.has_extn("starttls"):
                     raise DeliveryError(
@@ -450,19 +451,42 @@ class _Relay:
         return self._refused(code, reply, False)
 
 
+def _greet(smtp: smtplib.SMTP) -> None:
+    """EHLO (HELO for an old relay); a relay that will not talk now (421) is _Unreachable."""
+    code, reply = smtp.ehlo()
+    if code == 250:
+        return
+    if 500 <= code < 600:
+        code, reply = smtp.helo()
+        if code == 250:
+            return
+    raise _Unreachable(_short(code, reply.decode("utf-8", "replace")))
+
+
 def _quietly_close(smtp: smtplib.SMTP | None) -> None:
     if smtp is not None:
         smtp.close()
 
 
+LETTERS_PER_SESSION = 100  # a smaller batch does not open another session with the relay
+
+
 class _SmtpRun:
-    """Send a batch through one relay session, with retries, reconnects and the rate limit."""
+    """Send a batch through up to `smtp_connections` relay sessions at once.
+
+    One session leaves the relay idle while this side waits for each reply; a few sessions
+    keep it busy (real relays serve many clients at once). Each session runs in its own thread
+    (socket waits release the GIL) and keeps the ledger's per-message order: its last outcome
+    and its next 'sending' are committed together before the transaction. The queue, the
+    retries, the rate limit, the report and the ledger are shared under locks.
+    """
 
     def __init__(
         self, settings: Settings, password: str | None, builder: MessageBuilder, ledger: Ledger,
         report: DeliveryReport,
     ) -> None:
-        self.relay = _Relay(settings, password)
+        self.settings = settings
+        self.password = password
         self.sender = _sender(settings)[1]
         self.builder = builder
         self.ledger = ledger
@@ -470,30 +494,158 @@ class _SmtpRun:
         rate = settings.send_rate_per_minute
         self.interval = 60.0 / rate if rate else 0.0
         self.next_slot = 0.0
+        self.cond = threading.Condition()  # guards everything below, and report
+        self.ledger_lock = threading.Lock()
+        self.queue: deque[_Job] = deque()
+        self.retries: list[tuple[float, int, _Job]] = []  # (due, tiebreak, job)
+        self.in_flight = 0
+        self.live = 0
+        self.error: BaseException | None = None
+
+    def run(self, jobs: list[_Job]) -> None:
+        self.queue.extend(jobs)
+        first = _Session(self, _Relay(self.settings, self.password))
+        first.connect(first=True)  # unreachable: DeliveryError, nothing sent
+        wanted = min(self.settings.smtp_connections,
+                     1 + (len(jobs) - 1) // LETTERS_PER_SESSION)
+        self.live = wanted
+        threads = [
+            threading.Thread(target=_Session(self, _Relay(self.settings, self.password)).work,
+                             name=f"smtp-session-{n}", daemon=True)
+            for n in range(1, wanted)
+        ]
+        for thread in threads:
+            thread.start()
+        first.work()
+        for thread in threads:
+            thread.join()
+        if self.error is not None:
+            raise self.error
+
+    # --- shared state, each under self.cond -----------------------------------------------------
+
+    def take(self) -> _Job | None:
+        """Return the next job (a due retry first), or None when nothing is left or it stopped."""
+        with self.cond:
+            while self.error is None:
+                now = time.monotonic()
+                if self.retries and (not self.queue or self.retries[0][0] <= now):
+                    due = self.retries[0][0]
+                    if due > now:  # only retries are left: wait for the first to fall due
+                        self.cond.wait(due - now)
+                        continue
+                    job = heapq.heappop(self.retries)[2]
+                elif self.queue:
+                    job = self.queue.popleft()
+                elif self.in_flight:  # another session may still put its letter back
+                    self.cond.wait()
+                    continue
+                else:
+                    return None
+                self.in_flight += 1
+                return job
+            return None
+
+    def done(self, job: _Job | None = None, again: bool = False, due: float = 0.0) -> None:
+        """Finish a taken job; put it back first (again) or among the retries (due)."""
+        with self.cond:
+            self.in_flight -= 1
+            if job is not None and again:
+                self.queue.appendleft(job)
+            elif job is not None:
+                heapq.heappush(self.retries, (due, job.plan.row_id, job))
+            self.cond.notify_all()
+
+    def leave(self) -> list[_Job]:
+        """A session gives up on the relay; the last one to leave takes every letter left."""
+        with self.cond:
+            self.live -= 1
+            self.cond.notify_all()
+            if self.live > 0 or self.error is not None:
+                return []
+            left = [*self.queue, *(j for _, _, j in self.retries)]
+            self.queue.clear()
+            self.retries.clear()
+            return left
+
+    def stop(self, exc: BaseException) -> None:
+        with self.cond:
+            if self.error is None:
+                self.error = exc
+            self.cond.notify_all()
+
+    def fail(self, job: _Job, status: str) -> None:
+        with self.cond:
+            self.report.failed += 1
+            self.report.status[job.letter.student_id] = status
+
+    def sent(self, job: _Job) -> None:
+        with self.cond:
+            self.report.sent += 1
+            self.report.status[job.letter.student_id] = SENT
+
+    def step(self, finished: tuple[int, Status, str] | None, starting: int | None) -> None:
+        with self.ledger_lock:
+            self.ledger.step(finished, starting)
+
+    def record_failed(self, jobs: list[_Job], detail: str) -> None:
+        with self.ledger_lock:
+            self.ledger.record_many([(j.plan.row_id, "failed", detail) for j in jobs])
+
+    def wait_for_slot(self) -> None:
+        """Keep to the rate limit across every session."""
+        if not self.interval:
+            return
+        with self.cond:
+            now = time.monotonic()
+            slot = max(now, self.next_slot)
+            self.next_slot = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+class _Session:
+    """One relay session of an _SmtpRun: takes letters from the shared queue until none is left."""
+
+    def __init__(self, run: _SmtpRun, relay: _Relay) -> None:
+        self.run = run
+        self.relay = relay
         self.dates = _Dates()
         # The outcome of the last transaction, committed together with the next 'sending'.
         self.pending: tuple[int, Status, str] | None = None
+        self.unreachable = "relay unreachable"  # why the relay could not be reached, if so
 
-    def run(self, jobs: list[_Job]) -> None:
-        queue: deque[_Job] = deque(jobs)
-        retries: list[tuple[float, int, _Job]] = []  # (due, tiebreak, job)
+    def work(self) -> None:
+        run = self.run
         try:
-            self._connect(first=True)
-            while queue or retries:
-                if retries and (not queue or retries[0][0] <= time.monotonic()):
-                    due, _, job = heapq.heappop(retries)
-                    time.sleep(max(0.0, due - time.monotonic()))
-                else:
-                    job = queue.popleft()
-                if self.relay.smtp is None and not self._reconnect(queue, retries, job):
+            if self.relay.smtp is None and not self._open_extra():
+                return
+            while (job := run.take()) is not None:
+                if self.relay.smtp is None and not self._reconnect():
+                    run.done(job, again=True)
+                    self._give_up(run.leave())
                     return
-                self._send(job, queue, retries)
+                self._send(job)
+            run.leave()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run() in the caller's thread
+            run.stop(exc)
         finally:
-            self.ledger.step(self.pending, None)
-            self.pending = None
+            self._flush()
             self.relay.close()
 
-    def _connect(self, first: bool) -> None:
+    def _open_extra(self) -> bool:
+        """Open one more session; a relay that limits sessions per client just gets fewer."""
+        try:
+            self.relay.open()
+            return True
+        except (_Unreachable, DeliveryError) as exc:
+            log.info("Relay %s refused another session (%s); going on with fewer",
+                     self.relay.where(), str(exc)[:80])
+            self.unreachable = f"relay unreachable ({str(exc)[:80]})"
+            self._give_up(self.run.leave())  # the others may all have left meanwhile
+            return False
+
+    def connect(self, first: bool) -> None:
         """Open the session, waiting between tries; _Unreachable after the last one."""
         last = ""
         for delay in (0.0, *RECONNECT_DELAYS):
@@ -511,96 +663,88 @@ class _SmtpRun:
             )
         raise _Unreachable(last)
 
-    def _reconnect(self, queue: deque[_Job], retries: list[tuple[float, int, _Job]],
-                   job: _Job) -> bool:
+    def _reconnect(self) -> bool:
         try:
-            self._connect(first=False)
+            self.connect(first=False)
             return True
         except _Unreachable as exc:
-            detail = f"relay unreachable ({str(exc)[:80]})"
-            log.warning("Relay %s unreachable; %d letters left for the next run",
-                        self.relay.where(), 1 + len(queue) + len(retries))
-            left = [job, *queue, *(j for _, _, j in retries)]
-            self._flush()
-            self.ledger.record_many([(j.plan.row_id, "failed", detail) for j in left])
-            for j in left:
-                self._fail(j, f"Failed: {detail}")
-            queue.clear()
-            retries.clear()
+            self.unreachable = f"relay unreachable ({str(exc)[:80]})"
             return False
+
+    def _give_up(self, left: list[_Job]) -> None:
+        """The relay cannot be reached again: the letters left wait for the next run."""
+        if not left:
+            return
+        detail = self.unreachable
+        log.warning("Relay %s unreachable; %d letters left for the next run",
+                    self.relay.where(), len(left))
+        self._flush()
+        self.run.record_failed(left, detail)
+        for j in left:
+            self.run.fail(j, f"Failed: {detail}")
 
     def _flush(self) -> None:
         if self.pending is not None:
-            self.ledger.step(self.pending, None)
+            self.run.step(self.pending, None)
             self.pending = None
 
-    def _wait_for_slot(self) -> None:
-        if not self.interval:
-            return
-        now = time.monotonic()
-        if self.next_slot > now:
-            time.sleep(self.next_slot - now)
-            now = self.next_slot
-        self.next_slot = now + self.interval
-
-    def _fail(self, job: _Job, status: str) -> None:
-        self.report.failed += 1
-        self.report.status[job.letter.student_id] = status
-
-    def _send(self, job: _Job, queue: deque[_Job], retries: list[tuple[float, int, _Job]]
-              ) -> None:
+    def _send(self, job: _Job) -> None:
+        run = self.run
         letter, row_id = job.letter, job.plan.row_id
         assert letter.to is not None
-        data = _build(job, self.builder, self.dates.now())
-        self._wait_for_slot()
-        self.ledger.step(self.pending, row_id)  # 'sending' is on disk before the transaction
+        data = _build(job, run.builder, self.dates.now())
+        run.wait_for_slot()
+        run.step(self.pending, row_id)  # 'sending' is on disk before the transaction
         self.pending = None
-        outcome, code, reply = self.relay.transact(self.sender, letter.to, data)
+        outcome, code, reply = self.relay.transact(run.sender, letter.to, data)
         sid = letter.student_id
         if outcome == "sender":
             self.pending = (row_id, "queued", _short(code, reply))
+            run.done()
             raise DeliveryError(
-                f"{self.relay.where()} refuses the sender {self.sender} ({_short(code, reply)}); "
+                f"{self.relay.where()} refuses the sender {run.sender} ({_short(code, reply)}); "
                 "check ADVISING_MAIL_FROM, and ADVISING_SMTP_USERNAME if the relay wants a "
                 "login. Letters not sent yet go out on the next run"
             )
         if outcome == "sent":
             self.pending = (row_id, "sent", "")
-            self.report.sent += 1
-            self.report.status[sid] = SENT
+            run.sent(job)
         elif outcome == "temp":
             job.tries += 1
             detail = _short(code, reply)
             if job.tries <= len(RETRY_DELAYS):
+                # Committed before another session can take the letter up again.
                 self.pending = (row_id, "queued", detail)
-                due = time.monotonic() + RETRY_DELAYS[job.tries - 1]
-                heapq.heappush(retries, (due, row_id, job))
+                self._flush()
+                run.done(job, due=time.monotonic() + RETRY_DELAYS[job.tries - 1])
                 log.info("Student %s: relay answered %d, trying again later", sid, code)
-            else:
-                self.pending = (row_id, "failed", detail)
-                self._fail(job, f"Failed: {detail} ({job.tries} tries)")
-                log.warning("Student %s: relay answered %d %d times; given up", sid, code,
-                            job.tries)
+                return
+            self.pending = (row_id, "failed", detail)
+            run.fail(job, f"Failed: {detail} ({job.tries} tries)")
+            log.warning("Student %s: relay answered %d %d times; given up", sid, code,
+                        job.tries)
         elif outcome == "perm":
             detail = _short(code, reply)
             self.pending = (row_id, "failed", detail)
-            self._fail(job, f"Failed: {detail}")
+            run.fail(job, f"Failed: {detail}")
             log.warning("Student %s: relay refused the letter (%d)", sid, code)
         elif outcome == "drop":
             job.drops += 1
             detail = f"connection lost before the message was handed over ({_short(code, reply)})"
+            log.info("Student %s: the relay dropped the connection; reconnecting", sid)
             if job.drops < MAX_DROPS_PER_LETTER:
                 self.pending = (row_id, "queued", detail)
-                queue.appendleft(job)  # nothing was delivered: send it again first
-            else:
-                self.pending = (row_id, "failed", detail)
-                self._fail(job, f"Failed: {detail}, {job.drops} times")
-            log.info("Student %s: the relay dropped the connection; reconnecting", sid)
+                self._flush()
+                run.done(job, again=True)  # nothing was delivered: send it again first
+                return
+            self.pending = (row_id, "failed", detail)
+            run.fail(job, f"Failed: {detail}, {job.drops} times")
         else:  # uncertain
             self.pending = (row_id, "uncertain", reply)
-            self._fail(
+            run.fail(
                 job,
                 f"Failed: delivery uncertain ({reply}; Message-ID {job.plan.message_id}); "
                 "not re-sent to avoid a duplicate: check the relay's log",
             )
             log.warning("Student %s: delivery uncertain, not re-sent", sid)
+        run.done()

@@ -2,15 +2,16 @@
 
 One row per letter version and channel: (student, content hash, channel, status, Message-ID,
 times, a summary of the outlook it told). A row moves queued -> sending -> sent | failed |
-uncertain, and only one row is "sending" at a time: the status change of a message and the
-start of the next one are committed together, before the next SMTP transaction starts.
+uncertain, and each SMTP session has at most one row "sending": the status change of its
+message and the start of its next one are committed together, before that next transaction.
 
-A run killed after the relay accepted a message but before the ledger said so leaves that one
-row "sending". The next run marks it "uncertain" and does NOT send it again (at-most-once: a
-student never gets the same letter twice; the office checks the relay log for its Message-ID
-and calls `release_uncertain` to send it after all). A letter that changes is a new letter and
-goes out normally. Commits use WAL with synchronous=NORMAL: they survive the process being
-killed; a power cut may lose the last commits (then that letter can go out a second time).
+A run killed after the relay accepted a message but before the ledger said so leaves that
+row "sending" (one per open session at most). The next run marks it "uncertain" and does NOT
+send it again (at-most-once: a student never gets the same letter twice; the office checks the
+relay log for its Message-ID and calls `release_uncertain` to send it after all). A letter that
+changes is a new letter and goes out normally. Commits use WAL with synchronous=NORMAL: they
+survive the process being killed; a power cut may lose the last commits (then that letter can
+go out a second time).
 """
 
 from __future__ import annotations
@@ -112,7 +113,10 @@ class Ledger:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Autocommit mode: transactions are explicit (BEGIN ... COMMIT) below.
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            # Shared by delivery's session threads, which take turns under their own lock.
+            self._db = sqlite3.connect(
+                path, isolation_level=None, timeout=30, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     mail_from: str = ""
     reply_to: str = ""
-    send_rate_per_minute: int = Field(default=0, ge=0)  # 0 = no limit
+    send_rate_per_minute: int = Field(default=0, ge=0)  # 0 = no limit, else for all sessions
+    # Sessions open at once with the relay for a large batch (one per 100 letters at most).
+    smtp_connections: int = Field(default=3, ge=1, le=10)
 
     # The day programs start reviewing applications in this cycle (ERAS opens to programs).
     review_start: date = date(2026, 9, 23)

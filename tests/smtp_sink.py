@@ -66,6 +66,9 @@ class Faults:
     hold_after_data: set[str] = field(default_factory=set)
     # refuse every sender with 550 at MAIL FROM (a relay that does not know the office)
     refuse_sender: bool = False
+    # answer 421 to the EHLO of every session after the first N (0 = never): a relay that
+    # allows a client only so many sessions
+    sessions_allowed: int = 0
 
 
 def _abort(server: SMTP) -> None:
@@ -110,9 +113,14 @@ class SinkHandler:
         responses: list[str],
     ) -> list[str]:
         """Count sessions (an EHLO opens each one) so tests see the connection was reused."""
-        session.host_name = hostname
         with self._lock:
             self.connections += 1
+            refused = 0 < self.faults.sessions_allowed < self.connections
+        if refused:  # say so, then close, as a relay at its limit does
+            await server.push("421 4.7.0 Too many connections from your host")
+            _abort(server)
+            return []
+        session.host_name = hostname
         return responses
 
     async def handle_MAIL(

@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date
 from email.message import EmailMessage
@@ -29,7 +30,7 @@ from flows.delivery import (
 )
 from flows.ledger import Ledger
 from flows.letters import Letter, render_letters
-from flows.mail import MessageBuilder
+from flows.mail import PACKED_LINE, MessageBuilder, pack_lines
 from flows.settings import PROJECT_ROOT, Settings
 from residency_rules.errors import DeliveryError, SettingsError
 from residency_rules.specialties import SpecialtyTable
@@ -110,8 +111,11 @@ def assert_well_formed(data: bytes, letter: Letter) -> EmailMessage:
     # Line ends are CRLF on the wire; the text itself is the letter's.
     assert plain.get_content().replace("\r\n", "\n") == letter.text
     # The HTML goes as ASCII: non-ASCII characters as character references, the same text.
+    # Short lines are packed: a line break may have become a space, which HTML reads the same.
     sent_html = html.get_content().replace("\r\n", "\n")
-    assert sent_html == letter.html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+    ascii_html = letter.html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+    assert sent_html.replace("\n", " ") == ascii_html.replace("\n", " ")
+    assert sent_html.count("\n") < ascii_html.count("\n") / 4
     assert check_html(sent_html).plain == check_html(letter.html).plain
     assert str(msg["To"]) == letter.to
     assert str(msg["Subject"]) == letter.subject
@@ -246,6 +250,52 @@ def test_long_html_lines_are_encoded_so_relays_accept_them(
     msg = parse(data)
     assert str(msg["Subject"]) == SUBJECT
     assert list(msg.iter_parts())[1].get_content().replace("\r\n", "\n") == html
+
+
+def test_html_lines_are_packed_but_never_inside_pre() -> None:
+    """Packing joins template lines up to 990 characters, and leaves <pre> letters alone."""
+    builder = MessageBuilder("Office", "advising@school.edu")
+    lines = [f"<p style='margin:0'>line {i} of the letter</p>" for i in range(200)]
+
+    def sent(html: str) -> tuple[str, str]:
+        data = builder.build(
+            to="s@school.edu", reply_to=None, subject="Letter", text="Dear Ana,\nhi.\n",
+            html=html, message_id="<x@school.edu>", date="Tue, 24 Nov 2026 02:00:00 -0500",
+        )
+        assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+        text, page = parse(data).iter_parts()
+        assert text["Content-Transfer-Encoding"] == "7bit"
+        assert text.get_content().replace("\r\n", "\n") == "Dear Ana,\nhi.\n"
+        return page["Content-Transfer-Encoding"], page.get_content().replace("\r\n", "\n")
+
+    cte, body = sent("\n".join(lines))
+    assert cte == "7bit"
+    assert body.split("\n") != lines and body.replace("\n", " ") == " ".join(lines)
+    # Greedy: each line is short of the width by less than one template line (< 50 here).
+    assert len(body.split("\n")) <= -(-len(" ".join(lines)) // (PACKED_LINE - 50))
+    assert all(len(line) <= PACKED_LINE for line in body.split("\n"))
+    kept = "<pre>\n" + "\n".join(lines) + "\n</pre>"
+    assert sent(kept) == ("7bit", kept)
+
+
+def test_pack_lines_keeps_a_line_longer_than_the_width_whole() -> None:
+    """A 995-character line fits SMTP's 998 as it is: never cut, its neighbours still packed."""
+    long = b"x" * 995
+    packed = pack_lines(b"a\nb\n" + long + b"\nc\nd")
+    assert packed == b"a b\r\n" + long + b"\r\nc d"
+
+
+def test_a_text_part_that_is_not_ascii_goes_quoted_printable() -> None:
+    """7bit is for ASCII only: an accented name keeps the text part in quoted-printable."""
+    builder = MessageBuilder("Office", "advising@school.edu")
+    data = builder.build(
+        to="s@school.edu", reply_to=None, subject="Letter", text="Dear Zoë,\n",
+        html="<p>Dear Zo&#235;,</p>", message_id="<x@school.edu>",
+        date="Tue, 24 Nov 2026 02:00:00 -0500",
+    )
+    text, _ = parse(data).iter_parts()
+    assert text["Content-Transfer-Encoding"] == "quoted-printable"
+    assert text.get_content().replace("\r\n", "\n") == "Dear Zoë,\n"
 
 
 def test_a_plain_mail_merge_fails_where_this_succeeds(tmp_path: Path) -> None:
@@ -397,6 +447,43 @@ def test_dropped_connections_are_reopened_and_nothing_is_sent_twice(
         report = deliver(letters, smtp_settings(sink), ledger, tmp_path / "outbox")
         assert (report.sent, report.failed) == (30, 0)
         assert sink.handler.connections > 1
+        assert count_by_recipient(sink) == {lt.to: 1 for lt in letters}
+
+
+def test_a_large_batch_uses_several_sessions_and_mails_each_student_once(
+    tmp_path: Path, table: SpecialtyTable, ledger: Ledger
+) -> None:
+    """250 letters, 3 sessions at once, a relay that drops, closes, defers and refuses."""
+    letters = make_letters(tmp_path, table, 250)
+    faults = Faults(drop_every_nth_mail=37, close_every_nth_mail=53,
+                    temp_fail={"s010@school.edu": 1, "s200@school.edu": 2},
+                    perm_fail={"s123@school.edu"})
+    with running_sink(faults) as sink:
+        settings = smtp_settings(sink, smtp_connections=3)
+        report = deliver(letters, settings, ledger, tmp_path / "outbox")
+        assert (report.sent, report.failed) == (249, 1)
+        assert report.status["S123"] == "Failed: 550 5.1.1 Mailbox unavailable"
+        assert report.status["S200"] == "Sent"
+        assert sink.handler.connections >= 3 + 250 // 53  # 3 sessions, reopened after closes
+        expected = {lt.to: 1 for lt in letters if lt.to != "s123@school.edu"}
+        assert count_by_recipient(sink) == expected
+        for received in sink.received:
+            (letter,) = [lt for lt in letters if lt.to == received.rcpt_tos[0]]
+            assert_well_formed(received.data, letter)
+    statuses = Counter(e.status for lt in letters for e in ledger.entries(lt.student_id))
+    assert statuses == {"sent": 249, "failed": 1}
+
+
+def test_a_relay_allowing_one_session_gets_everything_through_it(
+    tmp_path: Path, table: SpecialtyTable, ledger: Ledger
+) -> None:
+    """The extra sessions are refused with 421 at EHLO: the first one sends every letter."""
+    letters = make_letters(tmp_path, table, 220)
+    with running_sink(Faults(sessions_allowed=1)) as sink:
+        report = deliver(letters, smtp_settings(sink, smtp_connections=3), ledger,
+                         tmp_path / "outbox")
+        assert (report.sent, report.failed) == (220, 0)
+        assert sink.handler.connections == 3  # two refused
         assert count_by_recipient(sink) == {lt.to: 1 for lt in letters}
 
 
