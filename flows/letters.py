@@ -644,19 +644,27 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write a file so a reader never sees half of it: a temporary file, then os.replace."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        _write(tmp, data)
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):  # best effort: the error below is what matters
             tmp.unlink()
-        raise AdvisingError(
-            f"{path}: cannot write the letter ({exc.strerror}); check the free space and the "
-            f"permissions of {path.parent}"
-        ) from None
+        raise _unwritable(path, exc) from None
+
+
+def _write(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _unwritable(path: Path, exc: OSError) -> AdvisingError:
+    return AdvisingError(
+        f"{path}: cannot write the letter ({exc.strerror}); check the free space and the "
+        f"permissions of {path.parent}"
+    )
 
 
 def _render(template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
@@ -722,7 +730,11 @@ def render_letters(
     previous: Mapping[str, LetterSummary],
     letters_dir: Path,
 ) -> list[Letter]:
-    """Render a letter for every evaluated student and write <id>.html and <id>.txt atomically."""
+    """Render a letter for every evaluated student and write <id>.html and <id>.txt.
+
+    The files are written in place: letters_dir is a staging folder no one reads until the
+    caller swaps it in whole (flows.lifecycle.publish_dir).
+    """
     templates = load_templates(settings.templates_dir)
     run = _Run(table, settings)
     letters_dir.mkdir(parents=True, exist_ok=True)
@@ -735,8 +747,14 @@ def render_letters(
             continue  # held back by a problem: no letter
         letter = _render_letter(run, templates, record, ev, previous.get(record.student_id))
         stem = safe_filename(record.student_id)
-        write_atomic(letters_dir / f"{stem}.html", letter.html.encode("utf-8"))
-        write_atomic(letters_dir / f"{stem}.txt", letter.text.encode("utf-8"))
+        for path, data in (
+            (letters_dir / f"{stem}.html", letter.html.encode("utf-8")),
+            (letters_dir / f"{stem}.txt", letter.text.encode("utf-8")),
+        ):
+            try:
+                _write(path, data)
+            except OSError as exc:
+                raise _unwritable(path, exc) from None
         letters.append(letter)
     log.info("Rendered %d letters into %s", len(letters), letters_dir)
     return letters

@@ -9,6 +9,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -164,6 +166,56 @@ def write_atomic(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def staging_dir(final: Path) -> Path:
+    """Return a new, empty hidden folder beside `final` to fill before publish_dir swaps it in.
+
+    Writing 40,000 letter files each under a temporary name and renaming it costs twice the
+    plain writes; one hidden folder renamed once gives readers the same guarantee.
+    """
+    staging = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish_dir(staging: Path, final: Path) -> threading.Thread | None:
+    """Swap a filled staging folder in for `final`; returns the thread removing the old one.
+
+    Readers see the old folder or the new one, never a half-filled one. The old folder is
+    renamed out of the way first and removed in the background (unlinking many files takes a
+    while); a crash meanwhile leaves a hidden .tmp folder that the next run sweeps.
+    """
+    old = final.with_name(f".{final.name}.{os.getpid()}.old.tmp")
+    if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(staging, final)
+    if not old.exists():
+        return None
+    remover = threading.Thread(
+        target=shutil.rmtree, args=(old,), kwargs={"ignore_errors": True},
+        name="remove-old-letters", daemon=True,
+    )
+    remover.start()
+    return remover
+
+
+def sweep_temporary(out_dir: Path) -> None:
+    """Remove our own temporary files and folders left by a run that was killed mid-write.
+
+    Only dot-named *.tmp entries under output/ are touched: they are ours, never the office's.
+    """
+    if not out_dir.is_dir():
+        return
+    for stale in sorted(out_dir.rglob(".*.tmp"), key=lambda p: len(p.parts)):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 class RosterBusy(Exception):

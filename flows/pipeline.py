@@ -145,16 +145,6 @@ def _merge(total: DeliveryReport, part: DeliveryReport) -> None:
     total.status.update(part.status)
 
 
-def _sweep_temporary_files(out_dir: Path) -> None:
-    """Remove our own temporary files left by a run that was killed mid-write.
-
-    Only dot-named *.tmp files under output/ are touched: they are ours, never the office's.
-    """
-    if out_dir.is_dir():
-        for stale in out_dir.rglob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-
-
 def process_roster(
     path: Path, settings: Settings, table: SpecialtyTable, print_fp: str
 ) -> RosterOutcome:
@@ -171,7 +161,7 @@ def process_roster(
         logger.info("Roster %s unchanged since its last run: nothing to do", path.name)
         return settled
 
-    _sweep_temporary_files(out_dir)
+    lifecycle.sweep_temporary(out_dir)
     try:
         with _timed(timings, "ingest"):
             roster = ingest_stage(path, settings, quote(table))
@@ -189,26 +179,31 @@ def process_roster(
     report = DeliveryReport()
     letters_written = 0
     timings["letters"] = timings["delivery"] = 0.0
+    # Letters are written into a hidden folder, swapped in once every batch is rendered.
+    staging = lifecycle.staging_dir(out_dir / "letters")
     with Ledger(settings.output_dir / LEDGER_NAME) as ledger:
         # Batches bound memory (a rendered letter is ~12 KB: 1.2 GB for 100,000 at once).
         for start in range(0, len(roster.records), LETTER_BATCH):
             batch = roster.records[start : start + LETTER_BATCH]
             with _timed(timings, "letters"):
                 letters = render_stage(
-                    quote(batch), quote(by_id), quote(table), settings, ledger,
-                    out_dir / "letters",
+                    quote(batch), quote(by_id), quote(table), settings, ledger, staging
                 )
             with _timed(timings, "delivery"):
                 part = deliver_stage(quote(letters), settings, ledger, out_dir / "outbox")
                 _merge(report, part)
             letters_written += len(letters)
             del letters
+    with _timed(timings, "letters"):
+        remover = lifecycle.publish_dir(staging, out_dir / "letters")
     with _timed(timings, "workbook"):
         workbook_stage(
             quote(roster), quote(evaluations), quote(report),
             out_dir / f"{path.stem}-annotated{path.suffix}",
         )
 
+    if remover is not None:
+        remover.join()
     levels = Counter(e.level for e in evaluations)
     held = roster.held_rows()
     counts: dict[str, Any] = {

@@ -53,7 +53,8 @@ def _outputs_are_whole(out: Path, finished: bool) -> None:
     """Every output under its final name is complete; a finished run leaves no temporary file."""
     for path in out.rglob("*"):
         if path.is_file():
-            if path.name.startswith("."):  # a temporary name, never read by anyone
+            hidden = any(part.startswith(".") for part in path.relative_to(out).parts)
+            if hidden:  # a temporary file or staging folder, never read by anyone
                 assert not finished, f"temporary file left behind: {path}"
                 continue
             if path.suffix == ".xlsx":
@@ -95,7 +96,8 @@ def test_a_run_killed_at_any_moment_is_completed_by_the_next(
         proc = subprocess.Popen([*ADVISING, "run"], cwd=workdir, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if moment == "while rendering":
-            reached = _wait(lambda: (out / "letters").is_dir(), 120)
+            # Letters are written into a hidden staging folder until every one is rendered.
+            reached = _wait(lambda: any(out.glob(".letters.*.tmp/*.html")), 120)
         else:
             reached = _wait(lambda: len(sink.received) >= 8, 180)
         proc.send_signal(signal.SIGKILL)

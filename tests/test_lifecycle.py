@@ -100,3 +100,36 @@ def test_write_atomic_leaves_no_temporary_file(tmp_path: Path) -> None:
     """An atomic write leaves only the final file behind."""
     lifecycle.write_atomic(tmp_path / "run.json", b"{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+def test_a_staged_folder_replaces_the_published_one_whole(tmp_path: Path) -> None:
+    """Readers see the old letters or the new ones; the old folder goes once swapped out."""
+    final = tmp_path / "letters"
+    first = lifecycle.staging_dir(final)
+    (first / "A.html").write_text("old A")
+    (first / "B.html").write_text("old B")
+    assert not final.exists() and first.name.startswith(".")
+    assert lifecycle.publish_dir(first, final) is None  # nothing to remove the first time
+    second = lifecycle.staging_dir(final)
+    (second / "A.html").write_text("new A")
+    assert sorted(p.name for p in final.iterdir()) == ["A.html", "B.html"]  # not yet swapped
+    remover = lifecycle.publish_dir(second, final)
+    assert remover is not None
+    remover.join(10)
+    assert {p.name: p.read_text() for p in final.iterdir()} == {"A.html": "new A"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["letters"]
+
+
+def test_the_sweep_removes_only_our_hidden_temporary_files(tmp_path: Path) -> None:
+    """A killed run's staging folder and dot-temp files go; everything else stays."""
+    out = tmp_path / "class-2027"
+    staging = lifecycle.staging_dir(out / "letters")
+    (staging / "A.html").write_text("half")
+    (out / ".run.json.123.tmp").write_text("{")
+    (out / "notes.tmp").write_text("the office's own file")
+    (out / "letters").mkdir()
+    (out / "letters" / "A.html").write_text("whole")
+    lifecycle.sweep_temporary(out)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+        "letters", "letters/A.html", "notes.tmp",
+    ]
