@@ -283,7 +283,7 @@ class _Job:
         return value if value and is_address(value) else None
 
 
-def _build(job: _Job, builder: MessageBuilder, date: str) -> bytes:
+def _build(job: _Job, builder: MessageBuilder, date: str, eight_bit: bool) -> bytes:
     letter = job.letter
     assert letter.to is not None
     return builder.build(
@@ -294,6 +294,7 @@ def _build(job: _Job, builder: MessageBuilder, date: str) -> bytes:
         html=letter.html,
         message_id=job.plan.message_id,
         date=date,
+        eight_bit=eight_bit,
     )
 
 
@@ -307,7 +308,7 @@ def _write_outbox(
     done: list[tuple[int, Status, str]] = []
     try:
         for job in jobs:
-            data = _build(job, builder, dates.now())
+            data = _build(job, builder, dates.now(), eight_bit=True)  # a file: no relay
             write_atomic(outbox_dir / f"{safe_filename(job.letter.student_id)}.eml", data)
             done.append((job.plan.row_id, "sent", "outbox"))
             report.sent += 1
@@ -334,6 +335,7 @@ class _Relay:
         self.password = password or ""
         self.timeout = settings.smtp_timeout_seconds
         self.smtp: smtplib.SMTP | None = None
+        self.eight_bit = False  # the relay announced 8BITMIME (RFC 6152)
 
     def where(self) -> str:
         return f"{self.host}:{self.port}"
@@ -361,6 +363,7 @@ class _Relay:
                 smtp.ehlo()
             if self.username:
                 smtp.login(self.username, self.password)
+            self.eight_bit = smtp.has_extn("8bitmime")
         except smtplib.SMTPAuthenticationError as exc:
             _quietly_close(smtp)
             raise DeliveryError(
@@ -420,7 +423,8 @@ class _Relay:
         try:
             # Both addresses are checked addr-specs: no need for smtplib's address parser
             # (two parses per message are a tenth of the client's time).
-            smtp.putcmd("mail", f"FROM:<{sender}>")
+            body = "" if data.isascii() else " BODY=8BITMIME"  # only built so after 8BITMIME
+            smtp.putcmd("mail", f"FROM:<{sender}>{body}")
             code, reply = smtp.getreply()
             if code != 250:
                 if 500 <= code < 600:  # the sender is refused: every letter would be
@@ -692,7 +696,7 @@ class _Session:
         run = self.run
         letter, row_id = job.letter, job.plan.row_id
         assert letter.to is not None
-        data = _build(job, run.builder, self.dates.now())
+        data = _build(job, run.builder, self.dates.now(), self.relay.eight_bit)
         run.wait_for_slot()
         run.step(self.pending, row_id)  # 'sending' is on disk before the transaction
         self.pending = None

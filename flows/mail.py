@@ -100,16 +100,17 @@ _KEEPS_LINES = re.compile(rb"<(?:pre|textarea|listing|xmp|plaintext)\b|white-spa
 PACKED_LINE = 990  # SMTP allows 998 characters a line; a little room to spare
 
 
-def text_body(text: str, boundary: bytes) -> tuple[str, bytes]:
-    """Encode the text body: 7bit when it is ASCII with lines that fit, else quoted-printable.
+def text_body(text: str, boundary: bytes, eight_bit: bool = False) -> tuple[str, bytes]:
+    """Encode the text body: as written (7bit, or 8bit UTF-8 where allowed) when its lines fit.
 
-    An ASCII letter needs no transfer encoding: sent as written, in paragraph-long lines, it is
-    smaller and a relay parses a third as many lines as the 76-column quoted-printable form.
+    A letter sent as written, in paragraph-long lines, is smaller and a relay parses a third as
+    many lines as the 76-column quoted-printable form. Non-ASCII text goes 8bit only where the
+    relay announced 8BITMIME (and to the outbox); elsewhere it is quoted-printable.
     """
-    if text.isascii():
-        data = _crlf(text).encode("ascii")
+    if text.isascii() or eight_bit:
+        data = _crlf(text).encode("utf-8")
         if _lines_fit(data, b"\r\n") and boundary not in data:
-            return "7bit", data
+            return ("7bit" if data.isascii() else "8bit"), data
     return "quoted-printable", quoted_printable(text)
 
 
@@ -183,7 +184,7 @@ class MessageBuilder:
         self._boundary = self.boundary.encode("ascii")
         self._text_heads = {
             cte: part.format(b=self.boundary, kind="plain", cte=cte).encode("ascii")
-            for cte in ("7bit", "quoted-printable")
+            for cte in ("7bit", "8bit", "quoted-printable")
         }
         self._html_heads = {
             cte: ("\r\n" + part.format(b=self.boundary, kind="html", cte=cte)).encode("ascii")
@@ -201,8 +202,13 @@ class MessageBuilder:
         html: str,
         message_id: str,
         date: str,
+        eight_bit: bool = False,
     ) -> bytes:
-        """Return the message as CRLF bytes; to and reply_to must already be checked addresses."""
+        """Return the message as CRLF bytes; to and reply_to must already be checked addresses.
+
+        With eight_bit, the text part may be 8bit UTF-8: the caller must then announce it
+        (MAIL FROM ... BODY=8BITMIME) when the bytes are not all ASCII.
+        """
         if not is_address(to) or (reply_to is not None and not is_address(reply_to)):
             raise ValueError("recipient addresses must be checked before building a message")
         encoded = self._subjects.get(subject)
@@ -226,7 +232,7 @@ class MessageBuilder:
             "",
             "",
         ]
-        text_cte, text_data = text_body(text, self._boundary)
+        text_cte, text_data = text_body(text, self._boundary, eight_bit)
         html_cte, html_data = html_body(html, self._boundary)
         return b"".join(
             (

@@ -10,7 +10,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from prefect.utilities.annotations import quote
 
 from flows import intake, lifecycle, validation
@@ -28,7 +29,8 @@ from flows.delivery import (
     resolve_smtp_password,
 )
 from flows.ledger import Ledger
-from flows.letters import Letter, render_letters, safe_filename
+from flows.letters import Letter, LetterSummary, render_letters, safe_filename
+from flows.render_pool import RenderPool
 from flows.roster import Roster
 from flows.run_record import (
     LEDGER_NAME,
@@ -89,12 +91,14 @@ def render_stage(
     by_id: dict[str, Evaluation],
     table: SpecialtyTable,
     settings: Settings,
-    ledger: Ledger,
+    previous: dict[str, LetterSummary],
     letters_dir: Path,
+    pool: RenderPool | None,
 ) -> list[Letter]:
     """Render a batch of letters to disk first, so sending is a separate, resumable step."""
-    previous = ledger.previous_summaries(r.student_id for r in records)
-    return render_letters(records, by_id, table, settings, previous, letters_dir)
+    if pool is None:
+        return render_letters(records, by_id, table, settings, previous, letters_dir)
+    return pool.submit(records, by_id, table, settings, previous, letters_dir).result()
 
 
 @task(name="deliver", cache_policy=NO_CACHE)
@@ -181,14 +185,28 @@ def process_roster(
     timings["letters"] = timings["delivery"] = 0.0
     # Letters are written into a hidden folder, swapped in once every batch is rendered.
     staging = lifecycle.staging_dir(out_dir / "letters")
-    with Ledger(settings.output_dir / LEDGER_NAME) as ledger:
-        # Batches bound memory (a rendered letter is ~12 KB: 1.2 GB for 100,000 at once).
-        for start in range(0, len(roster.records), LETTER_BATCH):
-            batch = roster.records[start : start + LETTER_BATCH]
+    # Batches bound memory (a rendered letter is ~12 KB: 1.2 GB for 100,000 at once). With
+    # more than one, batch k+1 renders in a second process while batch k is delivered.
+    batches = [roster.records[i : i + LETTER_BATCH]
+               for i in range(0, len(roster.records), LETTER_BATCH)]
+    with Ledger(settings.output_dir / LEDGER_NAME) as ledger, \
+            (RenderPool() if len(batches) > 1 else nullcontext()) as pool:
+
+        def render(k: int) -> PrefectFuture[list[Letter]]:
+            batch = batches[k]
+            previous = ledger.previous_summaries(r.student_id for r in batch)
+            # The first batch renders here while the second process starts up.
+            return render_stage.submit(
+                quote(batch), quote(by_id), quote(table), settings, quote(previous), staging,
+                quote(pool if k else None),
+            )
+
+        upcoming = render(0) if batches else None
+        for k in range(len(batches)):
+            assert upcoming is not None
             with _timed(timings, "letters"):
-                letters = render_stage(
-                    quote(batch), quote(by_id), quote(table), settings, ledger, staging
-                )
+                letters = upcoming.result()
+            upcoming = render(k + 1) if k + 1 < len(batches) else None
             with _timed(timings, "delivery"):
                 part = deliver_stage(quote(letters), settings, ledger, out_dir / "outbox")
                 _merge(report, part)

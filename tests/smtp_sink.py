@@ -38,6 +38,7 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    mail_options: tuple[str, ...] = ()  # e.g. BODY=8BITMIME
 
     @property
     def message_id(self) -> str:
@@ -69,6 +70,8 @@ class Faults:
     # answer 421 to the EHLO of every session after the first N (0 = never): a relay that
     # allows a client only so many sessions
     sessions_allowed: int = 0
+    # leave 8BITMIME out of the EHLO reply (an old relay that takes 7-bit data only)
+    no_8bitmime: bool = False
 
 
 def _abort(server: SMTP) -> None:
@@ -121,6 +124,8 @@ class SinkHandler:
             _abort(server)
             return []
         session.host_name = hostname
+        if self.faults.no_8bitmime:
+            return [r for r in responses if "8BITMIME" not in r]
         return responses
 
     async def handle_MAIL(
@@ -165,7 +170,8 @@ class SinkHandler:
             self.count += 1
             if self.keep:
                 self.received.append(
-                    Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), content)
+                    Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), content,
+                             tuple(envelope.mail_options))
                 )
             drop = rcpt in self.faults.drop_after_data and rcpt not in self._dropped_after_data
             if drop:

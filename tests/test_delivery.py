@@ -298,6 +298,29 @@ def test_a_text_part_that_is_not_ascii_goes_quoted_printable() -> None:
     assert text.get_content().replace("\r\n", "\n") == "Dear Zoë,\n"
 
 
+@pytest.mark.parametrize("announced", [True, False])
+def test_accented_text_goes_8bit_only_to_a_relay_that_announced_8bitmime(
+    tmp_path: Path, table: SpecialtyTable, ledger: Ledger, announced: bool
+) -> None:
+    """BODY=8BITMIME and an 8bit text part where allowed; quoted-printable and 7-bit elsewhere."""
+    letters = make_letters(tmp_path, table, 2, name="Zoë Lima")
+    assert "Zoë" in letters[0].text
+    with running_sink(Faults(no_8bitmime=not announced)) as sink:
+        report = deliver(letters, smtp_settings(sink), ledger, tmp_path / "outbox")
+        assert report.sent == 2
+        for received in sink.received:
+            (letter,) = [lt for lt in letters if lt.to == received.rcpt_tos[0]]
+            assert_well_formed(received.data, letter)
+            text, _ = parse(received.data).iter_parts()
+            if announced:
+                assert received.mail_options == ("BODY=8BITMIME",)
+                assert text["Content-Transfer-Encoding"] == "8bit"
+            else:
+                assert received.mail_options == ()
+                assert text["Content-Transfer-Encoding"] == "quoted-printable"
+                assert received.data.isascii()
+
+
 def test_a_plain_mail_merge_fails_where_this_succeeds(tmp_path: Path) -> None:
     """Sent as-is (like a plain mail-merge tool), a long HTML line is refused by the relay."""
     with running_sink() as sink, smtplib.SMTP(sink.host, sink.port) as client:

@@ -120,6 +120,29 @@ def test_outbox_messages_are_multipart_and_keep_names_out_of_the_subject(workdir
         assert path.stem not in msg["Subject"]
 
 
+def test_batches_render_in_a_second_process_and_every_student_gets_one_letter(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four students per batch: batch k+1 renders in the render process while k is sent."""
+    import multiprocessing
+
+    from flows import pipeline
+
+    monkeypatch.setattr(pipeline, "LETTER_BATCH", 4)
+    _drop_demo(workdir, 11)
+    (outcome,) = _run()
+    assert outcome["status"] == "done"
+    assert outcome["counts"]["letters_written"] == outcome["counts"]["evaluated"] == 11
+    out = workdir / "output" / "class-2027"
+    htmls = sorted(p.stem for p in (out / "letters").glob("*.html"))
+    emls = sorted(p.stem for p in (out / "outbox").glob("*.eml"))
+    assert len(htmls) == 11 and htmls == emls
+    for path in (out / "letters").glob("*.html"):
+        assert path.read_text(encoding="utf-8").rstrip().endswith("</html>")
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert multiprocessing.active_children() == []  # the render process has stopped
+
+
 def test_dropping_the_same_roster_again_sends_nothing_new(workdir: Path) -> None:
     """A second run on identical content is recognised by its hash and mails nobody."""
     roster = _drop_demo(workdir, 5)
