@@ -50,6 +50,18 @@ from residency_rules.specialties import SpecialtyTable
 LETTER_BATCH = 5000  # students rendered and delivered per batch
 
 
+def batch_bounds(total: int, size: int) -> list[tuple[int, int]]:
+    """Split `total` students into batches of `size`, the first one smaller when there are several.
+
+    Delivery waits for the first batch, rendered here while the render process starts; a
+    smaller first batch lets sending begin sooner, and the process then stays a batch ahead.
+    """
+    if total <= size:
+        return [(0, total)] if total else []
+    first = max(1, min(size, total // 10, 2000))
+    return [(0, first)] + [(i, min(i + size, total)) for i in range(first, total, size)]
+
+
 class RunIncomplete(AdvisingError):
     """At least one roster stopped; carries every roster's outcome for the summary."""
 
@@ -187,8 +199,7 @@ def process_roster(
     staging = lifecycle.staging_dir(out_dir / "letters")
     # Batches bound memory (a rendered letter is ~12 KB: 1.2 GB for 100,000 at once). With
     # more than one, batch k+1 renders in a second process while batch k is delivered.
-    batches = [roster.records[i : i + LETTER_BATCH]
-               for i in range(0, len(roster.records), LETTER_BATCH)]
+    batches = [roster.records[a:b] for a, b in batch_bounds(len(roster.records), LETTER_BATCH)]
     with Ledger(settings.output_dir / LEDGER_NAME) as ledger, \
             (RenderPool() if len(batches) > 1 else nullcontext()) as pool:
 
