@@ -50,15 +50,17 @@ from residency_rules.specialties import SpecialtyTable
 LETTER_BATCH = 5000  # students rendered and delivered per batch
 
 
-def batch_bounds(total: int, size: int) -> list[tuple[int, int]]:
-    """Split `total` students into batches of `size`, the first one smaller when there are several.
+def batch_bounds(total: int, size: int, small_first: bool = False) -> list[tuple[int, int]]:
+    """Split `total` students into batches of `size`; with small_first, a smaller first one.
 
-    Delivery waits for the first batch, rendered here while the render process starts; a
-    smaller first batch lets sending begin sooner, and the process then stays a batch ahead.
+    Delivery waits for the first batch, rendered here while the render process starts. When
+    sending is the slow side (SMTP: ~0.8 ms a letter against ~0.35 to render), a smaller first
+    batch lets it begin sooner and the process stays a batch ahead. To the outbox the two take
+    about as long, and equal batches measured faster (20k: 25.5 s against 32.8 s, median of 3).
     """
     if total <= size:
         return [(0, total)] if total else []
-    first = max(1, min(size, total // 10, 2000))
+    first = max(1, min(size, total // 10, 2000)) if small_first else size
     return [(0, first)] + [(i, min(i + size, total)) for i in range(first, total, size)]
 
 
@@ -199,7 +201,8 @@ def process_roster(
     staging = lifecycle.staging_dir(out_dir / "letters")
     # Batches bound memory (a rendered letter is ~12 KB: 1.2 GB for 100,000 at once). With
     # more than one, batch k+1 renders in a second process while batch k is delivered.
-    batches = [roster.records[a:b] for a, b in batch_bounds(len(roster.records), LETTER_BATCH)]
+    bounds = batch_bounds(len(roster.records), LETTER_BATCH, settings.delivery == "smtp")
+    batches = [roster.records[a:b] for a, b in bounds]
     with Ledger(settings.output_dir / LEDGER_NAME) as ledger, \
             (RenderPool() if len(batches) > 1 else nullcontext()) as pool:
 

@@ -282,15 +282,18 @@ def test_letters_in_several_batches_are_all_counted(
     assert all(s and not s.startswith("Held") for s in statuses), statuses
 
 
+@pytest.mark.parametrize("small_first", [True, False])
 @pytest.mark.parametrize("total", [0, 1, 4, 5, 6, 11, 40, 20000, 100001])
-def test_batches_cover_every_student_once_and_bound_memory(total: int) -> None:
-    """Contiguous, no gaps or overlaps, none above the batch size; several: a smaller first."""
+def test_batches_cover_every_student_once_and_bound_memory(
+    total: int, small_first: bool
+) -> None:
+    """Contiguous, no gaps or overlaps, none above the batch size; small_first: a smaller first."""
     from flows.pipeline import batch_bounds
 
     size = 5000 if total > 100 else 5
-    bounds = batch_bounds(total, size)
+    bounds = batch_bounds(total, size, small_first)
     covered = [i for a, b in bounds for i in range(a, b)]
     assert covered == list(range(total))
     assert all(0 < b - a <= size for a, b in bounds)
     if len(bounds) > 1:
-        assert bounds[0][1] - bounds[0][0] < size
+        assert (bounds[0][1] - bounds[0][0] < size) == small_first
