@@ -1,10 +1,11 @@
 """Deliver the rendered letters: to the outbox (.eml files, the default) or the school's relay.
 
 Both go through the ledger, so a letter already delivered is never delivered again. SMTP uses
-one connection for the whole batch (reopened if the relay drops it), retries 4xx replies with
-a bounded backoff while the other letters go on, records 5xx per student and goes on, and keeps
-to the relay's rate limit. Delivery is at-most-once (see flows/ledger.py): when the connection
-breaks after the message was handed over, the letter is marked uncertain, never re-sent blind.
+one session for a small batch and up to ADVISING_SMTP_CONNECTIONS for a large one (each
+reopened if the relay drops it), retries 4xx replies with a bounded backoff while the other
+letters go on, records 5xx per student and goes on, and keeps to the relay's rate limit.
+Delivery is at-most-once (see flows/ledger.py): when the connection breaks after the message
+was handed over, the letter is marked uncertain, never re-sent blind.
 Logs carry student IDs and SMTP codes only: never a name, an address or a score.
 """
 
