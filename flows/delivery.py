@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flows.ledger import Ledger, Planned, Status
+from flows.ledger import EverySecond, Ledger, Planned, Status
 from flows.letters import Letter, LetterSummary, safe_filename, write_atomic
 from flows.mail import (
     PLACEHOLDER_FROM,
@@ -196,19 +196,9 @@ def _day(stamp: str) -> str:
     return stamp[:10]
 
 
-class _Dates:
+def _dates() -> EverySecond:
     """The Date header, formatted once per second rather than once per message."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = ""
-
-    def now(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            self._second = second
-            self._value = date_header(datetime.now().astimezone())
-        return self._value
+    return EverySecond(lambda: date_header(datetime.now().astimezone()))
 
 
 def _message_ids(domain: str) -> Iterator[str]:
@@ -305,7 +295,7 @@ def _write_outbox(
 ) -> None:
     """Write one .eml per letter; rewriting the same file after a crash is harmless."""
     outbox_dir.mkdir(parents=True, exist_ok=True)
-    dates = _Dates()
+    dates = _dates()
     done: list[tuple[int, Status, str]] = []
     try:
         for job in jobs:
@@ -615,7 +605,7 @@ class _Session:
     def __init__(self, run: _SmtpRun, relay: _Relay) -> None:
         self.run = run
         self.relay = relay
-        self.dates = _Dates()
+        self.dates = _dates()
         # The outcome of the last transaction, committed together with the next 'sending'.
         self.pending: tuple[int, Status, str] | None = None
         self.unreachable = "relay unreachable"  # why the relay could not be reached, if so
@@ -644,9 +634,9 @@ class _Session:
             self.relay.open()
             return True
         except (_Unreachable, DeliveryError) as exc:
+            self._note_unreachable(exc)
             log.info("Relay %s refused another session (%s); going on with fewer",
-                     self.relay.where(), str(exc)[:80])
-            self.unreachable = f"relay unreachable ({str(exc)[:80]})"
+                     self.relay.where(), self.unreachable)
             self._give_up(self.run.leave())  # the others may all have left meanwhile
             return False
 
@@ -673,8 +663,11 @@ class _Session:
             self.connect(first=False)
             return True
         except _Unreachable as exc:
-            self.unreachable = f"relay unreachable ({str(exc)[:80]})"
+            self._note_unreachable(exc)
             return False
+
+    def _note_unreachable(self, exc: Exception) -> None:
+        self.unreachable = f"relay unreachable ({str(exc)[:80]})"
 
     def _give_up(self, left: list[_Job]) -> None:
         """The relay cannot be reached again: the letters left wait for the next run."""

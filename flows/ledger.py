@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -85,17 +85,18 @@ def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-class _Clock:
-    """The local time as ISO text, computed once per second (it is written per message)."""
+class EverySecond:
+    """A timestamp text made at most once per second: it is written per message, 20k a run."""
 
-    def __init__(self) -> None:
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
         self._second = -1
         self._text = ""
 
     def now(self) -> str:
         second = int(time.time())
         if second != self._second:
-            self._second, self._text = second, _now()
+            self._second, self._text = second, self._make()
         return self._text
 
 
@@ -109,7 +110,7 @@ class Ledger:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._clock = _Clock()
+        self._clock = EverySecond(_now)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Autocommit mode: transactions are explicit (BEGIN ... COMMIT) below.

@@ -1,11 +1,12 @@
 """Email addresses and MIME messages: checked against injection, built cheaply for 20k letters.
 
 The stdlib `email` package builds a message in ~100 us; with 20,000 letters per run that is
-seconds, so the message is a fixed multipart/alternative skeleton: the text part in 7bit when
-ASCII, else quoted-printable (binascii, in C); the HTML part in 7bit with character references
-and its short lines packed, or in quoted-printable when a line would pass SMTP's 998-character
-limit. Every header value is either generated here or checked first: an address must be a plain
-addr-spec (no CR/LF, no display name from input), the subject must be one line.
+seconds, so the message is a fixed multipart/alternative skeleton: the text part as written
+(7bit when ASCII, 8bit where allowed), else quoted-printable (binascii, in C); the HTML part in
+7bit with character references and its short lines packed, or in quoted-printable when a line
+would pass SMTP's 998-character limit. Every header value is either generated here or checked
+first: an address must be a plain addr-spec (no CR/LF, no display name from input), the subject
+must be one line.
 `tests/test_delivery.py` parses every message back with `email.policy.SMTP`.
 """
 
