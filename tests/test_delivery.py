@@ -30,7 +30,7 @@ from flows.delivery import (
 )
 from flows.ledger import Ledger
 from flows.letters import Letter, render_letters
-from flows.mail import PACKED_LINE, MessageBuilder, pack_lines
+from flows.mail import PACKED_LINE, MessageBuilder, keeps_lines, pack_lines
 from flows.settings import PROJECT_ROOT, Settings
 from residency_rules.errors import DeliveryError, SettingsError
 from residency_rules.specialties import SpecialtyTable
@@ -276,6 +276,23 @@ def test_html_lines_are_packed_but_never_inside_pre() -> None:
     assert all(len(line) <= PACKED_LINE for line in body.split("\n"))
     kept = "<pre>\n" + "\n".join(lines) + "\n</pre>"
     assert sent(kept) == ("7bit", kept)
+
+
+@pytest.mark.parametrize(
+    ("html", "kept"),
+    [
+        (b"<PRE>\nx</PRE>", True),
+        (b"<p>a</p>\n<Textarea rows=3>", True),
+        (b"<div style='White-Space :\n pre-wrap'>", True),
+        (b"<xmp>", True),
+        (b"td { white-space: nowrap; }\n<p>pre</p>", False),
+        (b"<prefix-tag>\n<p>white-space</p>", False),
+        (b"<p>&lt;pre&gt; as text</p>", False),
+    ],
+)
+def test_letters_whose_line_breaks_are_content_are_recognised(html: bytes, kept: bool) -> None:
+    """<pre> and kin in any case, or white-space: pre*; the letter CSS's nowrap is not one."""
+    assert keeps_lines(html) is kept
 
 
 def test_pack_lines_keeps_a_line_longer_than_the_width_whole() -> None:
