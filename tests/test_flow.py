@@ -188,6 +188,48 @@ def test_the_cli_settles_an_identical_re_drop_without_starting_prefect_or_gx(
     assert len(list((workdir / "output" / "class-2027" / "outbox").glob("*.eml"))) == 5
 
 
+def test_a_roster_is_processed_with_its_objects_set_aside_from_gc_and_then_handed_back(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full collections skip the roster's objects while it runs; none stay frozen afterwards.
+
+    A process that runs the flow again (a worker, this test session) must still collect what
+    one roster left behind.
+    """
+    import gc
+
+    from flows import pipeline
+
+    seen: list[int] = []
+    real = pipeline.render_stage.fn
+
+    def render(*args: object, **kwargs: object) -> object:
+        seen.append(gc.get_freeze_count())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.render_stage, "fn", render)
+    _drop_demo(workdir, 4)
+    before = gc.get_freeze_count()
+    assert _run()[0]["status"] == "done"
+    assert seen and all(count > before for count in seen)
+    assert gc.get_freeze_count() == before
+
+
+def test_heartbeats_are_off_only_when_the_server_is_temporary() -> None:
+    """A temporary server dies with the run: no one would read its heartbeats; a lasting one."""
+    from prefect.settings import get_current_settings
+
+    from flows.commands import _no_heartbeats
+
+    usual = get_current_settings().flows.heartbeat_frequency
+    assert usual is not None
+    with _no_heartbeats(True):
+        assert get_current_settings().flows.heartbeat_frequency is None
+    with _no_heartbeats(False):
+        assert get_current_settings().flows.heartbeat_frequency == usual
+    assert get_current_settings().flows.heartbeat_frequency == usual
+
+
 def test_a_roster_whose_emails_failed_is_not_settled_as_unchanged(workdir: Path) -> None:
     """A failed email must be retried, so the identical roster goes through the flow again."""
     from flows.run_record import RUN_JSON, settle_if_unchanged
