@@ -16,7 +16,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -638,6 +638,30 @@ def _content_hash(to: str | None, text: str) -> str:
     digest = hashlib.sha256(f"{_HASH_VERSION}\n{to or ''}\n".encode())
     digest.update(stable.encode("utf-8"))
     return digest.hexdigest()
+
+
+def without_bodies(letters: Sequence[Letter]) -> list[Letter]:
+    """The letters minus their HTML and text, which their files in the letters folder hold.
+
+    What the render process sends back: ~12 KB a letter through a pipe whose reading thread
+    here waits for the GIL at every 64 KB while this process delivers, which left the render
+    process idle ~0.6 s after each batch of 5,000 (with_bodies reads them back here instead).
+    """
+    return [replace(letter, html="", text="") for letter in letters]
+
+
+def with_bodies(letters: Sequence[Letter], letters_dir: Path) -> list[Letter]:
+    """Read back the HTML and text of letters that without_bodies left in letters_dir."""
+    out: list[Letter] = []
+    for letter in letters:
+        if letter.html:
+            out.append(letter)
+            continue
+        stem = letters_dir / safe_filename(letter.student_id)
+        html = stem.with_name(stem.name + ".html").read_bytes().decode("utf-8")
+        text = stem.with_name(stem.name + ".txt").read_bytes().decode("utf-8")
+        out.append(replace(letter, html=html, text=text))
+    return out
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
-from flows.letters import Letter, LetterSummary, render_letters
+from flows.letters import Letter, LetterSummary, render_letters, without_bodies
 from flows.settings import Settings
 from residency_rules.records import Evaluation, StudentRecord
 from residency_rules.specialties import SpecialtyTable
@@ -37,6 +37,20 @@ def _watch_parent() -> None:
 
 def _ready() -> bool:
     return True
+
+
+def _render(
+    records: list[StudentRecord],
+    evaluations: dict[str, Evaluation],
+    table: SpecialtyTable,
+    settings: Settings,
+    previous: dict[str, LetterSummary],
+    letters_dir: Path,
+) -> list[Letter]:
+    """Render in the render process; the bodies go back through the files, not the pipe."""
+    return without_bodies(
+        render_letters(records, evaluations, table, settings, previous, letters_dir)
+    )
 
 
 class RenderPool:
@@ -59,11 +73,14 @@ class RenderPool:
         previous: Mapping[str, LetterSummary],
         letters_dir: Path,
     ) -> Future[list[Letter]]:
-        """Render one batch in the other process; the future holds its letters (or its error)."""
+        """Render one batch in the other process; the future holds its letters (or its error).
+
+        Their HTML and text are in letters_dir, not in memory: flows.letters.with_bodies.
+        """
         mine = {r.student_id: evaluations[r.student_id] for r in records
                 if r.student_id in evaluations}
         return self._pool.submit(
-            render_letters, list(records), mine, table, settings, dict(previous), letters_dir
+            _render, list(records), mine, table, settings, dict(previous), letters_dir
         )
 
     def close(self) -> None:

@@ -20,6 +20,12 @@ What it runs (each in its own process, in a temporary folder, with one PREFECT_H
 - fixed: a one-student roster through the `advising` console script (Prefect and GX start).
 - scale: --scale-sizes rosters (10k and 100k by default): time and peak memory; not in "all".
 
+Run folders are deleted at the end, not between runs. On ext4, files created within a minute
+or two of a mass deletion take several times as long to create (the inode allocator steps over
+recently deleted inodes: perf shows recently_deleted under __ext4_new_inode), so a run started
+just after the previous run's 60,000 files were deleted timed the benchmark's own clean-up.
+A full benchmark so keeps a few GB on disk until it ends.
+
 The figures are medians of --repeat runs. Nothing here asserts: it prints, and --json writes.
 This is a script, not a test module: pytest does not collect it.
 """
@@ -231,6 +237,7 @@ class Bench:
     results: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     _runs: Counter[str] = field(default_factory=Counter)
+    _discarded: list[Path] = field(default_factory=list)
 
     @property
     def prefect_home(self) -> Path:
@@ -278,8 +285,14 @@ class Bench:
         return path
 
     def discard(self, path: Path) -> None:
+        """Delete a run's folder when the benchmark ends (see the module docstring for why)."""
         if not self.keep:
+            self._discarded.append(path)
+
+    def clean_up(self) -> None:
+        for path in self._discarded:
             shutil.rmtree(path, ignore_errors=True)
+        self._discarded.clear()
 
 
 def drop(master: Path, run_dir: Path) -> Path:
@@ -968,6 +981,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"\nwrote {args.json}")
     if not args.workdir and not args.keep:
         shutil.rmtree(bench.root, ignore_errors=True)
+    else:
+        bench.clean_up()
     return 0
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import Future
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -322,6 +323,49 @@ def test_letters_in_several_batches_are_all_counted(
     header = {c.value: c.column for c in ws[3] if c.value}
     statuses = [ws.cell(r, header["Letter"]).value for r in range(4, 11)]
     assert all(s and not s.startswith("Held") for s in statuses), statuses
+
+
+class _Away:
+    """A batch handed to the render process: done when the test says so."""
+
+    def __init__(self, k: int, log: list[str]) -> None:
+        self.k, self.log = k, log
+        self.wrapped_future: Future[None] = Future()
+
+    def result(self) -> list[int]:
+        self.log.append(f"took {self.k}")
+        return [self.k]
+
+
+def test_batches_are_rendered_here_whenever_the_render_process_has_none_ready() -> None:
+    """Each batch once; this process takes the first, the other the last ones, queued ahead."""
+    from flows.pipeline import render_in_turn
+
+    log: list[str] = []
+    away: dict[int, _Away] = {}
+
+    def here(k: int) -> list[int]:
+        log.append(f"here {k}")
+        return [k]
+
+    def there(k: int) -> _Away:
+        log.append(f"away {k}")
+        away[k] = _Away(k, log)
+        return away[k]
+
+    turns = render_in_turn(6, here, there, ahead=2)  # type: ignore[arg-type]
+    assert next(turns) == [0]
+    assert log == ["away 5", "away 4", "here 0"]  # two queued before the first renders here
+    assert next(turns) == [1]  # the other process has nothing ready: render here
+    away[5].wrapped_future.set_result(None)
+    assert next(turns) == [5]
+    assert log[-2:] == ["away 3", "took 5"]  # the next one is queued before 5 is delivered
+    assert next(turns) == [2]
+    assert [*turns] == [[4], [3]]  # nothing left to render here: wait for the other process
+    done = [int(line.split()[1]) for line in log if line.startswith(("here", "took"))]
+    assert sorted(done) == list(range(6))
+    assert [*render_in_turn(3, here, None)] == [[0], [1], [2]]
+    assert [*render_in_turn(0, here, there)] == []  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("small_first", [True, False])

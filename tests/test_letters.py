@@ -25,6 +25,8 @@ from flows.letters import (
     render_letters,
     safe_filename,
     summarize,
+    with_bodies,
+    without_bodies,
 )
 from flows.settings import PROJECT_ROOT, Settings
 from residency_rules.errors import SettingsError
@@ -637,6 +639,21 @@ def test_letters_are_written_atomically_under_safe_names(
     assert (out / "00123.html").read_text(encoding="utf-8") == letters[0].html
     assert (out / "00123.txt").read_text(encoding="utf-8") == letters[0].text
     assert not (tmp_path / "etc").exists()
+
+
+def test_letters_sent_back_without_bodies_are_whole_again_from_their_files(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """The render process returns letters without HTML and text; the files give them back."""
+    ids = ["00123", "../etc/passwd", "Zoë-7"]
+    out = tmp_path / "letters"
+    letters = render_letters([make_student(i) for i in ids],
+                             {i: make_evaluation(i) for i in ids}, table, make_settings(), {}, out)
+    light = without_bodies(letters)
+    assert all(lt.html == lt.text == "" for lt in light)
+    assert [dataclasses.replace(lt, html="", text="") for lt in letters] == light
+    assert with_bodies(light, out) == letters
+    assert with_bodies(letters, tmp_path / "nowhere") == letters  # whole letters are not re-read
 
 
 def test_subject_never_names_the_student(tmp_path: Path, table: SpecialtyTable) -> None:
