@@ -215,6 +215,7 @@ def _letters_and_delivery(
             len(batches),
             here=lambda k: render(k, None),
             there=(lambda k: render(k, pool)) if pool is not None else None,
+            share=settings.delivery != "smtp",
         )
         while True:
             with _timed(timings, "letters"):
@@ -235,14 +236,16 @@ def render_in_turn(
     here: Callable[[int], list[Letter]],
     there: Callable[[int], PrefectConcurrentFuture[list[Letter]]] | None,
     ahead: int = 2,
+    share: bool = True,
 ) -> Iterator[list[Letter]]:
     """Yield every batch's letters, rendered here or by the render process, whichever is free.
 
     This process renders the first batch while the other one takes the last `ahead` and keeps
-    that many queued, from the end; after each delivery this process takes whichever of the
-    other's batches is ready, else renders the next from the front itself. Neither waits while
-    there is work: to the outbox, sending is cheap and both render (a 20k run's letters and
-    delivery 8.6 -> ~5 s); to a relay, sending is slow and the other's batches are ready.
+    that many queued, from the end. After each delivery this process takes the other's next
+    batch if it is ready, else (with share) renders the next from the front itself: to the
+    outbox, delivery is cheap and both processes render (a 20k run's letters and delivery
+    8.6 -> 6.3 s). To a relay, sending is the slow side and this process's time is for it:
+    without share, it waits for the other's batches.
     """
     todo = deque(range(count))
     away: deque[PrefectConcurrentFuture[list[Letter]]] = deque()
@@ -256,7 +259,7 @@ def render_in_turn(
     if first is not None:
         yield here(first)
     while todo or away:
-        if away and (not todo or away[0].wrapped_future.done()):
+        if away and (not todo or not share or away[0].wrapped_future.done()):
             taken = away.popleft()
             feed()  # now, not after this batch is delivered: the other process must not idle
             yield taken.result()

@@ -364,6 +364,10 @@ def test_batches_are_rendered_here_whenever_the_render_process_has_none_ready() 
     assert [*turns] == [[4], [3]]  # nothing left to render here: wait for the other process
     done = [int(line.split()[1]) for line in log if line.startswith(("here", "took"))]
     assert sorted(done) == list(range(6))
+    log.clear()
+    turns = render_in_turn(4, here, there, ahead=2, share=False)  # type: ignore[arg-type]
+    assert [*turns] == [[0], [3], [2], [1]]  # to a relay: only the first is rendered here
+    assert [line for line in log if line.startswith("here")] == ["here 0"]
     assert [*render_in_turn(3, here, None)] == [[0], [1], [2]]
     assert [*render_in_turn(0, here, there)] == []  # type: ignore[arg-type]
 
