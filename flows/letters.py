@@ -679,7 +679,10 @@ def write_atomic(path: Path, data: bytes) -> None:
 def _write(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
-        os.write(fd, data)
+        # A nearly full disk may take only part of it: write the rest, or fail with ENOSPC.
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
     finally:
         os.close(fd)
 

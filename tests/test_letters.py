@@ -641,6 +641,27 @@ def test_letters_are_written_atomically_under_safe_names(
     assert not (tmp_path / "etc").exists()
 
 
+def test_a_letter_the_disk_takes_in_pieces_is_written_whole(
+    tmp_path: Path, table: SpecialtyTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.write may take part of the data (a nearly full disk): the rest follows, none is lost."""
+    real = os.write
+    calls: list[int] = []
+
+    def short(fd: int, data: bytes) -> int:
+        calls.append(fd)
+        return real(fd, bytes(data[:1000]))
+
+    monkeypatch.setattr(os, "write", short)
+    out = tmp_path / "letters"
+    (letter,) = render_letters([make_student("00123")], {"00123": make_evaluation("00123")},
+                               table, make_settings(), {}, out)
+    monkeypatch.undo()
+    assert len(calls) > 2
+    assert (out / "00123.html").read_bytes() == letter.html.encode("utf-8")
+    assert (out / "00123.txt").read_bytes() == letter.text.encode("utf-8")
+
+
 def test_letters_sent_back_without_bodies_are_whole_again_from_their_files(
     tmp_path: Path, table: SpecialtyTable
 ) -> None:
