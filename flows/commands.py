@@ -49,6 +49,9 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
     from flows.pipeline import RunIncomplete, advising_run
 
     if server is not None:
+        # The flow's first call imports Prefect's engine (~0.3 s): here, while the server starts.
+        import prefect.flow_engine  # noqa: F401
+
         server.wait_ready()  # stopped at exit, once Prefect has flushed its logs to it
     try:
         with _no_heartbeats(server is not None):
