@@ -1,8 +1,10 @@
-"""A second process that renders letter batches while this one delivers the previous batch.
+"""A second process that renders letter batches while this one delivers the others.
 
 Rendering is pure CPU and delivery mostly waits on the relay, but threads cannot overlap them:
 a rendering thread holds the GIL and every reply the sessions wait for is then late. A process
-on the other core renders batch k+1 (and writes its files) while this process sends batch k.
+on the other core renders batches (and writes their files) while this process sends; which
+batch goes where is flows.pipeline.render_in_turn's choice. Its letters come back without
+their HTML and text, which this process reads from the files (flows.letters.with_bodies).
 Only rosters of more than one batch use it: starting it costs about a second.
 """
 
@@ -16,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from flows.letters import Letter, LetterSummary, render_letters, without_bodies
 from flows.settings import Settings
@@ -39,18 +42,9 @@ def _ready() -> bool:
     return True
 
 
-def _render(
-    records: list[StudentRecord],
-    evaluations: dict[str, Evaluation],
-    table: SpecialtyTable,
-    settings: Settings,
-    previous: dict[str, LetterSummary],
-    letters_dir: Path,
-) -> list[Letter]:
-    """Render in the render process; the bodies go back through the files, not the pipe."""
-    return without_bodies(
-        render_letters(records, evaluations, table, settings, previous, letters_dir)
-    )
+def _render(*job: Any) -> list[Letter]:
+    """render_letters(*job), in the render process; the bodies go back through the files."""
+    return without_bodies(render_letters(*job))
 
 
 class RenderPool:
