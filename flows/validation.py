@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 SUITE_NAME = "residency-roster"
 ROW_ID = "excel_row"  # the frame column GX reports failing rows by
+ID_KEY = "student_id_key"  # the student ID as uniqueness sees it (capitals ignored)
 EARLIEST_STEP2_DATE = date(2010, 1, 1)
 STEP2_DATE_YEARS_AHEAD = 3
 _STR_FIELDS = (
@@ -144,6 +145,8 @@ def _frame(roster: Roster) -> tuple[pd.DataFrame, dict[str, list[Any]]]:
     cols: dict[str, list[Any]] = {name: [] for name in (
         ROW_ID, "readable", *_STR_FIELDS, *_INT_FIELDS, "step2_date",
     )}
+    # Each student's files are named after the ID, and on a Windows or Mac share AB12.html and
+    # ab12.html are one file: IDs that differ only in capitals are one student here.
     for excel_row in excel_rows:
         rec = by_row.get(excel_row)
         cols[ROW_ID].append(excel_row)
@@ -155,12 +158,14 @@ def _frame(roster: Roster) -> tuple[pd.DataFrame, dict[str, list[Any]]]:
                     cols[name].append(None)
             continue
         _append_record(cols, rec)
+    cols[ID_KEY] = [sid.casefold() if sid else None for sid in cols["student_id"]]
     frame = pd.DataFrame({
         ROW_ID: pd.array(cols[ROW_ID], dtype="int64"),
         "readable": pd.array(cols["readable"], dtype="bool"),
         **{n: pd.Series(cols[n], dtype="object") for n in _STR_FIELDS},
         **{n: pd.array(cols[n], dtype="Int64") for n in _INT_FIELDS},
         "step2_date": pd.to_datetime(pd.Series(cols["step2_date"], dtype="object")),
+        ID_KEY: pd.Series(cols[ID_KEY], dtype="object"),
     })
     return frame, cols
 
@@ -237,8 +242,9 @@ def _checks(roster: Roster, settings: Settings, table: SpecialtyTable) -> list[_
     add("id.present", "student_id", ex.ExpectColumnValuesToNotBeNull(column="student_id"),
         lambda v, r: ("The student ID is blank",
                       "Enter the student's ID; the row is held until it has one."))
-    add("id.unique", "student_id", ex.ExpectColumnValuesToBeUnique(column="student_id"),
-        lambda v, r: (f"Student ID {v} is on more than one row (rows {r['_dup_rows']})",
+    add("id.unique", "student_id", ex.ExpectColumnValuesToBeUnique(column=ID_KEY),
+        lambda v, r: (f"Student ID {v} is on more than one row (rows {r['_dup_rows']})"
+                      + r["_dup_case"],
                       "Keep one row per student: delete the extra row or correct the ID."))
     add("name.present", "name",
         ex.ExpectColumnValuesToNotBeNull(column="name", row_condition=readable),
@@ -446,14 +452,19 @@ def _problems(
         duplicates: dict[Any, list[int]] = {}
         if check.key == "id.unique":
             for excel_row in rows:
-                duplicates.setdefault(values["student_id"][position[excel_row]], []).append(
-                    excel_row)
+                duplicates.setdefault(values[ID_KEY][position[excel_row]], []).append(excel_row)
         for excel_row in rows:
             at = position[excel_row]
             value = values[check.field][at]
             context = {"email": values["email"][at]}
             if check.key == "id.unique":
-                context["_dup_rows"] = ", ".join(str(r) for r in duplicates[value])
+                same = duplicates[values[ID_KEY][at]]
+                context["_dup_rows"] = ", ".join(str(r) for r in same)
+                spelt = {values["student_id"][position[r]] for r in same}
+                context["_dup_case"] = (
+                    f", written {' and '.join(sorted(spelt))}: IDs that differ only in capitals "
+                    "are taken as one student" if len(spelt) > 1 else ""
+                )
             what, fix = check.explain(_show(value), context)
             problems.append(Problem(
                 file=roster.source.name,

@@ -82,6 +82,28 @@ def test_duplicate_ids_hold_every_copy(settings: Settings, table: SpecialtyTable
     assert [r.student_id for r in roster.records] == ["002", "003"]
 
 
+def test_ids_that_differ_only_in_capitals_are_one_student(
+    tmp_path: Path, settings: Settings, table: SpecialtyTable
+) -> None:
+    """AB12 and ab12 would share their letter files on a Windows or Mac share: both are held."""
+    from openpyxl import load_workbook
+
+    path = tmp_path / "case.xlsx"
+    shutil.copy(DATA / "duplicate_ids.xlsx", path)
+    wb = load_workbook(path)
+    ws = wb["Roster"]
+    ws["A2"], ws["A3"], ws["A4"], ws["A5"] = "ab12", "AB12", "CD34", "EF56"
+    wb.save(path)
+    roster = check_file(path, settings, table)
+    expected = ("Student ID {} is on more than one row (rows 2, 3), written AB12 and ab12: IDs "
+                "that differ only in capitals are taken as one student")
+    assert [(p.row, p.value, p.what) for p in roster.problems] == [
+        (2, "ab12", expected.format("ab12")),
+        (3, "AB12", expected.format("AB12")),
+    ]
+    assert [r.student_id for r in roster.records] == ["CD34", "EF56"]
+
+
 def test_no_allowed_domains_means_any_domain(workdir: Path, table: SpecialtyTable) -> None:
     """With ALLOWED_EMAIL_DOMAINS blank a gmail address is fine (its shape is still checked)."""
     roster = check_file(DATA / "out_of_range.xlsx", Settings(today=RUN_DATE), table)
