@@ -146,19 +146,24 @@ def workbook_stage(
 
 
 @contextmanager
-def _gc_skips_old() -> Iterator[None]:
+def _gc_skips_old() -> Iterator[Callable[[], None]]:
     """Keep the objects alive now out of the cyclic collector's full walks, for one roster.
 
     Rendering allocates enough to start a full collection every few thousand letters, and each
     one walked every object of Prefect, GX and pandas and every record: 1.5-3 s of a 20k run's
     main process (perf: gc_collect_main). Those objects live for the whole roster and hold no
-    garbage cycles to find, so gc.freeze() sets them aside; the roster's records and
-    evaluations join them once evaluated. Unfrozen afterwards, so a process that runs the flow
-    again collects what is left over as usual. Objects are still freed by reference counts.
+    garbage cycles to find, so gc.freeze() sets them aside; the callable yielded sets aside
+    what is alive when it is called (the records and evaluations, once evaluated). Unfrozen
+    afterwards, so a process that runs the flow again collects what is left over as usual;
+    objects are still freed by reference counts. A process that froze objects of its own
+    manages them: then nothing is frozen or unfrozen here.
     """
+    if gc.get_freeze_count():
+        yield lambda: None
+        return
     gc.freeze()
     try:
-        yield
+        yield gc.freeze
     finally:
         gc.unfreeze()
 
@@ -245,14 +250,14 @@ def render_in_turn(
     batch if it is ready, else (with share) renders the next from the front itself: to the
     outbox, delivery is cheap and both processes render (a 20k run's letters and delivery
     8.6 -> 6.3 s). To a relay, sending is the slow side and this process's time is for it:
-    without share, it waits for the other's batches.
+    without share, it waits for the other's batches, which then go in roster order.
     """
     todo = deque(range(count))
     away: deque[PrefectConcurrentFuture[list[Letter]]] = deque()
 
     def feed() -> None:
         while there is not None and todo and len(away) < ahead:
-            away.append(there(todo.pop()))
+            away.append(there(todo.pop() if share else todo.popleft()))
 
     first = todo.popleft() if todo else None
     feed()
@@ -268,9 +273,14 @@ def render_in_turn(
 
 
 def process_roster(
-    path: Path, settings: Settings, table: SpecialtyTable, print_fp: str
+    path: Path, settings: Settings, table: SpecialtyTable, print_fp: str,
+    set_aside: Callable[[], None] = lambda: None,
 ) -> RosterOutcome:
-    """Run one roster through every stage, under its lock; outputs land atomically."""
+    """Run one roster through every stage, under its lock; outputs land atomically.
+
+    set_aside is called once the roster is evaluated: what lives from then on to the end
+    (records, evaluations) may be kept out of garbage collection (_gc_skips_old).
+    """
     logger = get_run_logger()
     started = datetime.now().astimezone()
     out_dir = settings.output_dir / path.stem
@@ -298,7 +308,7 @@ def process_roster(
             roster = validate_stage(quote(roster), settings, quote(table), out_dir / "validation")
         with _timed(timings, "evaluate"):
             evaluations = evaluate_stage(quote(roster), settings, quote(table))
-        gc.freeze()  # records and evaluations live until this roster is done: _gc_skips_old
+        set_aside()
         # Letters are written into a hidden folder, swapped in once every batch is rendered.
         staging = lifecycle.staging_dir(out_dir / "letters")
         report, letters_written = _letters_and_delivery(
@@ -373,10 +383,11 @@ def advising_run(
             outcomes.append(RosterOutcome(drop.path.name, "waiting", drop.reason))
             continue
         try:
-            with lifecycle.roster_lock(settings.output_dir, drop.path.stem), _gc_skips_old():
+            with lifecycle.roster_lock(settings.output_dir, drop.path.stem), \
+                    _gc_skips_old() as set_aside:
                 if not drop.path.exists():  # another run finished it while we waited
                     continue
-                outcomes.append(process_roster(drop.path, settings, table, print_fp))
+                outcomes.append(process_roster(drop.path, settings, table, print_fp, set_aside))
         except lifecycle.RosterBusy:
             outcomes.append(RosterOutcome(drop.path.name, "busy", "another run is processing it"))
         except AdvisingError as exc:
