@@ -6,7 +6,6 @@ batched inside them, never a task of its own. Logs carry counts and student IDs 
 
 from __future__ import annotations
 
-import gc
 import json
 import time
 from collections import Counter, deque
@@ -22,17 +21,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectConcurrentFuture
 from prefect.utilities.annotations import quote
 
-from flows import intake, lifecycle, validation
+from flows import drop_folder, intake
 from flows.delivery import (
     DeliveryReport,
+    Ledger,
     check_delivery_settings,
     deliver,
     resolve_smtp_password,
 )
-from flows.ledger import Ledger
-from flows.letters import Letter, LetterSummary, render_letters, safe_filename, with_bodies
-from flows.render_pool import RenderPool
-from flows.roster import Roster
+from flows.intake import Roster
+from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
+from flows.letters.render import safe_filename
 from flows.run_record import (
     LEDGER_NAME,
     RUN_JSON,
@@ -41,6 +40,7 @@ from flows.run_record import (
     load_table,
     settle_if_unchanged,
 )
+from flows.runtime import gc_paused, gc_skips_old
 from flows.settings import Settings, load_settings
 from flows.workbook import LetterCell, write_annotated
 from residency_rules.errors import AdvisingError, RosterError
@@ -89,15 +89,16 @@ def validate_stage(
     roster: Roster, settings: Settings, table: SpecialtyTable, docs_dir: Path
 ) -> Roster:
     """Run the Great Expectations suite and hold every row with a problem."""
-    return validation.validate(roster, settings, table, docs_dir)
+    return intake.validate(roster, settings, table, docs_dir)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_stage(roster: Roster, settings: Settings, table: SpecialtyTable) -> list[Evaluation]:
     """Apply the outlook rules to every row that passed validation."""
-    return evaluate_all(
-        roster.records, table, review_start=settings.review_start, today=settings.run_date()
-    )
+    with gc_paused():
+        return evaluate_all(
+            roster.records, table, review_start=settings.review_start, today=settings.run_date()
+        )
 
 
 @task(name="render letters", cache_policy=NO_CACHE)
@@ -143,29 +144,6 @@ def workbook_stage(
                 report.status.get(sid, "Written"), f"letters/{safe_filename(sid)}.html"
             )
     write_annotated(roster, by_id, cells, out_path)
-
-
-@contextmanager
-def _gc_skips_old() -> Iterator[Callable[[], None]]:
-    """Keep the objects alive now out of the cyclic collector's full walks, for one roster.
-
-    Rendering allocates enough to start a full collection every few thousand letters, and each
-    one walked every object of Prefect, GX and pandas and every record: 1.5-3 s of a 20k run's
-    main process (perf: gc_collect_main). Those objects live for the whole roster and hold no
-    garbage cycles to find, so gc.freeze() sets them aside; the callable yielded sets aside
-    what is alive when it is called (the records and evaluations, once evaluated). Unfrozen
-    afterwards, so a process that runs the flow again collects what is left over as usual;
-    objects are still freed by reference counts. A process that froze objects of its own
-    manages them: then nothing is frozen or unfrozen here.
-    """
-    if gc.get_freeze_count():
-        yield lambda: None
-        return
-    gc.freeze()
-    try:
-        yield gc.freeze
-    finally:
-        gc.unfreeze()
 
 
 @contextmanager
@@ -286,19 +264,19 @@ def process_roster(
     out_dir = settings.output_dir / path.stem
     run_json = out_dir / RUN_JSON
     timings: dict[str, float] = {}
-    sha = lifecycle.sha256_of(path)
+    sha = drop_folder.sha256_of(path)
 
     settled = settle_if_unchanged(path, settings, print_fp, sha)
     if settled is not None:
         logger.info("Roster %s unchanged since its last run: nothing to do", path.name)
         return settled
 
-    lifecycle.sweep_temporary(out_dir)
+    drop_folder.sweep_temporary(out_dir)
     try:
         with _timed(timings, "ingest"):
             roster = ingest_stage(path, settings, quote(table))
     except RosterError as exc:
-        target = lifecycle.move_rejected(path, settings.input_dir, started, exc.problems)
+        target = drop_folder.move_rejected(path, settings.input_dir, started, exc.problems)
         logger.warning("Roster %s rejected: moved to %s", path.name, target)
         return RosterOutcome(path.name, "rejected", str(exc), {}, str(target))
 
@@ -310,12 +288,12 @@ def process_roster(
             evaluations = evaluate_stage(quote(roster), settings, quote(table))
         set_aside()
         # Letters are written into a hidden folder, swapped in once every batch is rendered.
-        staging = lifecycle.staging_dir(out_dir / "letters")
+        staging = drop_folder.staging_dir(out_dir / "letters")
         report, letters_written = _letters_and_delivery(
             roster.records, evaluations, table, settings, staging, out_dir, pool, timings
         )
     with _timed(timings, "letters"):
-        remover = lifecycle.publish_dir(staging, out_dir / "letters")
+        remover = drop_folder.publish_dir(staging, out_dir / "letters")
     with _timed(timings, "workbook"):
         workbook_stage(
             quote(roster), quote(evaluations), quote(report),
@@ -350,8 +328,8 @@ def process_roster(
         "start": started.isoformat(timespec="seconds"),
         "end": ended.isoformat(timespec="seconds"),
     }
-    lifecycle.write_atomic(run_json, json.dumps(record, indent=2).encode("utf-8"))
-    moved = lifecycle.move_processed(path, settings.input_dir, ended)
+    drop_folder.write_atomic(run_json, json.dumps(record, indent=2).encode("utf-8"))
+    moved = drop_folder.move_processed(path, settings.input_dir, ended)
     logger.info(
         "Roster %s: %d rows, %d evaluated, %d held, %d letters, %d sent, %d unchanged, %d failed",
         path.name, counts["rows"], counts["evaluated"], counts["held_with_problems"],
@@ -378,17 +356,17 @@ def advising_run(
     print_fp = fingerprint(settings, table)
     logger = get_run_logger()
     outcomes: list[RosterOutcome] = []
-    for drop in lifecycle.scan(settings.input_dir, settings.quiet_seconds):
+    for drop in drop_folder.scan(settings.input_dir, settings.quiet_seconds):
         if not drop.ready:
             outcomes.append(RosterOutcome(drop.path.name, "waiting", drop.reason))
             continue
         try:
-            with lifecycle.roster_lock(settings.output_dir, drop.path.stem), \
-                    _gc_skips_old() as set_aside:
+            with drop_folder.roster_lock(settings.output_dir, drop.path.stem), \
+                    gc_skips_old() as set_aside:
                 if not drop.path.exists():  # another run finished it while we waited
                     continue
                 outcomes.append(process_roster(drop.path, settings, table, print_fp, set_aside))
-        except lifecycle.RosterBusy:
+        except drop_folder.RosterBusy:
             outcomes.append(RosterOutcome(drop.path.name, "busy", "another run is processing it"))
         except AdvisingError as exc:
             logger.error("Roster %s stopped: %s", drop.path.name, exc)
@@ -418,7 +396,7 @@ def _crashed(path: Path, output_dir: Path, exc: Exception) -> RosterOutcome:
     log = output_dir / path.stem / "error.log"
     details = "".join(traceback.format_exception(exc))
     stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-    lifecycle.write_atomic(log, f"{stamp} processing {path.name}\n{details}".encode())
+    drop_folder.write_atomic(log, f"{stamp} processing {path.name}\n{details}".encode())
     return RosterOutcome(
         path.name, "failed",
         f"stopped by an unexpected error ({type(exc).__name__}); the roster stays in the input "

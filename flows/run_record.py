@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flows import lifecycle
+from flows import drop_folder
 from flows.settings import Settings
 from residency_rules.errors import AdvisingError
 from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
@@ -89,10 +89,10 @@ def settle_if_unchanged(
         previous.get("status") != "complete"
         or previous.get("fingerprint") != print_fp
         or previous.get("counts", {}).get("emails_failed", 0) != 0
-        or previous.get("input", {}).get("sha256") != (sha or lifecycle.sha256_of(path))
+        or previous.get("input", {}).get("sha256") != (sha or drop_folder.sha256_of(path))
     ):
         return None
-    moved = lifecycle.move_processed(path, settings.input_dir, datetime.now().astimezone())
+    moved = drop_folder.move_processed(path, settings.input_dir, datetime.now().astimezone())
     return RosterOutcome(
         path.name, "unchanged",
         f"identical to the roster processed {str(previous.get('end', ''))[:16].replace('T', ' ')}"
@@ -111,16 +111,16 @@ def settle_unchanged_drops(settings: Settings) -> tuple[list[RosterOutcome], boo
     print_fp = fingerprint(settings, table)
     outcomes: list[RosterOutcome] = []
     left = False
-    for drop in lifecycle.scan(settings.input_dir, settings.quiet_seconds):
-        if not drop.ready or drop.path.suffix.lower() not in lifecycle.ROSTER_SUFFIXES:
+    for drop in drop_folder.scan(settings.input_dir, settings.quiet_seconds):
+        if not drop.ready or drop.path.suffix.lower() not in drop_folder.ROSTER_SUFFIXES:
             left = True
             continue
         try:
-            with lifecycle.roster_lock(settings.output_dir, drop.path.stem):
+            with drop_folder.roster_lock(settings.output_dir, drop.path.stem):
                 if not drop.path.exists():  # another run finished it while we waited
                     continue
                 outcome = settle_if_unchanged(drop.path, settings, print_fp)
-        except lifecycle.RosterBusy:
+        except drop_folder.RosterBusy:
             left = True
             continue
         if outcome is None:

@@ -18,7 +18,6 @@ Where DESIGN.md section 4 is silent, the rules decide (numbers and labels in the
 from __future__ import annotations
 
 import datetime as _dt
-import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -127,16 +126,7 @@ def evaluate_all(
     """Evaluate a whole roster in order; one Evaluation per record."""
     compiled = _compiled(table)
     cutoff = review_start - _dt.timedelta(weeks=compiled.rules.timing_weeks)
-    # The loop allocates a few hundred thousand acyclic objects; pausing the cycle collector
-    # keeps it from rescanning the growing list again and again (about a third of the time).
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        return [_evaluate(r, table, compiled, review_start, today, cutoff) for r in records]
-    finally:
-        if paused:
-            gc.enable()
+    return [_evaluate(r, table, compiled, review_start, today, cutoff) for r in records]
 
 
 @dataclass(frozen=True, slots=True)

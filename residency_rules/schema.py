@@ -574,9 +574,31 @@ def norm_email(value: Cell) -> str | None:
     return text
 
 
-# An address is one local part, one @, and a domain with a dot; no spaces, commas or semicolons.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-EMAIL_PATTERN = rf"^[^@\s,;<>()\[\]]+@{_LABEL}(?:\.{_LABEL})+$"
+# One plain ASCII addr-spec: dot-atom local part, dotted domain, 254 characters at most. The GX
+# suite checks roster cells with EMAIL_PATTERN and delivery checks with is_address, so a cell the
+# Problems sheet lets through is one the relay will be given. Quoted local parts and non-ASCII
+# addresses (SMTPUTF8) are refused: a school relay may not support them.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL_PATTERN = rf"^(?=.{{1,254}}$){_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+$"
+_ADDRESS = re.compile(EMAIL_PATTERN)
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_LINE_BREAK = re.compile(r"[\r\n\x00]")
+
+
+def is_address(value: str) -> bool:
+    """Tell whether value is one plain email address (and so safe in a header)."""
+    return "\n" not in value and _ADDRESS.match(value) is not None
+
+
+def is_domain(value: str) -> bool:
+    """Tell whether value is a DNS domain name such as school.edu."""
+    return len(value) <= 253 and _DOMAIN.fullmatch(value) is not None
+
+
+def has_line_break(value: str) -> bool:
+    """Tell whether a header value would break out of its header line (CR, LF or NUL)."""
+    return _LINE_BREAK.search(value) is not None
 
 
 def email_domain(address: str) -> str:
@@ -590,11 +612,11 @@ def domain_pattern(domains: Sequence[str]) -> str:
     return rf"^(?:[a-z0-9-]+\.)*(?:{names})$"
 
 
-def domain_allowed(domain: str, domains: Sequence[str]) -> bool:
-    """Say whether a domain is one of the allowed ones or under one; an empty list allows any."""
+def domain_allowed(address: str, domains: Sequence[str]) -> bool:
+    """Tell whether the address is in one of the allowed domains (or under one); empty = any."""
     if not domains:
         return True
-    domain = domain.lower()
+    domain = email_domain(address)
     return any(domain == d or domain.endswith("." + d) for d in (x.lower() for x in domains))
 
 

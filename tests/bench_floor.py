@@ -8,7 +8,7 @@ this one process (medians reported), so the untimed preparation below is paid on
 - read: the roster's rows with the fastest reader there is (python-calamine, cached values).
 - write: those rows plus the nine annotation columns, with openpyxl in write-only mode.
 - render: every letter (HTML, text, subject) with the project's own templates and context,
-  through ``flows.letters.render_letters``, written to disk as the product must.
+  through ``flows.letters.render.render_letters``, written to disk as the product must.
 
 Untimed, between read and write: the project's own intake, validation and rules produce the
 records and evaluations the floor writes and renders, so it renders exactly the letters the
@@ -100,7 +100,7 @@ def read_rows(path: Path) -> list[list[Any]]:
 
 
 def annotation_cells(ev: Any, problems: str) -> list[Any]:
-    """The nine annotation columns of a student row (see flows.workbook_model)."""
+    """The nine annotation columns of a student row (see flows.workbook.content)."""
     if ev is None:
         return [None] * 7 + ["Held: see Problems", problems]
     steps = "; ".join(a.text for a in ev.advice[:3])
@@ -156,8 +156,9 @@ def main(argv: list[str]) -> int:
     repeat = int(argv[3]) if len(argv) > 3 else 1
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    from flows import intake, validation
-    from flows.letters import render_letters
+    from flows.intake import read as intake
+    from flows.intake import validation
+    from flows.letters.render import render_letters
     from flows.settings import load_settings
     from residency_rules.rules import evaluate_all
     from residency_rules.specialties import load_default_table

@@ -15,7 +15,7 @@ What it runs (each in its own process, in a temporary folder, with one PREFECT_H
 - rerun: the identical roster dropped again into the same folders and run again: time and
   emails sent (zero expected). Rides on the smtp runs when they are selected, else on outbox.
 - floor: tests.bench_floor: read with python-calamine, write rows + annotations with openpyxl
-  write-only, render the letters with flows.letters.
+  write-only, render the letters with flows.letters.render.
 - peer: mailmerge (PyPI) sending the same letters, pre-rendered by the floor, to the same sink.
 - fixed: a one-student roster through the `advising` console script (Prefect and GX start).
 - scale: --scale-sizes rosters (10k and 100k by default): time and peak memory; not in "all".
@@ -247,7 +247,7 @@ class Bench:
         """Return the master copy of a demo roster of this size (made once, then reused)."""
         path = self.root / "rosters" / f"demo-{students}-seed{self.seed}" / "demo-roster.xlsx"
         if not path.exists():
-            from flows.demo import write_demo_roster
+            from flows.intake.demo import write_demo_roster
 
             start = time.perf_counter()
             write_demo_roster(path, students, self.seed)

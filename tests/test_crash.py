@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from flows.demo import write_demo_roster
-from flows.ledger import Ledger
+from flows.delivery.ledger import Ledger
+from flows.intake.demo import write_demo_roster
 from tests.smtp_sink import Sink, running_sink
 
 pytestmark = pytest.mark.slow

@@ -21,16 +21,16 @@ from typing import Any
 
 import pytest
 
-from flows import delivery
 from flows.delivery import (
     DeliveryReport,
     check_delivery_settings,
     deliver,
     resolve_smtp_password,
 )
-from flows.ledger import Ledger
-from flows.letters import Letter, render_letters
-from flows.mail import PACKED_LINE, MessageBuilder, keeps_lines, pack_lines
+from flows.delivery import smtp as delivery
+from flows.delivery.ledger import Ledger
+from flows.delivery.mime import PACKED_LINE, MessageBuilder, keeps_lines, pack_lines
+from flows.letters.render import Letter, render_letters
 from flows.settings import PROJECT_ROOT, Settings
 from residency_rules.errors import DeliveryError, SettingsError
 from residency_rules.specialties import SpecialtyTable
@@ -552,7 +552,7 @@ _KILLED_RUN = """
 import pickle, sys
 from pathlib import Path
 from flows.delivery import deliver
-from flows.ledger import Ledger
+from flows.delivery.ledger import Ledger
 letters, settings = pickle.loads(Path(sys.argv[1]).read_bytes())
 with Ledger(Path(sys.argv[2])) as ledger:
     deliver(letters, settings, ledger, Path(sys.argv[3]))

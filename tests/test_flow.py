@@ -14,7 +14,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from flows.demo import write_demo_roster
+from flows.intake.demo import write_demo_roster
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -173,7 +173,7 @@ def test_the_cli_settles_an_identical_re_drop_without_starting_prefect_or_gx(
     os.utime(roster, (0, 0))
     env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
     code = (
-        "import sys; from flows.commands import run_once; rc = run_once(None, None); "
+        "import sys; from flows.cli import run_once; rc = run_once(None, None); "
         "print('loaded:', sorted(m for m in ('prefect', 'great_expectations') "
         "if m in sys.modules)); "
         "sys.exit(rc)"
@@ -230,7 +230,7 @@ def test_heartbeats_are_off_only_when_the_server_is_temporary() -> None:
     """A temporary server dies with the run: no one would read its heartbeats; a lasting one."""
     from prefect.settings import get_current_settings
 
-    from flows.commands import _no_heartbeats
+    from flows.cli import _no_heartbeats
 
     usual = get_current_settings().flows.heartbeat_frequency
     assert usual is not None

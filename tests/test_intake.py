@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.intake import ingest
-from flows.roster import Roster
+from flows.intake.read import ingest
+from flows.intake.roster import Roster
 from flows.settings import Settings
 from residency_rules import schema
 from residency_rules.errors import RosterError

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from flows.letters import (
+from flows.letters.render import (
     Letter,
     LetterSummary,
     describe_changes,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import lifecycle
-from flows.demo import write_demo_roster
+from flows import drop_folder
+from flows.intake.demo import write_demo_roster
 
 
 def _old(path: Path) -> Path:
@@ -26,7 +26,7 @@ def test_lock_and_hidden_files_are_ignored(tmp_path: Path) -> None:
     for name in ("~$roster.xlsx", ".~lock.roster.xlsx#", ".hidden.xlsx"):
         (tmp_path / name).write_bytes(b"lock")
         _old(tmp_path / name)
-    found = lifecycle.scan(tmp_path, quiet_seconds=0)
+    found = drop_folder.scan(tmp_path, quiet_seconds=0)
     assert [d.path for d in found] == [roster]
     assert found[0].ready
 
@@ -43,7 +43,7 @@ def test_a_file_still_growing_waits(tmp_path: Path) -> None:
 
     writer = threading.Thread(target=grow)
     writer.start()
-    found = lifecycle.scan(tmp_path, quiet_seconds=0.6)
+    found = drop_folder.scan(tmp_path, quiet_seconds=0.6)
     writer.join()
     assert len(found) == 1 and not found[0].ready
     assert "copied" in found[0].reason
@@ -53,7 +53,7 @@ def test_a_fresh_but_settled_roster_is_taken_after_the_quiet_period(tmp_path: Pa
     """A roster written a moment ago but no longer changing is processed in the same run."""
     roster = write_demo_roster(tmp_path / "fresh.xlsx", 2)
     started = time.monotonic()
-    found = lifecycle.scan(tmp_path, quiet_seconds=0.3)
+    found = drop_folder.scan(tmp_path, quiet_seconds=0.3)
     assert [d.ready for d in found] == [True]
     assert time.monotonic() - started >= 0.3
     assert found[0].path == roster
@@ -64,9 +64,9 @@ def test_processed_rosters_are_moved_byte_for_byte_and_never_overwritten(tmp_pat
     moment = datetime(2026, 11, 24, 2, 0, 0)
     first = tmp_path / "roster.xlsx"
     first.write_bytes(b"first")
-    a = lifecycle.move_processed(first, tmp_path, moment)
+    a = drop_folder.move_processed(first, tmp_path, moment)
     first.write_bytes(b"second")
-    b = lifecycle.move_processed(first, tmp_path, moment)
+    b = drop_folder.move_processed(first, tmp_path, moment)
     assert a != b
     assert a.read_bytes() == b"first" and b.read_bytes() == b"second"
     assert a.parent == tmp_path / "processed" / "2026-11-24"
@@ -77,7 +77,7 @@ def test_rejected_roster_gets_a_plain_language_note(tmp_path: Path) -> None:
     """A rejected roster keeps its bytes and a .problems.txt names every problem."""
     bad = tmp_path / "bad.xlsx"
     bad.write_bytes(b"not a workbook")
-    target = lifecycle.move_rejected(
+    target = drop_folder.move_rejected(
         bad, tmp_path, datetime(2026, 11, 24, 2, 0), ["Column 'Student ID' is missing."]
     )
     assert target.read_bytes() == b"not a workbook"
@@ -88,32 +88,32 @@ def test_rejected_roster_gets_a_plain_language_note(tmp_path: Path) -> None:
 
 def test_two_runs_cannot_hold_the_same_roster(tmp_path: Path) -> None:
     """While one run holds a roster's lock, a second one is told it is busy."""
-    with lifecycle.roster_lock(tmp_path, "roster"):
-        with pytest.raises(lifecycle.RosterBusy):
-            with lifecycle.roster_lock(tmp_path, "roster"):
+    with drop_folder.roster_lock(tmp_path, "roster"):
+        with pytest.raises(drop_folder.RosterBusy):
+            with drop_folder.roster_lock(tmp_path, "roster"):
                 pass
-    with lifecycle.roster_lock(tmp_path, "roster"):  # released afterwards
+    with drop_folder.roster_lock(tmp_path, "roster"):  # released afterwards
         pass
 
 
 def test_write_atomic_leaves_no_temporary_file(tmp_path: Path) -> None:
     """An atomic write leaves only the final file behind."""
-    lifecycle.write_atomic(tmp_path / "run.json", b"{}")
+    drop_folder.write_atomic(tmp_path / "run.json", b"{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
 
 
 def test_a_staged_folder_replaces_the_published_one_whole(tmp_path: Path) -> None:
     """Readers see the old letters or the new ones; the old folder goes once swapped out."""
     final = tmp_path / "letters"
-    first = lifecycle.staging_dir(final)
+    first = drop_folder.staging_dir(final)
     (first / "A.html").write_text("old A")
     (first / "B.html").write_text("old B")
     assert not final.exists() and first.name.startswith(".")
-    assert lifecycle.publish_dir(first, final) is None  # nothing to remove the first time
-    second = lifecycle.staging_dir(final)
+    assert drop_folder.publish_dir(first, final) is None  # nothing to remove the first time
+    second = drop_folder.staging_dir(final)
     (second / "A.html").write_text("new A")
     assert sorted(p.name for p in final.iterdir()) == ["A.html", "B.html"]  # not yet swapped
-    remover = lifecycle.publish_dir(second, final)
+    remover = drop_folder.publish_dir(second, final)
     assert remover is not None
     remover.join(10)
     assert {p.name: p.read_text() for p in final.iterdir()} == {"A.html": "new A"}
@@ -123,13 +123,13 @@ def test_a_staged_folder_replaces_the_published_one_whole(tmp_path: Path) -> Non
 def test_the_sweep_removes_only_our_hidden_temporary_files(tmp_path: Path) -> None:
     """A killed run's staging folder and dot-temp files go; everything else stays."""
     out = tmp_path / "class-2027"
-    staging = lifecycle.staging_dir(out / "letters")
+    staging = drop_folder.staging_dir(out / "letters")
     (staging / "A.html").write_text("half")
     (out / ".run.json.123.tmp").write_text("{")
     (out / "notes.tmp").write_text("the office's own file")
     (out / "letters").mkdir()
     (out / "letters" / "A.html").write_text("whole")
-    lifecycle.sweep_temporary(out)
+    drop_folder.sweep_temporary(out)
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
         "letters", "letters/A.html", "notes.tmp",
     ]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.demo import demo_rows, write_demo_roster
+from flows.intake.demo import demo_rows, write_demo_roster
 
 VENV_BIN = Path(sys.executable).parent
 

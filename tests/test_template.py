@@ -9,9 +9,9 @@ import pytest
 from openpyxl import load_workbook
 from openpyxl.worksheet.datavalidation import DataValidation
 
+from flows.intake.template import LISTS_SHEET, TEMPLATE_FIELDS, write_template
+from flows.intake.validation import check_file
 from flows.settings import Settings
-from flows.template import LISTS_SHEET, TEMPLATE_FIELDS, write_template
-from flows.validation import check_file
 from residency_rules import schema
 from residency_rules.specialties import SpecialtyTable
 from tests.conftest import RUN_DATE

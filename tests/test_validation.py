@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from flows import validation
-from flows.intake import ingest
+from flows.intake import validation
+from flows.intake.read import ingest
+from flows.intake.validation import check_file, format_problems, validate
 from flows.settings import Settings
-from flows.validation import check_file, format_problems, validate
 from residency_rules.records import Problem
 from residency_rules.specialties import SpecialtyTable
 from tests.conftest import RUN_DATE

@@ -23,11 +23,11 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table
 from PIL import Image as PILImage
 
-import flows.workbook as workbook_module
-from flows.roster import Roster
-from flows.workbook import ANNOTATION_HEADERS, LetterCell, annotated_path, write_annotated
-from flows.workbook_model import LEVEL_FILLS, unique_sheet_title
-from flows.workbook_ooxml import UnsupportedWorkbook
+import flows.workbook.annotate as workbook_module
+from flows.intake.roster import Roster
+from flows.workbook.annotate import ANNOTATION_HEADERS, LetterCell, annotated_path, write_annotated
+from flows.workbook.content import LEVEL_FILLS, unique_sheet_title
+from flows.workbook.ooxml import UnsupportedWorkbook
 from residency_rules.errors import RosterError
 from residency_rules.records import (
     AdviceItem,
@@ -779,7 +779,7 @@ def test_rows_without_references_fall_back_to_openpyxl(tmp_path: Path,
     make_office_workbook(source)
     _rewrite_sheet(source, lambda xml: re.sub(rb'(<c) r="[A-Z]+\d+"', rb"\1", xml))
     out = tmp_path / "o" / "r.xlsx"
-    with caplog.at_level("INFO", logger="flows.workbook"):
+    with caplog.at_level("INFO", logger="flows.workbook.annotate"):
         write_annotated(*make_run(source), out)
     assert "writing through openpyxl" in caplog.text
     ws = openpyxl.load_workbook(out)["Roster"]

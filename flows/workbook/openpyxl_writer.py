@@ -19,7 +19,7 @@ from openpyxl.worksheet.dimensions import ColumnDimension
 from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.worksheet.worksheet import Worksheet
 
-from flows.workbook_model import (
+from flows.workbook.content import (
     ANNOTATION_HEADERS,
     ANNOTATION_WIDTHS,
     MAX_HYPERLINKS,
@@ -31,8 +31,8 @@ from flows.workbook_model import (
     style_spec,
     unique_sheet_title,
 )
-from flows.workbook_ooxml import overlaps
-from flows.workbook_summary import SheetTitles, build_problems, build_summary
+from flows.workbook.ooxml import overlaps
+from flows.workbook.summary import SheetTitles, build_problems, build_summary
 
 LINK_COLOUR = "0563C1"
 

@@ -1,47 +1,43 @@
-"""Deliver the rendered letters: to the outbox (.eml files, the default) or the school's relay.
+"""Deliver letters through the school's SMTP relay.
 
-Both go through the ledger, so a letter already delivered is never delivered again. SMTP uses
-one session for a small batch and up to ADVISING_SMTP_CONNECTIONS for a large one (each
-reopened if the relay drops it), retries 4xx replies with a bounded backoff while the other
-letters go on, records 5xx per student and goes on, and keeps to the relay's rate limit.
-Delivery is at-most-once (see flows/ledger.py): when the connection breaks after the message
-was handed over, the letter is marked uncertain, never re-sent blind.
+One session for a small batch and up to ADVISING_SMTP_CONNECTIONS for a large one (each
+reopened if the relay drops it); 4xx replies are retried with a bounded backoff while the other
+letters go on, 5xx are recorded per student, and the relay's rate limit is kept. Delivery is
+at-most-once (see flows/delivery/ledger.py): when the connection breaks after the message was
+handed over, the letter is marked uncertain, never re-sent blind.
 Logs carry student IDs and SMTP codes only: never a name, an address or a score.
 """
 
 from __future__ import annotations
 
 import heapq
-import ipaddress
 import logging
 import smtplib
 import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import Any
 
-from flows.ledger import EverySecond, Ledger, Planned, Status
-from flows.letters import Letter, LetterSummary, safe_filename, write_atomic
-from flows.mail import (
-    PLACEHOLDER_FROM,
+from flows.delivery.jobs import (
+    SENT,
+    DeliveryReport,
+    Job,
+    build_message,
+    now_dates,
+    sender,
+    short_reply,
+)
+from flows.delivery.ledger import Ledger, Status
+from flows.delivery.mime import (
     MessageBuilder,
-    date_header,
-    domain_allowed,
     dot_stuff,
-    is_address,
-    is_domain,
-    make_message_id,
-    parse_sender,
 )
 from flows.settings import Settings
-from residency_rules.errors import DeliveryError, SettingsError
+from residency_rules.errors import DeliveryError
 
 log = logging.getLogger(__name__)
+
+
 
 # Waits (seconds) before the 2nd, 3rd and 4th try of a letter the relay answered 4xx; other
 # letters go on meanwhile. Bounded: after the last, the letter is recorded as failed.
@@ -50,266 +46,6 @@ RETRY_DELAYS: tuple[float, ...] = (5.0, 30.0, 120.0)
 RECONNECT_DELAYS: tuple[float, ...] = (1.0, 5.0, 20.0)
 # A letter whose transaction loses the connection this often (before DATA) is given up.
 MAX_DROPS_PER_LETTER = 3
-_OUTBOX_BATCH = 500  # outbox files written per ledger transaction
-
-SENT = "Sent"
-WRITTEN = "Written to outbox"
-NO_ADDRESS = "No email address"
-OUTSIDE = "Address outside allowed domains"
-INVALID = "Address not valid"
-
-
-@dataclass
-class DeliveryReport:
-    """Counts for run.json and one status per student for the workbook's letter column."""
-
-    sent: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    skipped: int = 0
-    status: dict[str, str] = field(default_factory=dict)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _valid_host(host: str) -> bool:
-    if not host or any(c.isspace() or c in "/@" for c in host):
-        return False
-    if ":" in host:  # only an IPv6 literal may hold a colon; "relay:25" puts the port here
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return False
-    return True
-
-
-def check_delivery_settings(settings: Settings) -> None:
-    """Check the delivery settings once at start; SettingsError says which one and how to fix."""
-    problems: list[str] = []
-    if settings.mail_from and parse_sender(settings.mail_from) is None:
-        problems.append(
-            "ADVISING_MAIL_FROM: not one email address; write it as advising@school.edu or "
-            '"Office of Student Affairs <advising@school.edu>"'
-        )
-    if settings.reply_to and not is_address(settings.reply_to.strip()):
-        problems.append(
-            "ADVISING_REPLY_TO: not one email address; write it as advising@school.edu, "
-            "or leave it blank"
-        )
-    for domain in settings.allowed_email_domains:
-        if not is_domain(domain):
-            problems.append(
-                f"ADVISING_ALLOWED_EMAIL_DOMAINS: {domain!r} is not a domain; list domains "
-                "separated by commas, e.g. school.edu,med.school.edu"
-            )
-    if settings.delivery == "smtp":
-        host = settings.smtp_host.strip()
-        if not _valid_host(host):
-            problems.append(
-                "ADVISING_SMTP_HOST: give the relay's host name only, e.g. smtp.school.edu "
-                "(the port goes in ADVISING_SMTP_PORT)"
-            )
-        has_password = bool(
-            settings.smtp_password.get_secret_value() or settings.smtp_password_block
-        )
-        if settings.smtp_username and not has_password:
-            problems.append(
-                "ADVISING_SMTP_USERNAME is set but there is no password: set "
-                "ADVISING_SMTP_PASSWORD, or ADVISING_SMTP_PASSWORD_BLOCK to the name of a "
-                "Prefect Secret block"
-            )
-        if has_password and not settings.smtp_username:
-            problems.append(
-                "a password is set but ADVISING_SMTP_USERNAME is blank: set the user name "
-                "the relay expects, or remove the password"
-            )
-        if settings.smtp_username and settings.smtp_security == "none" and not _is_loopback(host):
-            problems.append(
-                "ADVISING_SMTP_SECURITY=none would send the SMTP password unencrypted to "
-                f"{host}: use starttls (port 587) or tls (port 465)"
-            )
-    if problems:
-        raise SettingsError("Delivery settings are not valid:\n  " + "\n  ".join(problems))
-
-
-def resolve_smtp_password(settings: Settings) -> str | None:
-    """Return the SMTP password from the environment or a Prefect Secret block (only if set)."""
-    if settings.delivery != "smtp":
-        return None
-    password = settings.smtp_password.get_secret_value()
-    if password:
-        return password
-    name = settings.smtp_password_block.strip()
-    if not name:
-        return None
-    try:
-        from prefect.blocks.system import Secret
-
-        block: Any = Secret.load(name)  # a sync call outside an event loop
-        value = block.get()
-    except Exception as exc:  # noqa: BLE001 - any failure to read the block is a setup problem
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise SettingsError(
-            f"ADVISING_SMTP_PASSWORD_BLOCK: cannot load the Prefect Secret block {name!r} "
-            f"({reason}). Create it (Secret(value=...).save({name!r}) or in the Prefect UI) "
-            "on the Prefect server this job uses, or set ADVISING_SMTP_PASSWORD instead"
-        ) from None
-    if not isinstance(value, str) or not value:
-        raise SettingsError(
-            f"ADVISING_SMTP_PASSWORD_BLOCK: the Secret block {name!r} does not hold a text "
-            "password; save the password itself as the block's value"
-        )
-    return value
-
-
-def _sender(settings: Settings) -> tuple[str, str]:
-    parsed = parse_sender(settings.mail_from) if settings.mail_from else None
-    if parsed is None:
-        return settings.office_name, PLACEHOLDER_FROM
-    name, address = parsed
-    return name or settings.office_name, address
-
-
-def _address_problem(letter: Letter, allowed: Sequence[str]) -> str | None:
-    if not letter.to:
-        return NO_ADDRESS
-    if not is_address(letter.to):
-        return INVALID
-    if not domain_allowed(letter.to, allowed):
-        return OUTSIDE
-    return None
-
-
-def _short(code: int, text: str) -> str:
-    words = " ".join(text.split())
-    return f"{code} {words[:100]}".strip() if code else words[:100]
-
-
-def _day(stamp: str) -> str:
-    return stamp[:10]
-
-
-def _dates() -> EverySecond:
-    """The Date header, formatted once per second rather than once per message."""
-    return EverySecond(lambda: date_header(datetime.now().astimezone()))
-
-
-def _message_ids(domain: str) -> Iterator[str]:
-    while True:
-        yield make_message_id(domain)
-
-
-def deliver(
-    letters: Sequence[Letter],
-    settings: Settings,
-    ledger: Ledger,
-    outbox_dir: Path,
-    smtp_password: str | None = None,
-) -> DeliveryReport:
-    """Hand every changed letter to the outbox or the relay, once; return the counts."""
-    check_delivery_settings(settings)
-    report = DeliveryReport()
-    allowed = settings.allowed_email_domains
-    deliverable: list[Letter] = []
-    for letter in letters:
-        problem = _address_problem(letter, allowed)
-        if problem is None:
-            deliverable.append(letter)
-        else:
-            report.skipped += 1
-            report.status[letter.student_id] = problem
-    name, address = _sender(settings)
-    builder = MessageBuilder(name, address)
-    channel = settings.delivery
-    plans = ledger.plan(
-        [(lt.student_id, lt.content_hash, lt.summary or _no_summary()) for lt in deliverable],
-        channel,
-        _message_ids(builder.domain),
-    )
-    jobs: list[_Job] = []
-    for letter, plan in zip(deliverable, plans, strict=True):
-        if plan.action == "unchanged":
-            report.unchanged += 1
-            report.status[letter.student_id] = f"Unchanged (sent {_day(plan.when)})"
-        elif plan.action == "uncertain":
-            report.failed += 1
-            report.status[letter.student_id] = (
-                f"Failed: delivery uncertain since {_day(plan.when)} (Message-ID "
-                f"{plan.message_id}); not re-sent to avoid a duplicate: check the relay's log"
-            )
-        else:
-            jobs.append(_Job(letter, plan))
-    if jobs and channel == "outbox":
-        _write_outbox(jobs, builder, ledger, outbox_dir, report)
-    elif jobs:
-        password = smtp_password if smtp_password is not None else resolve_smtp_password(settings)
-        _SmtpRun(settings, password, builder, ledger, report).run(jobs)
-    log.info(
-        "Delivery (%s): %d sent, %d unchanged, %d failed, %d skipped",
-        channel, report.sent, report.unchanged, report.failed, report.skipped,
-    )
-    return report
-
-
-def _no_summary() -> LetterSummary:
-    return LetterSummary(level=0, label="", band="", score=None, specialty="")
-
-
-@dataclass
-class _Job:
-    letter: Letter
-    plan: Planned
-    tries: int = 0  # transactions the relay answered (4xx counts)
-    drops: int = 0  # transactions that lost the connection before the message was handed over
-
-    def reply_to(self) -> str | None:
-        value = self.letter.reply_to
-        return value if value and is_address(value) else None
-
-
-def _build(job: _Job, builder: MessageBuilder, date: str, eight_bit: bool) -> bytes:
-    letter = job.letter
-    assert letter.to is not None
-    return builder.build(
-        to=letter.to,
-        reply_to=job.reply_to(),
-        subject=letter.subject,
-        text=letter.text,
-        html=letter.html,
-        message_id=job.plan.message_id,
-        date=date,
-        eight_bit=eight_bit,
-    )
-
-
-def _write_outbox(
-    jobs: list[_Job], builder: MessageBuilder, ledger: Ledger, outbox_dir: Path,
-    report: DeliveryReport,
-) -> None:
-    """Write one .eml per letter; rewriting the same file after a crash is harmless."""
-    outbox_dir.mkdir(parents=True, exist_ok=True)
-    dates = _dates()
-    done: list[tuple[int, Status, str]] = []
-    try:
-        for job in jobs:
-            data = _build(job, builder, dates.now(), eight_bit=True)  # a file: no relay
-            write_atomic(outbox_dir / f"{safe_filename(job.letter.student_id)}.eml", data)
-            done.append((job.plan.row_id, "sent", "outbox"))
-            report.sent += 1
-            report.status[job.letter.student_id] = WRITTEN
-            if len(done) >= _OUTBOX_BATCH:
-                ledger.record_many(done)
-                done = []
-    finally:
-        ledger.record_many(done)  # what was written stays written, even if a later file fails
-
 
 class _Unreachable(Exception):
     """The relay cannot be reached right now (worth waiting and trying again)."""
@@ -455,7 +191,7 @@ def _greet(smtp: smtplib.SMTP) -> None:
         code, reply = smtp.helo()
         if code == 250:
             return
-    raise _Unreachable(_short(code, reply.decode("utf-8", "replace")))
+    raise _Unreachable(short_reply(code, reply.decode("utf-8", "replace")))
 
 
 def _quietly_close(smtp: smtplib.SMTP | None) -> None:
@@ -466,7 +202,7 @@ def _quietly_close(smtp: smtplib.SMTP | None) -> None:
 LETTERS_PER_SESSION = 100  # a smaller batch does not open another session with the relay
 
 
-class _SmtpRun:
+class SmtpRun:
     """Send a batch through up to `smtp_connections` relay sessions at once.
 
     One session leaves the relay idle while this side waits for each reply; a few sessions
@@ -482,7 +218,7 @@ class _SmtpRun:
     ) -> None:
         self.settings = settings
         self.password = password
-        self.sender = _sender(settings)[1]
+        self.sender = sender(settings)[1]
         self.builder = builder
         self.ledger = ledger
         self.report = report
@@ -491,13 +227,13 @@ class _SmtpRun:
         self.next_slot = 0.0
         self.cond = threading.Condition()  # guards everything below, and report
         self.ledger_lock = threading.Lock()
-        self.queue: deque[_Job] = deque()
-        self.retries: list[tuple[float, int, _Job]] = []  # (due, tiebreak, job)
+        self.queue: deque[Job] = deque()
+        self.retries: list[tuple[float, int, Job]] = []  # (due, tiebreak, job)
         self.in_flight = 0
         self.live = 0
         self.error: BaseException | None = None
 
-    def run(self, jobs: list[_Job]) -> None:
+    def run(self, jobs: list[Job]) -> None:
         self.queue.extend(jobs)
         first = _Session(self, _Relay(self.settings, self.password))
         first.connect(first=True)  # unreachable: DeliveryError, nothing sent
@@ -519,7 +255,7 @@ class _SmtpRun:
 
     # --- shared state, each under self.cond -----------------------------------------------------
 
-    def take(self) -> _Job | None:
+    def take(self) -> Job | None:
         """Return the next job (a due retry first), or None when nothing is left or it stopped."""
         with self.cond:
             while self.error is None:
@@ -541,7 +277,7 @@ class _SmtpRun:
                 return job
             return None
 
-    def done(self, job: _Job | None = None, again: bool = False, due: float = 0.0) -> None:
+    def done(self, job: Job | None = None, again: bool = False, due: float = 0.0) -> None:
         """Finish a taken job; put it back first (again) or among the retries (due)."""
         with self.cond:
             self.in_flight -= 1
@@ -551,7 +287,7 @@ class _SmtpRun:
                 heapq.heappush(self.retries, (due, job.plan.row_id, job))
             self.cond.notify_all()
 
-    def leave(self) -> list[_Job]:
+    def leave(self) -> list[Job]:
         """A session gives up on the relay; the last one to leave takes every letter left."""
         with self.cond:
             self.live -= 1
@@ -569,12 +305,12 @@ class _SmtpRun:
                 self.error = exc
             self.cond.notify_all()
 
-    def fail(self, job: _Job, status: str) -> None:
+    def fail(self, job: Job, status: str) -> None:
         with self.cond:
             self.report.failed += 1
             self.report.status[job.letter.student_id] = status
 
-    def sent(self, job: _Job) -> None:
+    def sent(self, job: Job) -> None:
         with self.cond:
             self.report.sent += 1
             self.report.status[job.letter.student_id] = SENT
@@ -583,7 +319,7 @@ class _SmtpRun:
         with self.ledger_lock:
             self.ledger.step(finished, starting)
 
-    def record_failed(self, jobs: list[_Job], detail: str) -> None:
+    def record_failed(self, jobs: list[Job], detail: str) -> None:
         with self.ledger_lock:
             self.ledger.record_many([(j.plan.row_id, "failed", detail) for j in jobs])
 
@@ -600,12 +336,12 @@ class _SmtpRun:
 
 
 class _Session:
-    """One relay session of an _SmtpRun: takes letters from the shared queue until none is left."""
+    """One relay session of an SmtpRun: takes letters from the shared queue until none is left."""
 
-    def __init__(self, run: _SmtpRun, relay: _Relay) -> None:
+    def __init__(self, run: SmtpRun, relay: _Relay) -> None:
         self.run = run
         self.relay = relay
-        self.dates = _dates()
+        self.dates = now_dates()
         # The outcome of the last transaction, committed together with the next 'sending'.
         self.pending: tuple[int, Status, str] | None = None
         self.unreachable = "relay unreachable"  # why the relay could not be reached, if so
@@ -669,7 +405,7 @@ class _Session:
     def _note_unreachable(self, exc: Exception) -> None:
         self.unreachable = f"relay unreachable ({str(exc)[:80]})"
 
-    def _give_up(self, left: list[_Job]) -> None:
+    def _give_up(self, left: list[Job]) -> None:
         """The relay cannot be reached again: the letters left wait for the next run."""
         if not left:
             return
@@ -686,21 +422,22 @@ class _Session:
             self.run.step(self.pending, None)
             self.pending = None
 
-    def _send(self, job: _Job) -> None:
+    def _send(self, job: Job) -> None:
         run = self.run
         letter, row_id = job.letter, job.plan.row_id
         assert letter.to is not None
-        data = _build(job, run.builder, self.dates.now(), self.relay.eight_bit)
+        data = build_message(job, run.builder, self.dates.now(), self.relay.eight_bit)
         run.wait_for_slot()
         run.step(self.pending, row_id)  # 'sending' is on disk before the transaction
         self.pending = None
         outcome, code, reply = self.relay.transact(run.sender, letter.to, data)
         sid = letter.student_id
         if outcome == "sender":
-            self.pending = (row_id, "queued", _short(code, reply))
+            self.pending = (row_id, "queued", short_reply(code, reply))
             run.done()
             raise DeliveryError(
-                f"{self.relay.where()} refuses the sender {run.sender} ({_short(code, reply)}); "
+                f"{self.relay.where()} refuses the sender {run.sender} "
+                f"({short_reply(code, reply)}); "
                 "check ADVISING_MAIL_FROM, and ADVISING_SMTP_USERNAME if the relay wants a "
                 "login. Letters not sent yet go out on the next run"
             )
@@ -709,7 +446,7 @@ class _Session:
             run.sent(job)
         elif outcome == "temp":
             job.tries += 1
-            detail = _short(code, reply)
+            detail = short_reply(code, reply)
             if job.tries <= len(RETRY_DELAYS):
                 # Committed before another session can take the letter up again.
                 self.pending = (row_id, "queued", detail)
@@ -722,13 +459,16 @@ class _Session:
             log.warning("Student %s: relay answered %d %d times; given up", sid, code,
                         job.tries)
         elif outcome == "perm":
-            detail = _short(code, reply)
+            detail = short_reply(code, reply)
             self.pending = (row_id, "failed", detail)
             run.fail(job, f"Failed: {detail}")
             log.warning("Student %s: relay refused the letter (%d)", sid, code)
         elif outcome == "drop":
             job.drops += 1
-            detail = f"connection lost before the message was handed over ({_short(code, reply)})"
+            detail = (
+                "connection lost before the message was handed over "
+                f"({short_reply(code, reply)})"
+            )
             log.info("Student %s: the relay dropped the connection; reconnecting", sid)
             if job.drops < MAX_DROPS_PER_LETTER:
                 self.pending = (row_id, "queued", detail)

@@ -4,7 +4,7 @@ The file is read once into memory and never written: its size and zip directory 
 before any XML is parsed (zip bombs, entity expansion), cached formula values are read with
 python-calamine (fast, and macros are never run), and every cell goes through the normalisers of
 `residency_rules.schema`. Range and cross-field rules are the Great Expectations suite's job
-(`flows.validation`); here a row is held only when a cell cannot be read as its field at all.
+(`flows.intake.validation`); here a row is held only when a cell cannot be read as its field at all.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import cast
 
 import python_calamine as calamine
 
-from flows.roster import Roster
+from flows.intake.roster import Roster
 from flows.settings import Settings
 from residency_rules.errors import RosterError
 from residency_rules.records import Grade, Problem, Step1Result, StudentRecord

@@ -17,11 +17,11 @@ from urllib.parse import quote
 from openpyxl.chart._chart import ChartBase
 from openpyxl.utils import get_column_letter, quote_sheetname
 
-from flows.roster import Roster
+from flows.intake.roster import Roster
 from residency_rules.records import AdviceItem, Evaluation, Problem, StudentRecord
 
 if TYPE_CHECKING:
-    from flows.workbook import LetterCell
+    from flows.workbook.annotate import LetterCell
 
 ANNOTATION_HEADERS: tuple[str, ...] = (
     "Tier",

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 import css_inline
 import jinja2
 
-from flows.mail import domain_allowed, has_line_break, is_address
 from flows.settings import Settings
 from residency_rules.errors import AdvisingError, SettingsError
 from residency_rules.records import Evaluation, Specialty, StudentRecord
+from residency_rules.schema import domain_allowed, has_line_break, is_address
 
 if TYPE_CHECKING:
     from residency_rules.specialties import SpecialtyTable
@@ -760,7 +760,7 @@ def render_letters(
     """Render a letter for every evaluated student and write <id>.html and <id>.txt.
 
     The files are written in place: letters_dir is a staging folder no one reads until the
-    caller swaps it in whole (flows.lifecycle.publish_dir).
+    caller swaps it in whole (flows.drop_folder.publish_dir).
     """
     templates = load_templates(settings.templates_dir)
     run = _Run(table, settings)

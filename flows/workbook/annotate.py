@@ -20,11 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.roster import Roster
-from flows.workbook_model import ANNOTATION_HEADERS, build_content
-from flows.workbook_ooxml import UnsupportedWorkbook
-from flows.workbook_openpyxl import write_with_openpyxl
-from flows.workbook_xml import write_with_xml
+from flows.intake.roster import Roster
+from flows.workbook.content import ANNOTATION_HEADERS, build_content
+from flows.workbook.fast_writer import write_with_xml
+from flows.workbook.ooxml import UnsupportedWorkbook
+from flows.workbook.openpyxl_writer import write_with_openpyxl
 from residency_rules.errors import RosterError
 from residency_rules.records import Evaluation
 
@@ -58,7 +58,7 @@ def write_annotated(
         raise ValueError(
             f"{out_path.name}: the annotated workbook must keep the roster's suffix "
             f"({source_suffix}); Excel refuses a macro workbook named .xlsx and the reverse. "
-            "Use flows.workbook.annotated_path()"
+            "Use flows.workbook.annotate.annotated_path()"
         )
     if out_path.resolve() == roster.source.resolve():
         raise ValueError(f"{out_path}: the annotated workbook must not replace the office's roster")

@@ -21,7 +21,7 @@ from pathlib import Path
 from openpyxl.utils import absolute_coordinate, quote_sheetname
 from openpyxl.xml.functions import tostring
 
-from flows.workbook_model import (
+from flows.workbook.content import (
     ANNOTATION_HEADERS,
     ANNOTATION_WIDTHS,
     FORMULA_TRIGGERS,
@@ -34,7 +34,7 @@ from flows.workbook_model import (
     style_spec,
     unique_sheet_title,
 )
-from flows.workbook_ooxml import (
+from flows.workbook.ooxml import (
     ATTRS_PATTERN,
     CT_CHART,
     CT_DRAWING,
@@ -74,7 +74,7 @@ from flows.workbook_ooxml import (
     split_ref,
     xml_attr,
 )
-from flows.workbook_summary import SheetTitles, build_problems, build_summary
+from flows.workbook.summary import SheetTitles, build_problems, build_summary
 
 SHEET_ORDER = (
     "sheetPr", "dimension", "sheetViews", "sheetFormatPr", "cols", "sheetData", "sheetCalcPr",

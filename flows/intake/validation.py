@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from flows.intake import ingest
-from flows.roster import Roster
+from flows.intake.read import ingest
+from flows.intake.roster import Roster
 from flows.settings import Settings
 from residency_rules.records import Problem, StudentRecord
 from residency_rules.schema import (

@@ -11,7 +11,7 @@ from openpyxl.chart import BarChart, Reference, Series
 from openpyxl.chart.data_source import AxDataSource, StrRef
 from openpyxl.utils import get_column_letter, quote_sheetname
 
-from flows.workbook_model import (
+from flows.workbook.content import (
     LEVEL_FILLS,
     LEVEL_MEANINGS,
     AnnotationContent,

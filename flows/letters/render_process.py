@@ -4,7 +4,7 @@ Rendering is pure CPU and delivery mostly waits on the relay, but threads cannot
 a rendering thread holds the GIL and every reply the sessions wait for is then late. A process
 on the other core renders batches (and writes their files) while this process sends; which
 batch goes where is flows.pipeline.render_in_turn's choice. Its letters come back without
-their HTML and text, which this process reads from the files (flows.letters.with_bodies).
+their HTML and text, which this process reads from the files (flows.letters.render.with_bodies).
 Only rosters of more than one batch use it: starting it costs about a second.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from flows.letters import Letter, LetterSummary, render_letters, without_bodies
+from flows.letters.render import Letter, LetterSummary, render_letters, without_bodies
 from flows.settings import Settings
 from residency_rules.records import Evaluation, StudentRecord
 from residency_rules.specialties import SpecialtyTable
@@ -69,7 +69,7 @@ class RenderPool:
     ) -> Future[list[Letter]]:
         """Render one batch in the other process; the future holds its letters (or its error).
 
-        Their HTML and text are in letters_dir, not in memory: flows.letters.with_bodies.
+        Their HTML and text are in letters_dir, not in memory: flows.letters.render.with_bodies.
         """
         mine = {r.student_id: evaluations[r.student_id] for r in records
                 if r.student_id in evaluations}

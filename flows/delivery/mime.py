@@ -16,45 +16,16 @@ import binascii
 import re
 import secrets
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, getaddresses
 
-# A plain ASCII addr-spec: dot-atom local part, dotted domain. Quoted local parts and
-# non-ASCII addresses (SMTPUTF8) are refused: a school relay may not support them.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+")
-_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_LINE_BREAK = re.compile(r"[\r\n\x00]")
+from residency_rules.schema import has_line_break, is_address
+
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 # Used as the sender of outbox messages when no ADVISING_MAIL_FROM is set (RFC 2606 .invalid).
 PLACEHOLDER_FROM = "advising@example.invalid"
-
-
-def is_address(value: str) -> bool:
-    """Tell whether value is one plain email address (and so safe in a header)."""
-    return len(value) <= 254 and _ADDRESS.fullmatch(value) is not None
-
-
-def is_domain(value: str) -> bool:
-    """Tell whether value is a DNS domain name such as school.edu."""
-    return len(value) <= 253 and _DOMAIN.fullmatch(value) is not None
-
-
-def domain_allowed(address: str, allowed: Sequence[str]) -> bool:
-    """Tell whether the address is in one of the allowed domains (or a subdomain); empty = any."""
-    if not allowed:
-        return True
-    domain = address.rpartition("@")[2].lower()
-    return any(domain == d or domain.endswith("." + d) for d in allowed)
-
-
-def has_line_break(value: str) -> bool:
-    """Tell whether a header value would break out of its header line (CR, LF or NUL)."""
-    return _LINE_BREAK.search(value) is not None
 
 
 def parse_sender(value: str) -> tuple[str, str] | None:

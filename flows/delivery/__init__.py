@@ -1,0 +1,20 @@
+"""Delivery: letters to the outbox folder or the school's SMTP relay, recorded in a ledger.
+
+The flow calls `deliver`; the ledger (SQLite) makes a re-run send nothing twice.
+"""
+
+from flows.delivery.dispatch import (
+    DeliveryReport,
+    check_delivery_settings,
+    deliver,
+    resolve_smtp_password,
+)
+from flows.delivery.ledger import Ledger
+
+__all__ = [
+    "DeliveryReport",
+    "Ledger",
+    "check_delivery_settings",
+    "deliver",
+    "resolve_smtp_password",
+]
