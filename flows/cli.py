@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
 
+from flows.run_record import RosterOutcome, RosterStatus
 from flows.runtime import TemporaryServer, skip_final_collection
 from flows.settings import load_settings
 from residency_rules.errors import AdvisingError
@@ -132,12 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 STATUS_WORDS = {
-    "done": "processed",
-    "unchanged": "unchanged",
-    "rejected": "REJECTED",
-    "busy": "skipped",
-    "failed": "STOPPED",
-    "waiting": "waiting",
+    RosterStatus.DONE: "processed",
+    RosterStatus.UNCHANGED: "unchanged",
+    RosterStatus.REJECTED: "REJECTED",
+    RosterStatus.BUSY: "skipped",
+    RosterStatus.FAILED: "STOPPED",
+    RosterStatus.WAITING: "waiting",
 }
 
 
@@ -162,7 +162,7 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
 
     settled, left = settle_unchanged_drops(settings)
     for outcome in settled:
-        print(describe(outcome.__dict__))
+        print(describe(outcome))
     if not left:
         return 0
     server = _start_services()
@@ -182,7 +182,7 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
         return 1
     for outcome in outcomes:
         print(describe(outcome))
-    return 1 if any(o["status"] == "rejected" for o in outcomes) else 0
+    return 1 if any(o.status is RosterStatus.REJECTED for o in outcomes) else 0
 
 
 def _no_heartbeats(temporary: bool) -> AbstractContextManager[object]:
@@ -215,42 +215,40 @@ def _start_services() -> TemporaryServer | None:
     return server
 
 
-def describe(outcome: dict[str, Any]) -> str:
+def describe(outcome: RosterOutcome) -> str:
     """Say in one or two lines what happened to a roster, for someone who is not a programmer."""
-    word = STATUS_WORDS.get(outcome["status"], outcome["status"])
-    head = f"{outcome['file']}: {word}"
-    c = outcome.get("counts") or {}
-    if outcome["status"] == "unchanged":
+    head = f"{outcome.file}: {STATUS_WORDS[outcome.status]}"
+    c = outcome.counts
+    if outcome.status is RosterStatus.UNCHANGED:
+        rows = c.rows if c else 0
         return (
-            f"{head}: {outcome['message']}\n"
-            f"  results of that run: {outcome['output']}/  ({c.get('rows', 0)} students)"
+            f"{head}: {outcome.message}\n"
+            f"  results of that run: {outcome.output}/  ({rows} students)"
         )
-    if outcome["status"] == "done" and c:
-        levels = c.get("by_outlook_level", {})
-        at_risk = levels.get("1", 0) + levels.get("2", 0)
-        held = c.get("held_with_problems", 0)
-        if outcome.get("delivery") == "smtp":
+    if outcome.status is RosterStatus.DONE and c is not None:
+        if outcome.delivery == "smtp":
             mail = (
-                f"email: {c.get('emails_sent', 0)} sent, {c.get('emails_unchanged', 0)} "
-                f"unchanged since the last letter, {c.get('emails_failed', 0)} failed"
+                f"email: {c.emails_sent} sent, {c.emails_unchanged} "
+                f"unchanged since the last letter, {c.emails_failed} failed"
             )
         else:
             mail = (
-                f"outbox: {c.get('emails_sent', 0)} new .eml files, "
-                f"{c.get('emails_unchanged', 0)} unchanged (nothing is sent in outbox mode)"
+                f"outbox: {c.emails_sent} new .eml files, "
+                f"{c.emails_unchanged} unchanged (nothing is sent in outbox mode)"
             )
-        skipped = c.get("emails_skipped", 0)
+        skipped = c.emails_skipped
         lines = [
-            f"{head}: {c.get('rows', 0)} students, {c.get('evaluated', 0)} evaluated, "
-            f"{at_risk} at risk (level 1-2), {held} held: see the Problems sheet",
-            f"  letters: {c.get('letters_written', 0)} written; {mail}"
+            f"{head}: {c.rows} students, {c.evaluated} evaluated, "
+            f"{c.at_risk} at risk (level 1-2), {c.held_with_problems} held: "
+            "see the Problems sheet",
+            f"  letters: {c.letters_written} written; {mail}"
             + (f"; {skipped} without a usable address" if skipped else ""),
-            f"  results: {outcome['output']}/  (roster {outcome['message']})",
+            f"  results: {outcome.output}/  (roster {outcome.message})",
         ]
         return "\n".join(lines)
-    if outcome["status"] == "rejected":
-        return f"{head}: {outcome['message']}\n  moved to {outcome['output']} with a .problems.txt"
-    return f"{head}: {outcome['message']}"
+    if outcome.status is RosterStatus.REJECTED:
+        return f"{head}: {outcome.message}\n  moved to {outcome.output} with a .problems.txt"
+    return f"{head}: {outcome.message}"
 
 
 def check(file: Path) -> int:

@@ -6,9 +6,7 @@ batched inside them, never a task of its own. Logs carry counts and student IDs 
 
 from __future__ import annotations
 
-import json
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
@@ -18,7 +16,6 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectConcurrentFuture
 from prefect.utilities.annotations import quote
 
 from flows import drop_folder, intake
@@ -31,14 +28,18 @@ from flows.delivery import (
 )
 from flows.intake import Roster
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
+from flows.letters.batches import LETTER_BATCH, batch_bounds, render_in_turn
 from flows.letters.render import safe_filename
 from flows.run_record import (
     LEDGER_NAME,
-    RUN_JSON,
     RosterOutcome,
+    RosterStatus,
+    count_roster,
     fingerprint,
     load_table,
+    record_crash,
     settle_if_unchanged,
+    write_run_json,
 )
 from flows.runtime import gc_paused, gc_skips_old
 from flows.settings import Settings, load_settings
@@ -48,28 +49,12 @@ from residency_rules.records import Evaluation, StudentRecord
 from residency_rules.rules import evaluate_all
 from residency_rules.specialties import SpecialtyTable
 
-LETTER_BATCH = 5000  # students rendered and delivered per batch
-
-
-def batch_bounds(total: int, size: int, small_first: bool = False) -> list[tuple[int, int]]:
-    """Split `total` students into batches of `size`; with small_first, a smaller first one.
-
-    Delivery waits for the first batch, rendered here while the render process starts. When
-    sending is the slow side (SMTP: ~0.8 ms a letter against ~0.35 to render), a smaller first
-    batch lets it begin sooner and the process stays a batch ahead. To the outbox the two take
-    about as long, and equal batches measured faster (20k: 25.5 s against 32.8 s, median of 3).
-    """
-    if total <= size:
-        return [(0, total)] if total else []
-    first = max(1, min(size, total // 10, 2000)) if small_first else size
-    return [(0, first)] + [(i, min(i + size, total)) for i in range(first, total, size)]
-
 
 class RunIncomplete(AdvisingError):
     """At least one roster stopped; carries every roster's outcome for the summary."""
 
-    def __init__(self, outcomes: list[dict[str, Any]]) -> None:
-        stopped = [o["file"] for o in outcomes if o["status"] == "failed"]
+    def __init__(self, outcomes: list[RosterOutcome]) -> None:
+        stopped = [o.file for o in outcomes if o.status is RosterStatus.FAILED]
         super().__init__(f"{len(stopped)} roster(s) stopped: {', '.join(stopped)}")
         self.outcomes = outcomes
 
@@ -214,42 +199,6 @@ def _letters_and_delivery(
     return report, written
 
 
-def render_in_turn(
-    count: int,
-    here: Callable[[int], list[Letter]],
-    there: Callable[[int], PrefectConcurrentFuture[list[Letter]]] | None,
-    ahead: int = 2,
-    share: bool = True,
-) -> Iterator[list[Letter]]:
-    """Yield every batch's letters, rendered here or by the render process, whichever is free.
-
-    This process renders the first batch while the other one takes the last `ahead` and keeps
-    that many queued, from the end. After each delivery this process takes the other's next
-    batch if it is ready, else (with share) renders the next from the front itself: to the
-    outbox, delivery is cheap and both processes render (a 20k run's letters and delivery
-    8.6 -> 6.3 s). To a relay, sending is the slow side and this process's time is for it:
-    without share, it waits for the other's batches, which then go in roster order.
-    """
-    todo = deque(range(count))
-    away: deque[PrefectConcurrentFuture[list[Letter]]] = deque()
-
-    def feed() -> None:
-        while there is not None and todo and len(away) < ahead:
-            away.append(there(todo.pop() if share else todo.popleft()))
-
-    first = todo.popleft() if todo else None
-    feed()
-    if first is not None:
-        yield here(first)
-    while todo or away:
-        if away and (not todo or not share or away[0].wrapped_future.done()):
-            taken = away.popleft()
-            feed()  # now, not after this batch is delivered: the other process must not idle
-            yield taken.result()
-        else:
-            yield here(todo.popleft())
-
-
 def process_roster(
     path: Path, settings: Settings, table: SpecialtyTable, print_fp: str,
     set_aside: Callable[[], None] = lambda: None,
@@ -257,15 +206,13 @@ def process_roster(
     """Run one roster through every stage, under its lock; outputs land atomically.
 
     set_aside is called once the roster is evaluated: what lives from then on to the end
-    (records, evaluations) may be kept out of garbage collection (_gc_skips_old).
+    (records, evaluations) may be kept out of garbage collection (runtime.gc_skips_old).
     """
     logger = get_run_logger()
     started = datetime.now().astimezone()
     out_dir = settings.output_dir / path.stem
-    run_json = out_dir / RUN_JSON
     timings: dict[str, float] = {}
     sha = drop_folder.sha256_of(path)
-
     settled = settle_if_unchanged(path, settings, print_fp, sha)
     if settled is not None:
         logger.info("Roster %s unchanged since its last run: nothing to do", path.name)
@@ -278,8 +225,7 @@ def process_roster(
     except RosterError as exc:
         target = drop_folder.move_rejected(path, settings.input_dir, started, exc.problems)
         logger.warning("Roster %s rejected: moved to %s", path.name, target)
-        return RosterOutcome(path.name, "rejected", str(exc), {}, str(target))
-
+        return RosterOutcome(path.name, RosterStatus.REJECTED, str(exc), None, str(target))
     # The render process takes a second to start: it starts now, while validation runs.
     with (RenderPool() if len(roster.records) > LETTER_BATCH else nullcontext()) as pool:
         with _timed(timings, "validate"):
@@ -289,61 +235,35 @@ def process_roster(
         set_aside()
         # Letters are written into a hidden folder, swapped in once every batch is rendered.
         staging = drop_folder.staging_dir(out_dir / "letters")
-        report, letters_written = _letters_and_delivery(
+        report, written = _letters_and_delivery(
             roster.records, evaluations, table, settings, staging, out_dir, pool, timings
         )
     with _timed(timings, "letters"):
         remover = drop_folder.publish_dir(staging, out_dir / "letters")
     with _timed(timings, "workbook"):
-        workbook_stage(
-            quote(roster), quote(evaluations), quote(report),
-            out_dir / f"{path.stem}-annotated{path.suffix}",
-        )
-
+        workbook_stage(quote(roster), quote(evaluations), quote(report),
+                       out_dir / f"{path.stem}-annotated{path.suffix}")
     if remover is not None:
         remover.join()
-    levels = Counter(e.level for e in evaluations)
-    held = roster.held_rows()
-    counts: dict[str, Any] = {
-        "rows": len(roster.row_ids),
-        "evaluated": len(evaluations),
-        "held_with_problems": len(held),
-        "problems": len(roster.problems),
-        "by_outlook_level": {str(k): levels.get(k, 0) for k in range(1, 6)},
-        "letters_written": letters_written,
-        "emails_sent": report.sent,
-        "emails_unchanged": report.unchanged,
-        "emails_failed": report.failed,
-        "emails_skipped": report.skipped,
-    }
+
+    counts = count_roster(roster, evaluations, report, written)
     ended = datetime.now().astimezone()
-    record = {
-        "status": "complete",
-        "input": {"file": path.name, "sha256": sha},
-        "rules_version": table.version,
-        "fingerprint": print_fp,
-        "delivery": settings.delivery,
-        "counts": counts,
-        "timings_seconds": timings,
-        "start": started.isoformat(timespec="seconds"),
-        "end": ended.isoformat(timespec="seconds"),
-    }
-    drop_folder.write_atomic(run_json, json.dumps(record, indent=2).encode("utf-8"))
+    write_run_json(out_dir, path.name, sha, table.version, print_fp, settings.delivery, counts,
+                   timings, started, ended)
     moved = drop_folder.move_processed(path, settings.input_dir, ended)
     logger.info(
         "Roster %s: %d rows, %d evaluated, %d held, %d letters, %d sent, %d unchanged, %d failed",
-        path.name, counts["rows"], counts["evaluated"], counts["held_with_problems"],
-        counts["letters_written"], report.sent, report.unchanged, report.failed,
+        path.name, counts.rows, counts.evaluated, counts.held_with_problems,
+        counts.letters_written, counts.emails_sent, counts.emails_unchanged, counts.emails_failed,
     )
-    return RosterOutcome(
-        path.name, "done", f"kept in {moved.parent}", counts, str(out_dir), settings.delivery
-    )
+    return RosterOutcome(path.name, RosterStatus.DONE, f"kept in {moved.parent}", counts,
+                         str(out_dir), settings.delivery)
 
 
 @flow(name="advising-nightly", log_prints=False)
 def advising_run(
     input_dir: str | None = None, output_dir: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[RosterOutcome]:
     """Process every ready roster in the drop folder once (what the nightly schedule runs)."""
     overrides: dict[str, Any] = {}
     if input_dir:
@@ -358,7 +278,7 @@ def advising_run(
     outcomes: list[RosterOutcome] = []
     for drop in drop_folder.scan(settings.input_dir, settings.quiet_seconds):
         if not drop.ready:
-            outcomes.append(RosterOutcome(drop.path.name, "waiting", drop.reason))
+            outcomes.append(RosterOutcome(drop.path.name, RosterStatus.WAITING, drop.reason))
             continue
         try:
             with drop_folder.roster_lock(settings.output_dir, drop.path.stem), \
@@ -367,41 +287,23 @@ def advising_run(
                     continue
                 outcomes.append(process_roster(drop.path, settings, table, print_fp, set_aside))
         except drop_folder.RosterBusy:
-            outcomes.append(RosterOutcome(drop.path.name, "busy", "another run is processing it"))
+            outcomes.append(RosterOutcome(
+                drop.path.name, RosterStatus.BUSY, "another run is processing it"
+            ))
         except AdvisingError as exc:
             logger.error("Roster %s stopped: %s", drop.path.name, exc)
-            outcomes.append(RosterOutcome(drop.path.name, "failed", str(exc)))
+            outcomes.append(RosterOutcome(drop.path.name, RosterStatus.FAILED, str(exc)))
         except Exception as exc:  # noqa: BLE001 - one roster's bug must not stop the others
-            outcomes.append(_crashed(drop.path, settings.output_dir, exc))
+            outcomes.append(record_crash(drop.path, settings.output_dir, exc))
             logger.error(
                 "Roster %s stopped by an unexpected %s; see its error.log",
                 drop.path.name, type(exc).__name__,
             )
     _publish_artifact(outcomes)
-    result = [o.__dict__ for o in outcomes]
-    if any(o.status == "failed" for o in outcomes):
+    if any(o.status is RosterStatus.FAILED for o in outcomes):
         # Fail the flow run, so IT sees it in Prefect, while the CLI still reports every roster.
-        raise RunIncomplete(result)
-    return result
-
-
-def _crashed(path: Path, output_dir: Path, exc: Exception) -> RosterOutcome:
-    """Keep a bug's details for IT in the roster's output folder, out of the logs.
-
-    The traceback may quote row values, so it goes to output/ (office eyes only), never to the
-    console or Prefect. The roster stays in input/ and the next run starts it again.
-    """
-    import traceback
-
-    log = output_dir / path.stem / "error.log"
-    details = "".join(traceback.format_exception(exc))
-    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-    drop_folder.write_atomic(log, f"{stamp} processing {path.name}\n{details}".encode())
-    return RosterOutcome(
-        path.name, "failed",
-        f"stopped by an unexpected error ({type(exc).__name__}); the roster stays in the input "
-        f"folder for the next run. Please send {log} to IT.",
-    )
+        raise RunIncomplete(outcomes)
+    return outcomes
 
 
 def _publish_artifact(outcomes: list[RosterOutcome]) -> None:
@@ -413,13 +315,15 @@ def _publish_artifact(outcomes: list[RosterOutcome]) -> None:
     ]
     for o in outcomes:
         c = o.counts
-        lv = c.get("by_outlook_level", {})
+        if c is None:
+            lines.append(f"| {o.file} | {o.status} |" + " |" * 12)
+            continue
+        lv = c.by_outlook_level
         lines.append(
-            f"| {o.file} | {o.status} | {c.get('rows', '')} | {c.get('evaluated', '')} | "
-            f"{c.get('held_with_problems', '')} | "
-            + " | ".join(str(lv.get(str(k), "")) for k in range(1, 6))
-            + f" | {c.get('letters_written', '')} | {c.get('emails_sent', '')} | "
-            f"{c.get('emails_unchanged', '')} | {c.get('emails_failed', '')} |"
+            f"| {o.file} | {o.status} | {c.rows} | {c.evaluated} | {c.held_with_problems} | "
+            + " | ".join(str(lv.get(str(k), 0)) for k in range(1, 6))
+            + f" | {c.letters_written} | {c.emails_sent} | {c.emails_unchanged} "
+            f"| {c.emails_failed} |"
         )
     if not outcomes:
         lines.append("| (no roster in the input folder) | | | | | | | | | | | | | |")

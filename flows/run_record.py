@@ -9,28 +9,75 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows import drop_folder
 from flows.settings import Settings
 from residency_rules.errors import AdvisingError
 from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
 
+if TYPE_CHECKING:  # the types only: this module runs before Prefect, GX and the stages load
+    from flows.delivery import DeliveryReport
+    from flows.intake import Roster
+    from residency_rules.records import Evaluation
+
 LEDGER_NAME = "delivery-ledger.sqlite"
 RUN_JSON = "run.json"
 
 
-@dataclass
+class RosterStatus(StrEnum):
+    """What became of one roster in a run."""
+
+    DONE = "done"  # processed: workbook, letters, delivery
+    UNCHANGED = "unchanged"  # identical to the last run: nothing written or sent again
+    REJECTED = "rejected"  # could not be read at all: moved to input/rejected/
+    BUSY = "busy"  # another run holds its lock
+    FAILED = "failed"  # stopped by an error: left in input/ for the next run
+    WAITING = "waiting"  # still being copied, or too new to be sure it is complete
+
+
+@dataclass(frozen=True)
+class RosterCounts:
+    """The counts run.json keeps for a roster, and the CLI and the artifact show."""
+
+    rows: int = 0
+    evaluated: int = 0
+    held_with_problems: int = 0
+    problems: int = 0
+    by_outlook_level: dict[str, int] = field(default_factory=dict)  # "1".."5" -> students
+    letters_written: int = 0
+    emails_sent: int = 0
+    emails_unchanged: int = 0
+    emails_failed: int = 0
+    emails_skipped: int = 0
+
+    @property
+    def at_risk(self) -> int:
+        """Students at level 1 or 2."""
+        return self.by_outlook_level.get("1", 0) + self.by_outlook_level.get("2", 0)
+
+    @classmethod
+    def from_json(cls, data: Any) -> RosterCounts:
+        """Read the counts of a run.json, keeping only what this version knows."""
+        if not isinstance(data, dict):
+            return cls()
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
 class RosterOutcome:
     """What happened to one roster, for the CLI summary and the run artifact."""
 
     file: str
-    status: str  # "done", "unchanged", "rejected", "busy", "failed", "waiting"
+    status: RosterStatus
     message: str = ""
-    counts: dict[str, Any] = field(default_factory=dict)
+    counts: RosterCounts | None = None
     output: str = ""
     delivery: str = ""
 
@@ -88,16 +135,17 @@ def settle_if_unchanged(
     if (
         previous.get("status") != "complete"
         or previous.get("fingerprint") != print_fp
-        or previous.get("counts", {}).get("emails_failed", 0) != 0
+        or RosterCounts.from_json(previous.get("counts")).emails_failed != 0
         or previous.get("input", {}).get("sha256") != (sha or drop_folder.sha256_of(path))
     ):
         return None
     moved = drop_folder.move_processed(path, settings.input_dir, datetime.now().astimezone())
     return RosterOutcome(
-        path.name, "unchanged",
+        path.name, RosterStatus.UNCHANGED,
         f"identical to the roster processed {str(previous.get('end', ''))[:16].replace('T', ' ')}"
         f"; no letter written or sent again; roster kept in {moved.parent}",
-        previous.get("counts", {}), str(out_dir), str(previous.get("delivery", "")),
+        RosterCounts.from_json(previous.get("counts")), str(out_dir),
+        str(previous.get("delivery", "")),
     )
 
 
@@ -128,3 +176,60 @@ def settle_unchanged_drops(settings: Settings) -> tuple[list[RosterOutcome], boo
         else:
             outcomes.append(outcome)
     return outcomes, left
+
+
+def count_roster(
+    roster: Roster, evaluations: list[Evaluation], report: DeliveryReport, letters_written: int
+) -> RosterCounts:
+    """Count what one roster's run did, for run.json, the CLI and the artifact."""
+    levels = Counter(e.level for e in evaluations)
+    return RosterCounts(
+        rows=len(roster.row_ids),
+        evaluated=len(evaluations),
+        held_with_problems=len(roster.held_rows()),
+        problems=len(roster.problems),
+        by_outlook_level={str(k): levels.get(k, 0) for k in range(1, 6)},
+        letters_written=letters_written,
+        emails_sent=report.sent,
+        emails_unchanged=report.unchanged,
+        emails_failed=report.failed,
+        emails_skipped=report.skipped,
+    )
+
+
+def write_run_json(
+    out_dir: Path, file: str, sha: str, rules_version: str, print_fp: str, delivery: str,
+    counts: RosterCounts, timings: dict[str, float], started: datetime, ended: datetime,
+) -> None:
+    """Write run.json: what ran, on which input, with which rules; the no-op check reads it."""
+    record = {
+        "status": "complete",
+        "input": {"file": file, "sha256": sha},
+        "rules_version": rules_version,
+        "fingerprint": print_fp,
+        "delivery": delivery,
+        "counts": asdict(counts),
+        "timings_seconds": timings,
+        "start": started.isoformat(timespec="seconds"),
+        "end": ended.isoformat(timespec="seconds"),
+    }
+    drop_folder.write_atomic(out_dir / RUN_JSON, json.dumps(record, indent=2).encode("utf-8"))
+
+
+def record_crash(path: Path, output_dir: Path, exc: Exception) -> RosterOutcome:
+    """Keep a bug's details for IT in the roster's output folder, out of the logs.
+
+    The traceback may quote row values, so it goes to output/ (office eyes only), never to the
+    console or Prefect. The roster stays in input/ and the next run starts it again.
+    """
+    import traceback
+
+    log = output_dir / path.stem / "error.log"
+    details = "".join(traceback.format_exception(exc))
+    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    drop_folder.write_atomic(log, f"{stamp} processing {path.name}\n{details}".encode())
+    return RosterOutcome(
+        path.name, RosterStatus.FAILED,
+        f"stopped by an unexpected error ({type(exc).__name__}); the roster stays in the input "
+        f"folder for the next run. Please send {log} to IT.",
+    )

@@ -55,7 +55,7 @@ def test_a_dropped_roster_yields_every_output(workdir: Path) -> None:
 
     outcomes = _run()
 
-    assert [o["status"] for o in outcomes] == ["done"]
+    assert [o.status for o in outcomes] == ["done"]
     out = workdir / "output" / "class-2027"
     run = json.loads((out / "run.json").read_text())
     counts = run["counts"]
@@ -132,8 +132,8 @@ def test_batches_render_in_a_second_process_and_every_student_gets_one_letter(
     monkeypatch.setattr(pipeline, "LETTER_BATCH", 4)
     _drop_demo(workdir, 11)
     (outcome,) = _run()
-    assert outcome["status"] == "done"
-    assert outcome["counts"]["letters_written"] == outcome["counts"]["evaluated"] == 11
+    assert outcome.status == "done"
+    assert outcome.counts.letters_written == outcome.counts.evaluated == 11
     out = workdir / "output" / "class-2027"
     htmls = sorted(p.stem for p in (out / "letters").glob("*.html"))
     emls = sorted(p.stem for p in (out / "outbox").glob("*.eml"))
@@ -149,11 +149,11 @@ def test_dropping_the_same_roster_again_sends_nothing_new(workdir: Path) -> None
     roster = _drop_demo(workdir, 5)
     data = roster.read_bytes()
     first = _run()
-    assert first[0]["counts"]["letters_written"] == 5
+    assert first[0].counts.letters_written == 5
     roster.write_bytes(data)
     os.utime(roster, (0, 0))
     second = _run()
-    assert second[0]["status"] == "unchanged"
+    assert second[0].status == "unchanged"
     emls = list((workdir / "output" / "class-2027" / "outbox").glob("*.eml"))
     assert len(emls) == 5
 
@@ -168,7 +168,7 @@ def test_the_cli_settles_an_identical_re_drop_without_starting_prefect_or_gx(
     """
     roster = _drop_demo(workdir, 5)
     data = roster.read_bytes()
-    assert _run()[0]["status"] == "done"
+    assert _run()[0].status == "done"
     roster.write_bytes(data)
     os.utime(roster, (0, 0))
     env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
@@ -211,7 +211,7 @@ def test_a_roster_is_processed_with_its_objects_set_aside_from_gc_and_then_hande
     monkeypatch.setattr(pipeline.render_stage, "fn", render)
     _drop_demo(workdir, 4)
     assert gc.get_freeze_count() == 0  # nothing of this test session's own is frozen
-    assert _run()[0]["status"] == "done"
+    assert _run()[0].status == "done"
     assert seen and all(count > 0 for count in seen)
     assert gc.get_freeze_count() == 0
     gc.freeze()  # a process that freezes objects of its own: they are left as they are
@@ -219,7 +219,7 @@ def test_a_roster_is_processed_with_its_objects_set_aside_from_gc_and_then_hande
         kept = gc.get_freeze_count()
         seen.clear()
         _drop_demo(workdir, 4, name="class-2028.xlsx")
-        assert _run()[0]["status"] == "done"
+        assert _run()[0].status == "done"
         # Neither more frozen (records would be) nor unfrozen; some frozen objects were freed.
         assert len(seen) == 1 and 0 < seen[0] <= kept and 0 < gc.get_freeze_count() <= kept
     finally:
@@ -274,7 +274,7 @@ def test_an_unreadable_roster_is_rejected_and_the_others_still_run(workdir: Path
     bad = workdir / "input" / "broken.xlsx"
     bad.write_bytes(b"this is not an Excel file")
     os.utime(bad, (0, 0))
-    outcomes = {o["file"]: o["status"] for o in _run()}
+    outcomes = {o.file: o.status for o in _run()}
     assert outcomes == {"broken.xlsx": "rejected", "good.xlsx": "done"}
     rejected = list((workdir / "input" / "rejected").iterdir())
     assert any(p.name.endswith(".problems.txt") for p in rejected)
@@ -324,8 +324,8 @@ def test_letters_in_several_batches_are_all_counted(
     monkeypatch.setattr(flows.pipeline, "LETTER_BATCH", 3)
     _drop_demo(workdir, 7)
     outcome = _run()[0]
-    assert outcome["counts"]["letters_written"] == 7
-    assert outcome["counts"]["emails_sent"] == 7
+    assert outcome.counts.letters_written == 7
+    assert outcome.counts.emails_sent == 7
     out = workdir / "output" / "class-2027"
     assert len(list((out / "outbox").glob("*.eml"))) == 7
     wb = openpyxl.load_workbook(out / "class-2027-annotated.xlsx")
@@ -349,7 +349,7 @@ class _Away:
 
 def test_batches_are_rendered_here_whenever_the_render_process_has_none_ready() -> None:
     """Each batch once; this process takes the first, the other the last ones, queued ahead."""
-    from flows.pipeline import render_in_turn
+    from flows.letters.batches import render_in_turn
 
     log: list[str] = []
     away: dict[int, _Away] = {}
@@ -388,7 +388,7 @@ def test_batches_cover_every_student_once_and_bound_memory(
     total: int, small_first: bool
 ) -> None:
     """Contiguous, no gaps or overlaps, none above the batch size; small_first: a smaller first."""
-    from flows.pipeline import batch_bounds
+    from flows.letters.batches import batch_bounds
 
     size = 5000 if total > 100 else 5
     bounds = batch_bounds(total, size, small_first)
