@@ -26,6 +26,7 @@ from residency_rules import advice, explain
 from residency_rules.bands import clerkship_strength, passing_score, step1_status, step2_band
 from residency_rules.errors import RulesError
 from residency_rules.outlook import ladder, read_matrix, shift_band
+from residency_rules.parallel import parallel_specialties
 from residency_rules.records import (
     AdviceItem,
     Band,
@@ -37,7 +38,6 @@ from residency_rules.records import (
     Specialty,
     Step1Status,
     StudentRecord,
-    Tier,
     Trend,
 )
 from residency_rules.rulebook import Rules
@@ -63,7 +63,7 @@ class _Compiled:
     ladders: dict[tuple[str, Step1Status, ClerkshipStrength, bool, bool], tuple[NextLevel, ...]] = (
         field(default_factory=dict)
     )
-    parallels: dict[tuple[Tier, int], tuple[str, ...]] = field(default_factory=dict)
+    parallels: dict[tuple[str, int], tuple[str, ...]] = field(default_factory=dict)
     decisions: dict[_DecisionKey, _Decision] = field(default_factory=dict)
 
     def ladder(
@@ -83,13 +83,14 @@ class _Compiled:
             self.ladders[key] = found
         return found
 
-    def parallel(self, tier: Tier, score: int) -> tuple[str, ...]:
-        """Return the cached parallel specialties for a tier and score."""
-        key = (tier, score)
+    def parallel(self, spec: Specialty, score: int) -> tuple[str, ...]:
+        """Return the cached parallel plan for a specialty and score: lower tiers only, where
+        the score is already solid; curated list, then same family, then closest NRMP median."""
+        key = (spec.name, score)
         found = self.parallels.get(key)
         if found is None:
             limit = self.rules.parallel_max_listed
-            found = advice.parallel_specialties(self.specialties, tier, score, limit)
+            found = parallel_specialties(self.specialties, spec, score, limit)
             self.parallels[key] = found
         return found
 
@@ -338,7 +339,7 @@ def _evaluate(
     mix = decision.mix
     parallel: tuple[str, ...] = ()
     if mix.parallel_plan and score is not None and raw != "failing":
-        parallel = compiled.parallel(tier, score)
+        parallel = compiled.parallel(spec, score)
 
     items = list(decision.head)
     if decision.head:

@@ -416,18 +416,20 @@ def test_the_program_list_mix_follows_the_level(
     assert ("advisor" in keys(result)) is mix[4]
 
 
-def test_the_parallel_plan_names_lower_tier_specialties_closest_median_first() -> None:
+def test_the_parallel_plan_names_the_curated_list_first_then_the_closest_median() -> None:
     """After a Step 1 failure a 247 in General Surgery is at risk; 247 is already solid for
-    every less and moderate tier specialty. NRMP medians: Pathology 247, Psychiatry 247,
-    EM 249, Pediatrics 249, Family Medicine 244, then PM&R 251 ... (five named)."""
+    every less and moderate tier specialty. The office's list for General Surgery comes first
+    (OB/GYN, Anesthesiology, EM, Family Medicine), then the closest NRMP median: Pathology 247."""
     result = run(student(specialty="General Surgery", step2_score=247, step1_attempts=2))
     assert result.level == 1
     assert result.parallel == (
-        "Pathology", "Psychiatry", "Emergency Medicine", "Pediatrics", "Family Medicine",
+        "Obstetrics and Gynecology", "Anesthesiology", "Emergency Medicine", "Family Medicine",
+        "Pathology",
     )
     parallel = [a for a in result.advice if a.key == "parallel"][0]
-    assert "Pathology, Psychiatry, Emergency Medicine, Pediatrics and Family Medicine" in (
-        parallel.text
+    assert (
+        "Obstetrics and Gynecology, Anesthesiology, Emergency Medicine, Family Medicine and "
+        "Pathology" in parallel.text
     )
     assert parallel.section == "You're Applying Reasonably for Your Profile"
 
@@ -436,6 +438,32 @@ def test_the_parallel_plan_never_names_the_same_or_a_higher_tier() -> None:
     result = run(student(specialty="Dermatology", step2_score=262, step1_attempts=2))
     tiers = {TABLE.get(name).tier for name in result.parallel}
     assert result.parallel and tiers <= {"less", "moderate", "high"}
+
+
+@pytest.mark.parametrize("score", [255, 258, 262, 270])
+def test_dermatology_is_offered_medical_specialties_not_surgery_or_radiology(score: int) -> None:
+    """A dermatology advisor suggests Internal Medicine, Pathology, Family Medicine ... first:
+    the curated list and the medical family fill the five places before any surgical or
+    radiology specialty, although General Surgery and Diagnostic Radiology are a lower tier."""
+    result = run(student(specialty="Dermatology", step2_score=score, step1_attempts=2))
+    assert result.level == 1
+    assert result.parallel[:4] == (
+        "Internal Medicine", "Pathology", "Family Medicine", "Pediatrics",
+    )
+    assert len(result.parallel) == 5
+    assert TABLE.get(result.parallel[4]).family == "medical"
+    assert not {"General Surgery", "Diagnostic Radiology"} & set(result.parallel)
+
+
+def test_the_parallel_plan_only_names_specialties_where_the_score_is_already_solid() -> None:
+    """A 242 after a Step 1 failure in Emergency Medicine (moderate): only less-tier
+    specialties with a solid mark of 240 qualify, hospital-based ones (EM's family) first."""
+    result = run(student(specialty="Emergency Medicine", step2_score=242, step1_attempts=2))
+    assert result.level == 1
+    assert result.parallel[:2] == ("Pathology", "Radiation Oncology")
+    for name in result.parallel:
+        spec = TABLE.get(name)
+        assert spec.tier == "less" and spec.solid <= 242
 
 
 def test_level_one_asks_for_a_meeting_with_an_advisor() -> None:
