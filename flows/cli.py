@@ -96,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     uncertain.add_argument("--release-all", action="store_true",
                            help="send every uncertain letter again on the next run")
 
+    specialties = sub.add_parser(
+        "specialties",
+        help="show the specialty table with its sources, or import this year's NRMP figures",
+        description="Print the specialty table: tier, Step 2 CK marks, NRMP figures and family "
+        "of every specialty, each with its source, and whether the NRMP figures were checked. "
+        "With --import, replace the NRMP figures from a CSV typed from the office's copy of the "
+        "report (columns: specialty, q1, median, q3, unmatched median); every row is checked "
+        "first, and the table is written to ADVISING_SPECIALTY_TABLE with the date and a new "
+        "version (the previous file is kept beside it).",
+    )
+    specialties.add_argument("--import", dest="import_file", type=Path, metavar="FILE.csv",
+                             help="replace the NRMP figures from this CSV file")
+    specialties.add_argument("--report", metavar="TEXT",
+                             help='how letters cite the figures, e.g. "NRMP Charting Outcomes '
+                             '2027, Table 5" (default: the table\'s current report)')
+
     sub.add_parser(
         "serve",
         help="register the nightly schedule on the Prefect server and run it",
@@ -156,6 +172,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo(args.students, args.out, args.seed)
 
 
+def cmd_specialties(args: argparse.Namespace) -> int:
+    """Print the specialty table, or import the NRMP figures."""
+    from flows.commands import specialties
+
+    return specialties(args.import_file, args.report)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Register and serve the nightly deployment."""
     from flows.commands import serve
@@ -176,6 +199,7 @@ COMMANDS = {
     "template": cmd_template,
     "demo": cmd_demo,
     "uncertain": cmd_uncertain,
+    "specialties": cmd_specialties,
     "serve": cmd_serve,
 }
 

@@ -206,12 +206,19 @@ def _families(doc: Mapping[str, object], origin: str) -> tuple[tuple[str, ...], 
     return names, source
 
 
+PACKAGED_ORIGIN = f"residency_rules/data/{PACKAGED_FILE}"
+
+
+def packaged_text() -> str:
+    """Return the data file shipped inside the package (the base of an office's first copy)."""
+    # The one place residency_rules reads a file: the data shipped inside the package.
+    return resources.files("residency_rules").joinpath("data", PACKAGED_FILE).read_text("utf-8")
+
+
 @functools.cache
 def load_default_table() -> SpecialtyTable:
     """Load the packaged data file once; it is checked like any office-edited copy."""
-    # The one place residency_rules reads a file: the data shipped inside the package.
-    text = resources.files("residency_rules").joinpath("data", PACKAGED_FILE).read_text("utf-8")
-    return parse_table(text, f"residency_rules/data/{PACKAGED_FILE}")
+    return parse_table(packaged_text(), PACKAGED_ORIGIN)
 
 
 def _specialty(entry: object, index: int, origin: str, families: tuple[str, ...]) -> Specialty:
@@ -272,7 +279,8 @@ def _specialty(entry: object, index: int, origin: str, families: tuple[str, ...]
     parallel_source = ""
     if "parallel" in entry:
         parallel = df.texts(
-            entry, "parallel", where, 'list specialty names in quotes, e.g. parallel = ["Pathology"]'
+            entry, "parallel", where,
+            'list specialty names in quotes, e.g. parallel = ["Pathology"]',
         )
         parallel_source = df.text(
             entry, "parallel_source", where,
@@ -337,3 +345,84 @@ def _check_names(specialties: tuple[Specialty, ...], origin: str) -> None:
                     "names match without case, spaces or punctuation",
                     f'remove "{name}" from one of the two',
                 )
+
+
+# ---------------------------------------------------------------------------------------------
+# The table as the office reads it (`advising specialties`)
+# ---------------------------------------------------------------------------------------------
+
+_PLAIN_SOURCES = ("article", "assigned")
+
+
+def describe_table(table: SpecialtyTable, read_from: str) -> str:
+    """Lay the table out for an advisor: every figure with where it comes from and its status."""
+    sources = table.rules.sources
+    lines = [
+        f"Specialty table version {table.version} ({table.cycle})",
+        f"Read from: {read_from}",
+        "",
+    ]
+    if table.nrmp_status == "checked" and table.nrmp_checked_on is not None:
+        lines += [
+            f"NRMP figures: CHECKED: imported on {when(table.nrmp_checked_on)} from the office's "
+            "copy of the report.",
+            f'Letters cite them as "{nrmp_citation(table)}".',
+        ]
+    else:
+        lines += [
+            "NRMP figures: NOT CHECKED. They were typed in by hand and have not been compared "
+            "with the report;",
+            f'letters call them "{nrmp_citation(table)}".',
+            "To check them, type the figures from your copy of the report into a CSV file "
+            "(columns: specialty, q1, median, q3, unmatched median)",
+            "and run: advising specialties --import FILE.csv",
+        ]
+    heads = ("Specialty", "Tier", "Solid", "Excellent", "From", "NRMP Q1/median/Q3",
+             "Unmatched", "Family")
+    rows = [heads]
+    for s in table.specialties:
+        nrmp = "-" if s.nrmp_median is None else f"{s.nrmp_q1}/{s.nrmp_median}/{s.nrmp_q3}"
+        unmatched = "-" if s.nrmp_unmatched_median is None else str(s.nrmp_unmatched_median)
+        origin = next((p for p in _PLAIN_SOURCES if s.source.startswith(p)), s.source)
+        rows.append((s.name, s.tier, str(s.solid), str(s.excellent), origin, nrmp, unmatched,
+                     s.family or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(heads))]
+    numeric = {2, 3, 6}
+    lines.append("")
+    for row in rows:
+        cells = [
+            c.rjust(w) if i in numeric and row is not heads else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    checked = table.nrmp_status == "checked" and table.nrmp_checked_on is not None
+    status = (
+        f"imported on {when(table.nrmp_checked_on)} from the office's copy of the report"
+        if checked and table.nrmp_checked_on is not None
+        else "NOT CHECKED, typed in by hand"
+    )
+    lines += [
+        "",
+        "Where the figures come from",
+        "  Tier, Solid, Excellent (column From):",
+        *(f'    {key}: {sources[key]}' for key in _PLAIN_SOURCES if key in sources),
+        *(
+            f"    {s.name}: {s.source}"
+            for s in table.specialties
+            if s.source not in _PLAIN_SOURCES
+        ),
+        f"  NRMP figures ({status}): "
+        + (table.nrmp_report if checked else sources.get("nrmp", table.nrmp_report)),
+        "    Unmatched = the median of applicants who did not match; - = no figure.",
+    ]
+    if table.family_source:
+        lines.append(f"  Family: {table.family_source}")
+    curated = [s for s in table.specialties if s.parallel]
+    if curated:
+        lines.append(
+            "  Parallel plan, suggested first (only where the student's score is already solid):"
+        )
+        lines += [
+            f"    {s.name}: {', '.join(s.parallel)} ({s.parallel_source})" for s in curated
+        ]
+    return "\n".join(lines)
