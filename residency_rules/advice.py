@@ -76,6 +76,34 @@ STATEMENT_ITEM = AdviceItem(
     STATEMENT,
 )
 
+STEP2_STATEMENT_ITEM = AdviceItem(
+    "statement",
+    "In your personal statement, write one short, specific paragraph about your Step 2 CK "
+    "failure: what happened, what you changed, and how your passing score and clerkships show "
+    "it. Not an apology letter.",
+    STATEMENT,
+)
+
+BOTH_STATEMENT_ITEM = AdviceItem(
+    "statement",
+    "In your personal statement, write one short, specific paragraph about your Step 1 and "
+    "Step 2 CK failures: what happened, what you changed (question banks, NBME forms, "
+    "schedule, mentoring), and how your scores and clerkships show it. Not an apology letter.",
+    STATEMENT,
+)
+
+
+def failure_statement(step1_failed: bool, step2_failed: bool) -> tuple[AdviceItem, ...]:
+    """Ask for the personal-statement paragraph about whichever exam failures are on record."""
+    if step1_failed and step2_failed:
+        return (BOTH_STATEMENT_ITEM,)
+    if step1_failed:
+        return (STATEMENT_ITEM,)
+    if step2_failed:
+        return (STEP2_STATEMENT_ITEM,)
+    return ()
+
+
 LETTERS_ITEM = AdviceItem(
     "letters",
     "Ask for letters from attendings who saw you at your best, late in third year or early "

@@ -23,7 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from residency_rules import advice, explain
-from residency_rules.bands import clerkship_strength, passing_score, step1_status, step2_band
+from residency_rules.bands import (
+    clerkship_strength,
+    matrix_row,
+    passing_score,
+    step1_status,
+    step2_band,
+    step2_failed_before,
+)
 from residency_rules.errors import RulesError
 from residency_rules.outlook import ladder, read_matrix, shift_band
 from residency_rules.parallel import parallel_specialties
@@ -159,7 +166,7 @@ class _Decision:
 
 
 _DecisionKey = tuple[
-    str, Step1Status, bool, int, Band, ClerkshipStrength, bool, tuple[str, ...]
+    str, Step1Status, bool, int, Band, ClerkshipStrength, bool, tuple[str, ...], bool
 ]
 
 
@@ -173,15 +180,18 @@ def _decide(
     strength: ClerkshipStrength,
     failed_clerkship: bool,
     missing: tuple[str, ...],
+    step2_failed: bool,
 ) -> _Decision:
     """Read the outlook for one situation; cached, as a roster repeats few situations."""
     key: _DecisionKey = (
-        spec.name, status, marginal, failed, raw, strength, failed_clerkship, missing
+        spec.name, status, marginal, failed, raw, strength, failed_clerkship, missing,
+        step2_failed,
     )
     found = compiled.decisions.get(key)
     if found is None:
         found = _decide_uncached(
-            compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing
+            compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing,
+            step2_failed,
         )
         compiled.decisions[key] = found
     return found
@@ -197,8 +207,11 @@ def _decide_uncached(
     strength: ClerkshipStrength,
     failed_clerkship: bool,
     missing: tuple[str, ...],
+    step2_failed: bool,
 ) -> _Decision:
     rules = compiled.rules
+    # A Step 2 CK failure on the record puts a clean Step 1 on the `failure` row (#14).
+    row = matrix_row(status, step2_failed)
     name, tier = spec.name, spec.tier
     hyper = tier == "hyper"
     step1_passed = status == "clean" or status == "failure"
@@ -217,10 +230,10 @@ def _decide_uncached(
     elif raw == "failing":
         level, label = rules.failing.level, rules.failing.label
         outcome = explain.outside("failing", name, spec.solid, spec.excellent)
-        steps = compiled.ladder(spec, status, strength, repeated, package_ok)
+        steps = compiled.ladder(spec, row, strength, repeated, package_ok)
         next_levels = tuple(n for n in steps if n.level > level)
     elif raw == "pending":
-        steps = compiled.ladder(spec, status, strength, repeated, package_ok)
+        steps = compiled.ladder(spec, row, strength, repeated, package_ok)
         best = steps[-1].level if steps else 1
         level, label = min(best, rules.pending_max_level), rules.pending_label
         # No score yet: every rung is still ahead, but a score that leaves the student at
@@ -232,11 +245,13 @@ def _decide_uncached(
         band, clerk_moved, _ = shift_band(raw, strength, failed if repeated else 0)
         if clerk_moved:
             clerk_moved_to = shift_band(raw, strength, 0)[0]
-        cell, capped = read_matrix(status, tier, band, package_ok, rules)
+        cell, capped = read_matrix(row, tier, band, package_ok, rules)
         level, label = cell.level, cell.label
         # The matrix's own label; the package reason below explains a cap.
-        outcome = explain.outcome(name, status, band, rules.matrix[(status, tier, band)].label)
-        steps = compiled.ladder(spec, status, strength, repeated, package_ok)
+        outcome = explain.outcome(
+            name, status, band, rules.matrix[(row, tier, band)].label, step2_failed
+        )
+        steps = compiled.ladder(spec, row, strength, repeated, package_ok)
         next_levels = tuple(n for n in steps if n.level > level)
 
     if strength != "neutral":
@@ -250,8 +265,9 @@ def _decide_uncached(
             reasons.append(explain.hyper_marginal(name))
     if hyper:
         impact, why = rules.impact_hyper, "in a highly competitive specialty"
-    elif status == "failure" or status == "not passed":
-        impact, why = rules.impact_failure, _IMPACT_WHY[status]
+    elif row == "failure" or status == "not passed":
+        why = _IMPACT_WHY[status] if status != "clean" else "after a Step 2 CK failure"
+        impact = rules.impact_failure
     else:
         impact, why = rules.impact_clean, _IMPACT_WHY[status]
     reasons.append(explain.impact(impact, why))
@@ -276,7 +292,9 @@ def _decide_uncached(
         mix=mix,
         head=head,
         exam_prep=step1_passed and (raw == "pending" or raw == "failing"),
-        middle=(advice.STATEMENT_ITEM,) if status == "failure" else (),
+        middle=advice.failure_statement(
+            status == "failure", step2_failed and raw != "failing"
+        ),
         tail=tuple(tail),
         closing=(advice.ADVISOR_ITEM,) if mix.meet_advisor else (),
     )
@@ -305,6 +323,7 @@ def _evaluate(
     step2_date = record.step2_date
     passing = passing_score(step2_date, rules)
     raw = step2_band(score, step2_date, spec, rules)
+    step2_failed = step2_failed_before(record.step2_attempts, raw)
     strength, failed_clerkship = clerkship_strength(record.clerkships)
     missing: tuple[str, ...] = ()
     if tier == "hyper":
@@ -315,7 +334,8 @@ def _evaluate(
             record.letters != "weak",
         )
     decision = _decide(
-        compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing
+        compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing,
+        step2_failed,
     )
     level = decision.level
 
@@ -323,6 +343,8 @@ def _evaluate(
         explain.step1(status, marginal, failed),
         explain.score(name, raw, score, spec.solid, spec.excellent, passing),
     ]
+    if step2_failed:
+        reasons.append(explain.step2_failed_before(raw))
     if record.conditional_pass:
         reasons.append(explain.conditional(record.conditional_pass))
     reasons.extend(decision.reasons)
@@ -389,6 +411,7 @@ def _evaluate(
         parallel=parallel,
         missing_package=missing,
         step2_score=score,
+        step2_failed_before=step2_failed,
     )
 
 
