@@ -13,6 +13,11 @@ Where DESIGN.md section 4 is silent, the rules decide (numbers and labels in the
   a marginal or failed Step 1 is upward with an excellent Step 2 CK and stable below it.
 - Modifiers shift only the matrix bands; outside the matrix the band is the raw band.
 - The parallel plan names at most `max_listed` (5) specialties; none without a numeric score.
+  Order: the specialty's curated `parallel` list, then its `family`, then the closest median.
+- Step 2 CK attempts count the sittings, the score on file (or awaited) included. A pass or a
+  pending score after two or more, and any failing score, put a Step 2 CK failure on the
+  record: a clean Step 1 then reads the `failure` row (score ladder included), Step 2 CK's
+  impact is the failure's (60), and the personal statement covers the Step 2 CK failure.
 """
 
 from __future__ import annotations
