@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from flows.settings import load_settings
+from flows.settings import Settings, load_settings
 from flows.temporary_server import TemporaryServer
 from residency_rules.errors import AdvisingError
 
@@ -234,14 +234,14 @@ def specialties(import_file: Path | None, report: str | None) -> int:
     return _import_nrmp(import_file, report, settings)
 
 
-def _import_nrmp(import_file: Path, report: str | None, settings: Any) -> int:
+def _import_nrmp(import_file: Path, report: str | None, settings: Settings) -> int:
     """Check the CSV, rewrite the office's table, keep the previous file beside it."""
     from flows.lifecycle import write_atomic
     from residency_rules.explain import when
     from residency_rules.nrmp_import import apply_nrmp_import, read_nrmp_csv
-    from residency_rules.specialties import packaged_text, parse_table
+    from residency_rules.specialties import nrmp_citation, packaged_text, parse_table
 
-    target: Path | None = settings.specialty_table
+    target = settings.specialty_table
     if target is None:
         # The shipped file lives inside the installed package: an update replaces it, and runs
         # would not know an office edit from ours. The office's table is its own file.
@@ -282,8 +282,6 @@ def _import_nrmp(import_file: Path, report: str | None, settings: Any) -> int:
     else:
         print(f"Wrote {target}: version {result.old_version} -> {result.table.version} "
               f"(the previous file is kept as {kept}).")
-    from residency_rules.specialties import nrmp_citation
-
     print(f'Letters now cite: "{nrmp_citation(result.table)}".')
     if report is None:
         print('  Another edition of the report? Import again with --report "NRMP Charting '
