@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flows.run_record import RosterOutcome, RosterStatus
 from flows.runtime import TemporaryServer, skip_final_collection
-from flows.settings import load_settings
+from flows.settings import Settings, load_settings
 from residency_rules.errors import AdvisingError
 
 # Prefect reads these when it is imported, so they are set before any Prefect import below.
@@ -106,6 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
     uncertain.add_argument("--release-all", action="store_true",
                            help="send every uncertain letter again on the next run")
 
+    specialties = sub.add_parser(
+        "specialties",
+        help="show the specialty table with its sources, or import this year's NRMP figures",
+        description="Print the specialty table: tier, Step 2 CK marks, NRMP figures and family "
+        "of every specialty, each with its source, and whether the NRMP figures were checked. "
+        "With --import, replace the NRMP figures from a CSV typed from the office's copy of the "
+        "report (columns: specialty, q1, median, q3, unmatched median); every row is checked "
+        "first, and the table is written to ADVISING_SPECIALTY_TABLE with the date and a new "
+        "version (the previous file is kept beside it).",
+    )
+    specialties.add_argument("--import", dest="import_file", type=Path, metavar="FILE.csv",
+                             help="replace the NRMP figures from this CSV file")
+    specialties.add_argument("--report", metavar="TEXT",
+                             help='how letters cite the figures, e.g. "NRMP Charting Outcomes '
+                             '2027, Table 5" (default: the table\'s current report)')
+
     sub.add_parser(
         "serve",
         help="register the nightly schedule on the Prefect server and run it",
@@ -129,6 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("advising: stopped; the next run resumes where this one ended.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`advising specialties | head`): nothing more to say to it.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 STATUS_WORDS = {
@@ -331,6 +352,108 @@ def uncertain(release: list[str] | None, release_all: bool) -> int:
     return 1
 
 
+def specialties(import_file: Path | None, report: str | None) -> int:
+    """Print the specialty table, or replace its NRMP figures from the office's CSV."""
+    from flows.run_record import load_table
+    from residency_rules.specialties import PACKAGED_ORIGIN, describe_table
+
+    settings = load_settings()
+    if import_file is None:
+        if report is not None:
+            raise AdvisingError("--report goes with --import FILE.csv; nothing was changed")
+        where = settings.specialty_table
+        read_from = (
+            f"{where} (ADVISING_SPECIALTY_TABLE)" if where is not None
+            else f"{PACKAGED_ORIGIN}, the table shipped with the product "
+            "(ADVISING_SPECIALTY_TABLE is not set)"
+        )
+        print(describe_table(load_table(settings), read_from))
+        return 0
+    return _import_nrmp(import_file, report, settings)
+
+
+def _import_nrmp(import_file: Path, report: str | None, settings: Settings) -> int:
+    """Check the CSV, rewrite the office's table, keep the previous file beside it."""
+    from flows.drop_folder import write_atomic
+    from residency_rules.explain import when
+    from residency_rules.nrmp_import import apply_nrmp_import, read_nrmp_csv
+    from residency_rules.specialties import nrmp_citation, packaged_text, parse_table
+
+    target = settings.specialty_table
+    if target is None:
+        # The shipped file lives inside the installed package: an update replaces it, and runs
+        # would not know an office edit from ours. The office's table is its own file.
+        raise AdvisingError(
+            "ADVISING_SPECIALTY_TABLE is not set, so runs use the table shipped with the "
+            "product, and an import never changes that file. Set it to where the office keeps "
+            "its own table (for example ADVISING_SPECIALTY_TABLE=office/specialties.toml in "
+            ".env): the import creates that file from the shipped table. Nothing was written."
+        )
+    if report is not None and not report.strip():
+        raise AdvisingError("--report is blank; name the report, e.g. \"NRMP Charting "
+                            "Outcomes 2027, Table 5\". Nothing was written.")
+    csv_text = _read_csv(import_file)
+    created = not target.exists()
+    try:
+        base = packaged_text() if created else target.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdvisingError(
+            f"ADVISING_SPECIALTY_TABLE: cannot read {target} ({exc}); fix the path or the "
+            "file. Nothing was written."
+        ) from None
+    table = parse_table(base, str(target))
+    rows = read_nrmp_csv(csv_text, str(import_file), table)
+    checked_on = settings.run_date()
+    result = apply_nrmp_import(base, str(target), rows, checked_on, report)
+    kept = None
+    if not created:
+        kept = _free_name(target, result.old_version)
+        write_atomic(kept, base.encode("utf-8"))
+    write_atomic(target, result.text.encode("utf-8"))
+    print(
+        f"Imported the NRMP figures of {len(rows)} specialties from {import_file}, checked on "
+        f"{when(checked_on)}."
+    )
+    if created:
+        print(f"Wrote {target}, the office's table, from the shipped one: version "
+              f"{result.old_version} -> {result.table.version}.")
+    else:
+        print(f"Wrote {target}: version {result.old_version} -> {result.table.version} "
+              f"(the previous file is kept as {kept}).")
+    print(f'Letters now cite: "{nrmp_citation(result.table)}".')
+    if report is None:
+        print('  Another edition of the report? Import again with --report "NRMP Charting '
+              'Outcomes 2027, Table 5" (its name as letters should cite it).')
+    if result.dropped:
+        print(
+            "No NRMP figures now for (no row in the file; letters show none for them): "
+            + ", ".join(result.dropped)
+        )
+    return 0
+
+
+def _read_csv(path: Path) -> str:
+    """Read the office's CSV: UTF-8 as Excel's "CSV UTF-8" writes it, else Windows-1252."""
+    if not path.is_file():
+        raise AdvisingError(f"{path}: no such file; give the path of the CSV with the NRMP "
+                            "figures. Nothing was written.")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _free_name(target: Path, version: str) -> Path:
+    """Name the copy of the previous table after its version, never over an older copy."""
+    candidate = target.with_name(f"{target.stem}.{version}{target.suffix}")
+    n = 2
+    while candidate.exists():
+        candidate = target.with_name(f"{target.stem}.{version}-{n}{target.suffix}")
+        n += 1
+    return candidate
+
+
 def serve() -> int:
     """Register the nightly deployment on the configured Prefect server and run its schedule."""
     from flows.runtime import serve_nightly  # imports the flow, and so Prefect
@@ -360,6 +483,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo(args.students, args.out, args.seed)
 
 
+def cmd_specialties(args: argparse.Namespace) -> int:
+    """Print the specialty table, or import the NRMP figures."""
+    return specialties(args.import_file, args.report)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Register and serve the nightly deployment."""
     return serve()
@@ -376,6 +504,7 @@ COMMANDS = {
     "template": cmd_template,
     "demo": cmd_demo,
     "uncertain": cmd_uncertain,
+    "specialties": cmd_specialties,
     "serve": cmd_serve,
 }
 

@@ -6,12 +6,10 @@ Builders are cached on their plain arguments so most students reuse an item alre
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable
 from functools import cache, lru_cache
 
 from residency_rules.explain import join, when
-from residency_rules.records import AdviceItem, ProgramMix, Specialty, Tier
-from residency_rules.rulebook import TIERS
+from residency_rules.records import AdviceItem, ProgramMix
 
 # Section names as the article heads them, so a student or advisor can find the passage.
 TARGET = "FAQ 7"
@@ -77,6 +75,34 @@ STATEMENT_ITEM = AdviceItem(
     "mentoring), and how your Step 2 CK and clerkships show it. Not an apology letter.",
     STATEMENT,
 )
+
+STEP2_STATEMENT_ITEM = AdviceItem(
+    "statement",
+    "In your personal statement, write one short, specific paragraph about your Step 2 CK "
+    "failure: what happened, what you changed, and how your passing score and clerkships show "
+    "it. Not an apology letter.",
+    STATEMENT,
+)
+
+BOTH_STATEMENT_ITEM = AdviceItem(
+    "statement",
+    "In your personal statement, write one short, specific paragraph about your Step 1 and "
+    "Step 2 CK failures: what happened, what you changed (question banks, NBME forms, "
+    "schedule, mentoring), and how your scores and clerkships show it. Not an apology letter.",
+    STATEMENT,
+)
+
+
+def failure_statement(step1_failed: bool, step2_failed: bool) -> tuple[AdviceItem, ...]:
+    """Ask for the personal-statement paragraph about whichever exam failures are on record."""
+    if step1_failed and step2_failed:
+        return (BOTH_STATEMENT_ITEM,)
+    if step1_failed:
+        return (STATEMENT_ITEM,)
+    if step2_failed:
+        return (STEP2_STATEMENT_ITEM,)
+    return ()
+
 
 LETTERS_ITEM = AdviceItem(
     "letters",
@@ -180,20 +206,3 @@ def parallel(names: tuple[str, ...], lowest_tier: bool) -> AdviceItem:
             "help you choose one."
         )
     return AdviceItem("parallel", text, PARALLEL)
-
-
-def parallel_specialties(
-    specialties: Iterable[Specialty], tier: Tier, score: int, limit: int
-) -> tuple[str, ...]:
-    """List lower-tier specialties where this score is already solid, closest NRMP median first."""
-    rank = TIERS.index(tier)
-    fits = [s for s in specialties if TIERS.index(s.tier) < rank and score >= s.solid]
-    # Specialties without NRMP figures go last: nothing to say how close they are.
-    fits.sort(
-        key=lambda s: (
-            s.nrmp_median is None,
-            abs((s.nrmp_median or 0) - score),
-            s.name,
-        )
-    )
-    return tuple(s.name for s in fits[:limit])

@@ -85,3 +85,23 @@ def clerkship_strength(
     if graded >= 3 and good == 0:
         return "weak", False
     return "neutral", False
+
+
+def step2_failed_before(attempts: int | None, raw: Band) -> bool:
+    """Say whether a failed Step 2 CK attempt is on the record, where programs will see it.
+
+    `attempts` counts the sittings, the one whose score is on file (or awaited) included: a
+    pass or a pending score after two or more sittings follows a failure. A failing score is a
+    failed attempt itself, so a later pass will follow one too.
+    """
+    if raw == "failing":
+        return True
+    return attempts is not None and attempts >= 2
+
+
+def matrix_row(status: Step1Status, step2_failed: bool) -> Step1Status:
+    """Return the Step 1 status whose matrix row applies: a Step 2 CK failure reads like a
+    Step 1 failure (DESIGN.md section 4, revisions of November 2026)."""
+    if status == "clean" and step2_failed:
+        return "failure"
+    return status

@@ -25,3 +25,11 @@ class SettingsError(AdvisingError):
 
 class DeliveryError(AdvisingError):
     """Mail could not be handed to the relay at all (not a per-recipient failure)."""
+
+
+class NrmpImportError(AdvisingError):
+    """The office's NRMP CSV cannot be imported; `problems` has one sentence per bad row."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems if problems is not None else []

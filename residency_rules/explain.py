@@ -145,14 +145,47 @@ _BAND_WORDS: dict[Band, str] = {
 }
 
 
+# The record the matrix read when a Step 2 CK failure came before this score (#14).
+_STEP2_FAILED_WORDS: dict[Step1Status, str] = {
+    "clean": "a failed Step 2 CK attempt before this score",
+    "failure": "failed attempts at Step 1 and at Step 2 CK before this score",
+}
+
+
 @lru_cache(maxsize=_CACHE)
-def outcome(specialty: str, status: Step1Status, band: Band, label: str) -> Reason:
+def outcome(
+    specialty: str, status: Step1Status, band: Band, label: str, step2_failed: bool = False
+) -> Reason:
     """Say what the matrix concluded, naming the two things it read."""
+    record = _STATUS_WORDS[status]
+    if step2_failed:
+        record = _STEP2_FAILED_WORDS.get(status, record)
     return Reason(
         "matrix",
-        f"With {_STATUS_WORDS[status]} and {_BAND_WORDS[band]}, your outlook for {specialty} "
-        f"is: {label}.",
+        f"With {record} and {_BAND_WORDS[band]}, your outlook for {specialty} is: {label}.",
     )
+
+
+@cache
+def step2_failed_before(band: Band) -> Reason:
+    """Say that a failed Step 2 CK attempt stays visible to programs, even after a pass."""
+    if band == "failing":
+        text = (
+            "Programs see every Step 2 CK attempt: after a passing retake they will still see "
+            "this failure, and read it like a Step 1 failure."
+        )
+    elif band == "pending":
+        text = (
+            "You failed Step 2 CK on an earlier attempt. Programs see every attempt, so even "
+            "after a pass they will see that failure and read it like a Step 1 failure."
+        )
+    else:
+        text = (
+            "You passed Step 2 CK after failing it on an earlier attempt. Programs see every "
+            "attempt, so the earlier failure stays visible to them and counts like a Step 1 "
+            "failure."
+        )
+    return Reason("step2.failed_before", text)
 
 
 @lru_cache(maxsize=_CACHE)

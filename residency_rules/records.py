@@ -46,6 +46,8 @@ class StudentRecord:
     step1_margin: Step1Margin | None = None
     step2_score: int | None = None
     step2_date: date | None = None
+    # Times Step 2 CK was sat, the score on file (or awaited) included; None when not given.
+    step2_attempts: int | None = None
     # (clerkship name from CLERKSHIPS, grade or None when not graded yet); only columns present.
     clerkships: tuple[tuple[str, Grade | None], ...] = ()
     # Clerkships graded "Conditional Pass": counted as P, and the letter notes it.
@@ -72,6 +74,11 @@ class Specialty:
     nrmp_median: int | None = None
     nrmp_q3: int | None = None
     nrmp_unmatched_median: int | None = None
+    # The kind of work (surgical, medical, primary care ...): the parallel plan's first choice.
+    family: str = ""
+    # Lower-tier specialties an advisor suggests first for a parallel plan, in order, and why.
+    parallel: tuple[str, ...] = ()
+    parallel_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +160,6 @@ class Evaluation:
     parallel: tuple[str, ...] = ()  # lower-tier specialties where this score is already solid
     missing_package: tuple[str, ...] = ()  # hyper tier: the pieces of the package not there yet
     step2_score: int | None = None
+    # A failed Step 2 CK attempt is on the record: before the passing (or awaited) score, or the
+    # failing score on file itself. Programs see it; the matrix reads the `failure` row.
+    step2_failed_before: bool = False

@@ -13,6 +13,11 @@ Where DESIGN.md section 4 is silent, the rules decide (numbers and labels in the
   a marginal or failed Step 1 is upward with an excellent Step 2 CK and stable below it.
 - Modifiers shift only the matrix bands; outside the matrix the band is the raw band.
 - The parallel plan names at most `max_listed` (5) specialties; none without a numeric score.
+  Order: the specialty's curated `parallel` list, then its `family`, then the closest median.
+- Step 2 CK attempts count the sittings, the score on file (or awaited) included. A pass or a
+  pending score after two or more, and any failing score, put a Step 2 CK failure on the
+  record: a clean Step 1 then reads the `failure` row (score ladder included), Step 2 CK's
+  impact is the failure's (60), and the personal statement covers the Step 2 CK failure.
 """
 
 from __future__ import annotations
@@ -22,9 +27,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from residency_rules import advice, explain
-from residency_rules.bands import clerkship_strength, passing_score, step1_status, step2_band
+from residency_rules.bands import (
+    clerkship_strength,
+    matrix_row,
+    passing_score,
+    step1_status,
+    step2_band,
+    step2_failed_before,
+)
 from residency_rules.errors import RulesError
 from residency_rules.outlook import ladder, read_matrix, shift_band
+from residency_rules.parallel import parallel_specialties
 from residency_rules.records import (
     AdviceItem,
     Band,
@@ -36,7 +49,6 @@ from residency_rules.records import (
     Specialty,
     Step1Status,
     StudentRecord,
-    Tier,
     Trend,
 )
 from residency_rules.rulebook import Rules
@@ -62,7 +74,7 @@ class _Compiled:
     ladders: dict[tuple[str, Step1Status, ClerkshipStrength, bool, bool], tuple[NextLevel, ...]] = (
         field(default_factory=dict)
     )
-    parallels: dict[tuple[Tier, int], tuple[str, ...]] = field(default_factory=dict)
+    parallels: dict[tuple[str, int], tuple[str, ...]] = field(default_factory=dict)
     decisions: dict[_DecisionKey, _Decision] = field(default_factory=dict)
 
     def ladder(
@@ -82,13 +94,14 @@ class _Compiled:
             self.ladders[key] = found
         return found
 
-    def parallel(self, tier: Tier, score: int) -> tuple[str, ...]:
-        """Return the cached parallel specialties for a tier and score."""
-        key = (tier, score)
+    def parallel(self, spec: Specialty, score: int) -> tuple[str, ...]:
+        """Return the cached parallel plan for a specialty and score: lower tiers only, where
+        the score is already solid; curated list, then same family, then closest NRMP median."""
+        key = (spec.name, score)
         found = self.parallels.get(key)
         if found is None:
             limit = self.rules.parallel_max_listed
-            found = advice.parallel_specialties(self.specialties, tier, score, limit)
+            found = parallel_specialties(self.specialties, spec, score, limit)
             self.parallels[key] = found
         return found
 
@@ -148,7 +161,7 @@ class _Decision:
 
 
 _DecisionKey = tuple[
-    str, Step1Status, bool, int, Band, ClerkshipStrength, bool, tuple[str, ...]
+    str, Step1Status, bool, int, Band, ClerkshipStrength, bool, tuple[str, ...], bool
 ]
 
 
@@ -162,15 +175,18 @@ def _decide(
     strength: ClerkshipStrength,
     failed_clerkship: bool,
     missing: tuple[str, ...],
+    step2_failed: bool,
 ) -> _Decision:
     """Read the outlook for one situation; cached, as a roster repeats few situations."""
     key: _DecisionKey = (
-        spec.name, status, marginal, failed, raw, strength, failed_clerkship, missing
+        spec.name, status, marginal, failed, raw, strength, failed_clerkship, missing,
+        step2_failed,
     )
     found = compiled.decisions.get(key)
     if found is None:
         found = _decide_uncached(
-            compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing
+            compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing,
+            step2_failed,
         )
         compiled.decisions[key] = found
     return found
@@ -186,8 +202,11 @@ def _decide_uncached(
     strength: ClerkshipStrength,
     failed_clerkship: bool,
     missing: tuple[str, ...],
+    step2_failed: bool,
 ) -> _Decision:
     rules = compiled.rules
+    # A Step 2 CK failure on the record puts a clean Step 1 on the `failure` row (#14).
+    row = matrix_row(status, step2_failed)
     name, tier = spec.name, spec.tier
     hyper = tier == "hyper"
     step1_passed = status == "clean" or status == "failure"
@@ -206,10 +225,10 @@ def _decide_uncached(
     elif raw == "failing":
         level, label = rules.failing.level, rules.failing.label
         outcome = explain.outside("failing", name, spec.solid, spec.excellent)
-        steps = compiled.ladder(spec, status, strength, repeated, package_ok)
+        steps = compiled.ladder(spec, row, strength, repeated, package_ok)
         next_levels = tuple(n for n in steps if n.level > level)
     elif raw == "pending":
-        steps = compiled.ladder(spec, status, strength, repeated, package_ok)
+        steps = compiled.ladder(spec, row, strength, repeated, package_ok)
         best = steps[-1].level if steps else 1
         level, label = min(best, rules.pending_max_level), rules.pending_label
         # No score yet: every rung is still ahead, but a score that leaves the student at
@@ -221,11 +240,13 @@ def _decide_uncached(
         band, clerk_moved, _ = shift_band(raw, strength, failed if repeated else 0)
         if clerk_moved:
             clerk_moved_to = shift_band(raw, strength, 0)[0]
-        cell, capped = read_matrix(status, tier, band, package_ok, rules)
+        cell, capped = read_matrix(row, tier, band, package_ok, rules)
         level, label = cell.level, cell.label
         # The matrix's own label; the package reason below explains a cap.
-        outcome = explain.outcome(name, status, band, rules.matrix[(status, tier, band)].label)
-        steps = compiled.ladder(spec, status, strength, repeated, package_ok)
+        outcome = explain.outcome(
+            name, status, band, rules.matrix[(row, tier, band)].label, step2_failed
+        )
+        steps = compiled.ladder(spec, row, strength, repeated, package_ok)
         next_levels = tuple(n for n in steps if n.level > level)
 
     if strength != "neutral":
@@ -239,8 +260,9 @@ def _decide_uncached(
             reasons.append(explain.hyper_marginal(name))
     if hyper:
         impact, why = rules.impact_hyper, "in a highly competitive specialty"
-    elif status == "failure" or status == "not passed":
-        impact, why = rules.impact_failure, _IMPACT_WHY[status]
+    elif row == "failure" or status == "not passed":
+        why = _IMPACT_WHY[status] if status != "clean" else "after a Step 2 CK failure"
+        impact = rules.impact_failure
     else:
         impact, why = rules.impact_clean, _IMPACT_WHY[status]
     reasons.append(explain.impact(impact, why))
@@ -265,7 +287,9 @@ def _decide_uncached(
         mix=mix,
         head=head,
         exam_prep=step1_passed and (raw == "pending" or raw == "failing"),
-        middle=(advice.STATEMENT_ITEM,) if status == "failure" else (),
+        middle=advice.failure_statement(
+            status == "failure", step2_failed and raw != "failing"
+        ),
         tail=tuple(tail),
         closing=(advice.ADVISOR_ITEM,) if mix.meet_advisor else (),
     )
@@ -294,6 +318,7 @@ def _evaluate(
     step2_date = record.step2_date
     passing = passing_score(step2_date, rules)
     raw = step2_band(score, step2_date, spec, rules)
+    step2_failed = step2_failed_before(record.step2_attempts, raw)
     strength, failed_clerkship = clerkship_strength(record.clerkships)
     missing: tuple[str, ...] = ()
     if tier == "hyper":
@@ -304,7 +329,8 @@ def _evaluate(
             record.letters != "weak",
         )
     decision = _decide(
-        compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing
+        compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing,
+        step2_failed,
     )
     level = decision.level
 
@@ -312,6 +338,8 @@ def _evaluate(
         explain.step1(status, marginal, failed),
         explain.score(name, raw, score, spec.solid, spec.excellent, passing),
     ]
+    if step2_failed:
+        reasons.append(explain.step2_failed_before(raw))
     if record.conditional_pass:
         reasons.append(explain.conditional(record.conditional_pass))
     reasons.extend(decision.reasons)
@@ -328,7 +356,7 @@ def _evaluate(
     mix = decision.mix
     parallel: tuple[str, ...] = ()
     if mix.parallel_plan and score is not None and raw != "failing":
-        parallel = compiled.parallel(tier, score)
+        parallel = compiled.parallel(spec, score)
 
     items = list(decision.head)
     if decision.head:
@@ -378,6 +406,7 @@ def _evaluate(
         parallel=parallel,
         missing_package=missing,
         step2_score=score,
+        step2_failed_before=step2_failed,
     )
 
 

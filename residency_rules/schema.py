@@ -122,6 +122,14 @@ FIELDS: tuple[Field, ...] = (
         help="The date Step 2 CK was taken or is scheduled.",
     ),
     Field(
+        "step2_attempts", "Step 2 CK Attempts", "number of Step 2 CK attempts",
+        ("Step 2 Attempts", "Step2 CK Attempts", "Step 2 CK Attempt", "Step 2 CK Attempt Count",
+         "Number of Step 2 CK Attempts", "Step 2 CK Tries", "USMLE Step 2 CK Attempts",
+         "CK Attempts", "Step 2 Attempt"),
+        help="1-6, the sitting whose score is shown included. Leave blank when passed (or "
+        "booked) on the first attempt; a pass after a failed attempt is seen by programs.",
+    ),
+    Field(
         "specialty", "Specialty", "specialty",
         ("Preferred Specialty", "Target Specialty", "Intended Specialty", "Specialty Choice",
          "Speciality", "Specialty Interest", "Planned Specialty", "Desired Specialty",
@@ -648,6 +656,7 @@ KINDS: dict[str, Kind] = {
     "step1_margin": "margin",
     "step2_score": "whole",
     "step2_date": "date",
+    "step2_attempts": "whole",
     "specialty": "text",
     **{name: "grade" for name in CLERKSHIP_FIELDS},
     "research_count": "whole",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import difflib
 import functools
 import tomllib
@@ -9,13 +10,22 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Literal
 
 from residency_rules import datafile as df
 from residency_rules.errors import RulesError
+from residency_rules.explain import when
 from residency_rules.records import Specialty, Tier
 from residency_rules.rulebook import TIERS, Rules, parse_rules
 
 PACKAGED_FILE = "specialties.toml"
+
+NrmpStatus = Literal["unchecked", "checked"]
+NRMP_STATUSES: tuple[NrmpStatus, ...] = ("unchecked", "checked")
+# How letters and the workbook name NRMP figures nobody has compared with the report.
+APPROXIMATE_NRMP = (
+    "approximate NRMP figures (entered by hand, not yet checked against the report)"
+)
 
 # Characters dropped before matching a name, beyond anything that is not a letter or digit.
 _AMPERSAND = str.maketrans({"&": " and "})
@@ -39,6 +49,12 @@ class SpecialtyTable:
     specialties: tuple[Specialty, ...]
     cycle: str = ""
     rules: Rules = field(default_factory=_default_rules, repr=False, compare=False)
+    # The NRMP block as a whole: "unchecked" (typed by hand) until imported from the report.
+    nrmp_status: NrmpStatus = "unchecked"
+    nrmp_checked_on: _dt.date | None = None
+    nrmp_report: str = ""  # how a checked block is cited, e.g. "NRMP Charting Outcomes 2026, ..."
+    families: tuple[str, ...] = ()  # the family names a specialty may have
+    family_source: str = ""
     _by_name: Mapping[str, Specialty] = field(init=False, repr=False, compare=False)
     _by_key: Mapping[str, Specialty] = field(init=False, repr=False, compare=False)
     # Per-table precomputation the rules build once (sentences, score ladders); see rules.py.
@@ -114,20 +130,98 @@ def parse_table(text: str, origin: str) -> SpecialtyTable:
         raise top.error(
             "there are no [[specialty]] entries", "add one [[specialty]] block per specialty"
         )
-    specialties = tuple(_specialty(entry, i, origin) for i, entry in enumerate(entries, start=1))
+    families, family_source = _families(doc, origin)
+    specialties = tuple(
+        _specialty(entry, i, origin, families) for i, entry in enumerate(entries, start=1)
+    )
     _check_names(specialties, origin)
-    return SpecialtyTable(version=version, specialties=specialties, cycle=cycle, rules=rules)
+    _check_parallel(specialties, origin)
+    status, checked_on, report = _nrmp_block(doc, origin)
+    return SpecialtyTable(
+        version=version,
+        specialties=specialties,
+        cycle=cycle,
+        rules=rules,
+        nrmp_status=status,
+        nrmp_checked_on=checked_on,
+        nrmp_report=report,
+        families=families,
+        family_source=family_source,
+    )
+
+
+def nrmp_citation(table: SpecialtyTable) -> str:
+    """Name the NRMP figures as honestly as the table allows: approximate until checked.
+
+    The one wording letters and the workbook use, so no output cites a report table for
+    figures nobody compared with it.
+    """
+    if table.nrmp_status == "checked" and table.nrmp_checked_on is not None:
+        return f"{table.nrmp_report}, checked on {when(table.nrmp_checked_on)}"
+    return APPROXIMATE_NRMP
+
+
+def _nrmp_block(doc: Mapping[str, object], origin: str) -> tuple[NrmpStatus, _dt.date | None, str]:
+    """Read [nrmp]; a copy made before the block existed counts as unchecked."""
+    found = doc.get("nrmp")
+    if found is None:
+        return "unchecked", None, ""
+    top = df.Where(origin, "top of the file")
+    fix = 'write [nrmp] with status = "unchecked" (or "checked" and checked_on = YYYY-MM-DD)'
+    block = df.table(doc, "nrmp", top, fix)
+    where = df.Where(origin, "[nrmp]")
+    status = df.text(block, "status", where, 'write status = "unchecked" or "checked"')
+    if status not in NRMP_STATUSES:
+        raise where.error(
+            f'the status "{status}" is unknown',
+            'write "unchecked", or run `advising specialties --import FILE.csv` to check them',
+        )
+    report = df.text(
+        block, "report", where, 'name the report, e.g. report = "NRMP Charting Outcomes 2026"'
+    )
+    checked_on: _dt.date | None = None
+    if status == "checked":
+        checked_on = df.day(
+            block, "checked_on", where,
+            "write the day the figures were checked, e.g. checked_on = 2026-12-01, or "
+            'status = "unchecked"',
+        )
+    elif "checked_on" in block:
+        raise where.error(
+            "checked_on is given but the status is unchecked",
+            'remove checked_on, or write status = "checked" if the figures were checked',
+        )
+    return ("checked" if status == "checked" else "unchecked"), checked_on, report
+
+
+def _families(doc: Mapping[str, object], origin: str) -> tuple[tuple[str, ...], str]:
+    """Read [families]; a copy made before families existed has none (no family preference)."""
+    if "families" not in doc:
+        return (), ""
+    top = df.Where(origin, "top of the file")
+    block = df.table(doc, "families", top, "write [families] with names = [...] and source")
+    where = df.Where(origin, "[families]")
+    names = df.texts(block, "names", where, 'list the families, e.g. names = ["surgical"]')
+    source = df.text(block, "source", where, 'say where the grouping comes from, e.g. "design"')
+    return names, source
+
+
+PACKAGED_ORIGIN = f"residency_rules/data/{PACKAGED_FILE}"
+
+
+def packaged_text() -> str:
+    """Return the data file shipped inside the package (the base of an office's first copy)."""
+    # The one place residency_rules reads a file: the data shipped inside the package.
+    return resources.files("residency_rules").joinpath("data", PACKAGED_FILE).read_text("utf-8")
 
 
 @functools.cache
 def load_default_table() -> SpecialtyTable:
     """Load the packaged data file once; it is checked like any office-edited copy."""
-    # The one place residency_rules reads a file: the data shipped inside the package.
-    text = resources.files("residency_rules").joinpath("data", PACKAGED_FILE).read_text("utf-8")
-    return parse_table(text, f"residency_rules/data/{PACKAGED_FILE}")
+    return parse_table(packaged_text(), PACKAGED_ORIGIN)
 
 
-def _specialty(entry: object, index: int, origin: str) -> Specialty:
+def _specialty(entry: object, index: int, origin: str, families: tuple[str, ...]) -> Specialty:
     if not isinstance(entry, Mapping):
         raise df.Where(origin, f"specialty entry {index}").error(
             "it is not a table", "start each specialty with a [[specialty]] line"
@@ -171,6 +265,27 @@ def _specialty(entry: object, index: int, origin: str) -> Specialty:
                 f"q1 {q1}, median {median}, q3 {q3} are out of order",
                 "copy the three figures again from NRMP Table 5 (q1 <= median <= q3)",
             )
+    family = ""
+    if "family" in entry or families:
+        family = df.text(
+            entry, "family", where, f'add family = "..." (one of {", ".join(families)})'
+        )
+        if families and family not in families:
+            raise where.error(
+                f'the family "{family}" is not in [families]',
+                f'use one of {", ".join(families)}, or add it to [families].names',
+            )
+    parallel: tuple[str, ...] = ()
+    parallel_source = ""
+    if "parallel" in entry:
+        parallel = df.texts(
+            entry, "parallel", where,
+            'list specialty names in quotes, e.g. parallel = ["Pathology"]',
+        )
+        parallel_source = df.text(
+            entry, "parallel_source", where,
+            'say who chose the list, e.g. parallel_source = "office-curated default"',
+        )
     return Specialty(
         name=name,
         tier=tier,  # narrowed to Tier by the check against TIERS above
@@ -182,7 +297,29 @@ def _specialty(entry: object, index: int, origin: str) -> Specialty:
         nrmp_median=median,
         nrmp_q3=q3,
         nrmp_unmatched_median=unmatched,
+        family=family,
+        parallel=parallel,
+        parallel_source=parallel_source,
     )
+
+
+def _check_parallel(specialties: tuple[Specialty, ...], origin: str) -> None:
+    """Refuse a curated parallel list naming an unknown specialty or one not of a lower tier."""
+    by_key = {normalise(s.name): s for s in specialties}
+    for index, spec in enumerate(specialties, start=1):
+        where = df.Where(origin, f'specialty entry {index} "{spec.name}", parallel')
+        for name in spec.parallel:
+            other = by_key.get(normalise(name))
+            if other is None or other.name != name:
+                raise where.error(
+                    f'"{name}" is not the name of a specialty in this file',
+                    "write each specialty's full name as in its name = line",
+                )
+            if TIERS.index(other.tier) >= TIERS.index(spec.tier):
+                raise where.error(
+                    f'{name} is of the {other.tier} tier, not lower than {spec.tier}',
+                    "list only specialties of a lower tier: a parallel plan is a step down",
+                )
 
 
 def _check_names(specialties: tuple[Specialty, ...], origin: str) -> None:
@@ -208,3 +345,84 @@ def _check_names(specialties: tuple[Specialty, ...], origin: str) -> None:
                     "names match without case, spaces or punctuation",
                     f'remove "{name}" from one of the two',
                 )
+
+
+# ---------------------------------------------------------------------------------------------
+# The table as the office reads it (`advising specialties`)
+# ---------------------------------------------------------------------------------------------
+
+_PLAIN_SOURCES = ("article", "assigned")
+
+
+def describe_table(table: SpecialtyTable, read_from: str) -> str:
+    """Lay the table out for an advisor: every figure with where it comes from and its status."""
+    sources = table.rules.sources
+    lines = [
+        f"Specialty table version {table.version} ({table.cycle})",
+        f"Read from: {read_from}",
+        "",
+    ]
+    if table.nrmp_status == "checked" and table.nrmp_checked_on is not None:
+        lines += [
+            f"NRMP figures: CHECKED: imported on {when(table.nrmp_checked_on)} from the office's "
+            "copy of the report.",
+            f'Letters cite them as "{nrmp_citation(table)}".',
+        ]
+    else:
+        lines += [
+            "NRMP figures: NOT CHECKED. They were typed in by hand and have not been compared "
+            "with the report;",
+            f'letters call them "{nrmp_citation(table)}".',
+            "To check them, type the figures from your copy of the report into a CSV file "
+            "(columns: specialty, q1, median, q3, unmatched median)",
+            "and run: advising specialties --import FILE.csv",
+        ]
+    heads = ("Specialty", "Tier", "Solid", "Excellent", "From", "NRMP Q1/median/Q3",
+             "Unmatched", "Family")
+    rows = [heads]
+    for s in table.specialties:
+        nrmp = "-" if s.nrmp_median is None else f"{s.nrmp_q1}/{s.nrmp_median}/{s.nrmp_q3}"
+        unmatched = "-" if s.nrmp_unmatched_median is None else str(s.nrmp_unmatched_median)
+        origin = next((p for p in _PLAIN_SOURCES if s.source.startswith(p)), s.source)
+        rows.append((s.name, s.tier, str(s.solid), str(s.excellent), origin, nrmp, unmatched,
+                     s.family or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(heads))]
+    numeric = {2, 3, 6}
+    lines.append("")
+    for row in rows:
+        cells = [
+            c.rjust(w) if i in numeric and row is not heads else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    checked = table.nrmp_status == "checked" and table.nrmp_checked_on is not None
+    status = (
+        f"imported on {when(table.nrmp_checked_on)} from the office's copy of the report"
+        if checked and table.nrmp_checked_on is not None
+        else "NOT CHECKED, typed in by hand"
+    )
+    lines += [
+        "",
+        "Where the figures come from",
+        "  Tier, Solid, Excellent (column From):",
+        *(f'    {key}: {sources[key]}' for key in _PLAIN_SOURCES if key in sources),
+        *(
+            f"    {s.name}: {s.source}"
+            for s in table.specialties
+            if s.source not in _PLAIN_SOURCES
+        ),
+        f"  NRMP figures ({status}): "
+        + (table.nrmp_report if checked else sources.get("nrmp", table.nrmp_report)),
+        "    Unmatched = the median of applicants who did not match; - = no figure.",
+    ]
+    if table.family_source:
+        lines.append(f"  Family: {table.family_source}")
+    curated = [s for s in table.specialties if s.parallel]
+    if curated:
+        lines.append(
+            "  Parallel plan, suggested first (only where the student's score is already solid):"
+        )
+        lines += [
+            f"    {s.name}: {', '.join(s.parallel)} ({s.parallel_source})" for s in curated
+        ]
+    return "\n".join(lines)

@@ -503,6 +503,26 @@ def test_chart_shows_score_against_marks_and_nrmp_quartiles(
     assert solid_bar < score_bar < excellent_bar
 
 
+def test_nrmp_figures_are_called_approximate_until_the_office_checks_them(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """Unchecked (as shipped): approximate, no table number. Checked: the report and the day."""
+    letter = render_one(tmp_path, table)
+    assert table.nrmp_status == "unchecked"
+    for text in (letter.text, letter.html):
+        assert "approximate NRMP figures (entered by hand, not yet checked against the report)" in (
+            text
+        )
+        assert "Table 5" not in text and "Charting Outcomes" not in text
+    checked = dataclasses.replace(
+        table, nrmp_status="checked", nrmp_checked_on=date(2026, 12, 1)
+    )
+    letter = render_one(tmp_path / "checked", checked)
+    for text in (letter.text, letter.html):
+        assert "NRMP Charting Outcomes 2026, Table 5, checked on 1 Dec 2026" in text
+        assert "approximate" not in text
+
+
 def test_pending_student_gets_a_target_range_and_a_plan(
     tmp_path: Path, table: SpecialtyTable
 ) -> None:

@@ -416,18 +416,20 @@ def test_the_program_list_mix_follows_the_level(
     assert ("advisor" in keys(result)) is mix[4]
 
 
-def test_the_parallel_plan_names_lower_tier_specialties_closest_median_first() -> None:
+def test_the_parallel_plan_names_the_curated_list_first_then_the_closest_median() -> None:
     """After a Step 1 failure a 247 in General Surgery is at risk; 247 is already solid for
-    every less and moderate tier specialty. NRMP medians: Pathology 247, Psychiatry 247,
-    EM 249, Pediatrics 249, Family Medicine 244, then PM&R 251 ... (five named)."""
+    every less and moderate tier specialty. The office's list for General Surgery comes first
+    (OB/GYN, Anesthesiology, EM, Family Medicine), then the closest NRMP median: Pathology 247."""
     result = run(student(specialty="General Surgery", step2_score=247, step1_attempts=2))
     assert result.level == 1
     assert result.parallel == (
-        "Pathology", "Psychiatry", "Emergency Medicine", "Pediatrics", "Family Medicine",
+        "Obstetrics and Gynecology", "Anesthesiology", "Emergency Medicine", "Family Medicine",
+        "Pathology",
     )
     parallel = [a for a in result.advice if a.key == "parallel"][0]
-    assert "Pathology, Psychiatry, Emergency Medicine, Pediatrics and Family Medicine" in (
-        parallel.text
+    assert (
+        "Obstetrics and Gynecology, Anesthesiology, Emergency Medicine, Family Medicine and "
+        "Pathology" in parallel.text
     )
     assert parallel.section == "You're Applying Reasonably for Your Profile"
 
@@ -436,6 +438,32 @@ def test_the_parallel_plan_never_names_the_same_or_a_higher_tier() -> None:
     result = run(student(specialty="Dermatology", step2_score=262, step1_attempts=2))
     tiers = {TABLE.get(name).tier for name in result.parallel}
     assert result.parallel and tiers <= {"less", "moderate", "high"}
+
+
+@pytest.mark.parametrize("score", [255, 258, 262, 270])
+def test_dermatology_is_offered_medical_specialties_not_surgery_or_radiology(score: int) -> None:
+    """A dermatology advisor suggests Internal Medicine, Pathology, Family Medicine ... first:
+    the curated list and the medical family fill the five places before any surgical or
+    radiology specialty, although General Surgery and Diagnostic Radiology are a lower tier."""
+    result = run(student(specialty="Dermatology", step2_score=score, step1_attempts=2))
+    assert result.level == 1
+    assert result.parallel[:4] == (
+        "Internal Medicine", "Pathology", "Family Medicine", "Pediatrics",
+    )
+    assert len(result.parallel) == 5
+    assert TABLE.get(result.parallel[4]).family == "medical"
+    assert not {"General Surgery", "Diagnostic Radiology"} & set(result.parallel)
+
+
+def test_the_parallel_plan_only_names_specialties_where_the_score_is_already_solid() -> None:
+    """A 242 after a Step 1 failure in Emergency Medicine (moderate): only less-tier
+    specialties with a solid mark of 240 qualify, hospital-based ones (EM's family) first."""
+    result = run(student(specialty="Emergency Medicine", step2_score=242, step1_attempts=2))
+    assert result.level == 1
+    assert result.parallel[:2] == ("Pathology", "Radiation Oncology")
+    for name in result.parallel:
+        spec = TABLE.get(name)
+        assert spec.tier == "less" and spec.solid <= 242
 
 
 def test_level_one_asks_for_a_meeting_with_an_advisor() -> None:
@@ -507,6 +535,7 @@ def records(draw: st.DrawFn) -> StudentRecord:
         step1_margin=draw(st.sampled_from([None, "marginal", "comfortable"])),
         step2_score=draw(st.none() | st.integers(1, 300)),
         step2_date=draw(st.none() | st.dates(date(2024, 1, 1), date(2027, 6, 1))),
+        step2_attempts=draw(st.none() | st.integers(1, 6)),
         specialty=draw(st.sampled_from(TABLE.names())),
         clerkships=tuple((n, draw(st.sampled_from(GRADES))) for n in names),
         research_count=draw(st.none() | st.integers(0, 20)),
@@ -553,17 +582,23 @@ def test_every_input_gets_exactly_one_known_label(record: StudentRecord) -> None
 @settings(max_examples=300, deadline=None)
 @given(records())
 def test_next_levels_are_reached_at_the_scores_they_name(record: StudentRecord) -> None:
-    """Each next level is higher than now, and scoring exactly that reaches it."""
+    """Each next level is higher than now, and scoring exactly that reaches it; after a
+    failing score, on a retake (one more attempt, the failure on the record)."""
     result = run(record)
     previous = result.level if result.label != "Pending Step 2 CK" else 1
+    attempts = record.step2_attempts
+    if result.raw_band == "failing":
+        attempts = (attempts or 1) + 1
     for step in result.next_levels:
         assert step.level > previous
         previous = step.level
-        again = run(dataclasses.replace(record, step2_score=step.score, step2_date=None))
+        again = run(dataclasses.replace(
+            record, step2_score=step.score, step2_date=None, step2_attempts=attempts
+        ))
         assert (again.level, again.label) == (step.level, step.label)
-        assert run(
-            dataclasses.replace(record, step2_score=step.score - 1, step2_date=None)
-        ).level < step.level
+        assert run(dataclasses.replace(
+            record, step2_score=step.score - 1, step2_date=None, step2_attempts=attempts
+        )).level < step.level
 
 
 @settings(max_examples=300, deadline=None)
@@ -575,3 +610,71 @@ def test_student_facing_text_has_no_jargon(record: StudentRecord) -> None:
         lowered = text.lower()
         assert "band" not in lowered and "tier" not in lowered and "matrix" not in lowered
         assert text.endswith((".", ")")) and "  " not in text
+
+
+# --- Step 2 CK attempts (#14): a pass after a failure stays on the record ---------------------
+
+
+def test_a_step2_pass_after_a_failed_attempt_reads_the_failure_row() -> None:
+    """255 in Family Medicine is Very competitive at the first sitting; after a failed one it
+    is on the failure row (Matchable, with explanation), and the letter's reason says programs
+    see the earlier failure. Step 1 is still called a first-try pass."""
+    first = run(student(specialty="Family Medicine", step2_score=255))
+    assert (first.label, first.step2_failed_before) == ("Very competitive", False)
+    assert run(student(specialty="Family Medicine", step2_score=255, step2_attempts=1)).label == (
+        "Very competitive"
+    )
+    again = run(student(specialty="Family Medicine", step2_score=255, step2_attempts=2))
+    assert (again.level, again.label, again.step2_failed_before) == (
+        3, "Matchable, with explanation", True
+    )
+    assert again.step1_status == "clean"
+    why = {r.rule: r.text for r in again.reasons}
+    assert why["step1.clean"].startswith("You passed Step 1 on the first try")
+    assert "Programs see every attempt" in why["step2.failed_before"]
+    assert "earlier failure stays visible to them" in why["step2.failed_before"]
+    assert why["matrix"].startswith("With a failed Step 2 CK attempt before this score")
+    assert "after a Step 2 CK failure" in why["impact"]
+    statement = [a for a in again.advice if a.key == "statement"]
+    assert len(statement) == 1 and "Step 2 CK failure" in statement[0].text
+    assert "Step 1" not in statement[0].text
+
+
+def test_a_step2_failure_lowers_a_hyper_specialty_to_at_risk() -> None:
+    result = run(student(specialty="Dermatology", step2_score=268, step2_attempts=3,
+                         clerkships=STRONG, research_count=3, letters="strong"))
+    assert (result.level, result.label) == (1, "At risk: plan a parallel specialty")
+    assert result.parallel and "General Surgery" not in result.parallel
+
+
+def test_failures_at_both_steps_ask_for_one_paragraph_about_both() -> None:
+    result = run(student(step1_attempts=2, step2_score=255, step2_attempts=2))
+    assert result.step1_status == "failure" and result.step2_failed_before
+    why = {r.rule: r.text for r in result.reasons}
+    assert "at Step 1 and at Step 2 CK" in why["matrix"]
+    statement = [a.text for a in result.advice if a.key == "statement"]
+    assert len(statement) == 1 and "Step 1 and Step 2 CK failures" in statement[0]
+
+
+def test_a_failing_step2_is_on_the_record_and_its_targets_read_the_failure_row() -> None:
+    """210 (failing) in Family Medicine: the flag is set whatever the attempts column says, and
+    no next level is one that only a clean record could reach."""
+    for attempts in (None, 1, 2):
+        result = run(student(specialty="Family Medicine", step2_score=210, step2_attempts=attempts))
+        assert result.step2_failed_before
+        assert "after a passing retake they will still see this failure" in (
+            {r.rule: r.text for r in result.reasons}["step2.failed_before"]
+        )
+        labels = {n.label for n in result.next_levels}
+        assert labels == {"Reach: apply broadly, with explanation", "Matchable, with explanation"}
+        assert not {"Very competitive", "Strong candidate"} & labels
+
+
+def test_a_pending_retake_after_a_failure_is_flagged_and_its_range_reads_the_failure_row() -> None:
+    result = run(student(specialty="Emergency Medicine", step2_attempts=2))
+    assert result.raw_band == "pending" and result.step2_failed_before
+    assert "You failed Step 2 CK on an earlier attempt" in (
+        {r.rule: r.text for r in result.reasons}["step2.failed_before"]
+    )
+    assert max(n.level for n in result.next_levels) == 3  # the failure row's best for EM
+    assert "Very competitive" not in {n.label for n in result.next_levels}

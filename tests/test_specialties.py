@@ -264,7 +264,7 @@ def test_an_alias_equal_to_another_specialty_name_is_refused() -> None:
 def test_a_specialty_listed_twice_is_refused() -> None:
     """Two entries with one name are refused rather than silently merged."""
     text = PACKAGED + '\n[[specialty]]\nname = "Psychiatry"\ntier = "less"\nsolid = 240\n' + (
-        'excellent = 250\nsource = "article"\naliases = []\n'
+        'excellent = 250\nsource = "article"\nfamily = "medical"\naliases = []\n'
     )
     assert_rules_error(text, 'specialty entry 27 "Psychiatry"', "appears twice")
 

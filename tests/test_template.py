@@ -58,6 +58,8 @@ def test_dropdowns_offer_the_values_intake_accepts(template: Path) -> None:
     assert (dvs["Step 1 Attempts"].type, dvs["Step 1 Attempts"].formula1,
             dvs["Step 1 Attempts"].formula2) == ("whole", "1", "6")
     assert (dvs["Step 2 CK Score"].formula1, dvs["Step 2 CK Score"].formula2) == ("1", "300")
+    assert (dvs["Step 2 CK Attempts"].type, dvs["Step 2 CK Attempts"].formula1,
+            dvs["Step 2 CK Attempts"].formula2) == ("whole", "1", "6")
     assert dvs["Step 2 CK Date"].type == "date"
 
 
@@ -109,15 +111,15 @@ def test_filled_template_validates_clean(template: Path, workdir: Path,
     ws = wb["Roster"]
     rows = [
         ["00123", "Ana Lima", "ana.lima@school.edu", "Pass", None, None, "Marginal", 252,
-         date(2026, 7, 1), "Emergency Medicine", "Honors", "High Pass", "Pass",
+         date(2026, 7, 1), None, "Emergency Medicine", "Honors", "High Pass", "Pass",
          "Conditional Pass", "IP", None, "Pass", 2, "Strong", "Dr. Rivera", "rivera@school.edu"],
-        ["00124", "Bo Chen", "bo.chen@school.edu", "Fail", 1, None, None, None, None,
+        ["00124", "Bo Chen", "bo.chen@school.edu", "Fail", 1, None, None, None, None, None,
          "Family Medicine", "Pass", "Pass", None, None, None, None, None, 0, "Average", None,
          None],
         ["00125", "Cy Diaz", "cy.diaz@school.edu", "Not taken", None, None, None, None, None,
-         "Dermatology", None, None, None, None, None, None, None, None, None, None, None],
+         None, "Dermatology", None, None, None, None, None, None, None, None, None, None, None],
         ["00126", "Dee Eve", "dee.eve@school.edu", "Pass", 2, 231, "Comfortable", 261,
-         date(2026, 5, 2), "Orthopaedic Surgery", "High Pass", "Honors", "Fail", "Pass", "Pass",
+         date(2026, 5, 2), 2, "Orthopaedic Surgery", "High Pass", "Honors", "Fail", "Pass", "Pass",
          "Pass", "Honors", 4, "Weak", "Dr. Rivera", "rivera@school.edu"],
     ]
     for r, row in enumerate(rows, start=2):
@@ -136,3 +138,4 @@ def test_filled_template_validates_clean(template: Path, workdir: Path,
     assert dict(ana.clerkships)["Psychiatry"] is None
     assert (roster.records[2].step1_result, roster.records[2].step1_attempts) == ("not taken", 0)
     assert roster.records[3].clerkships[2] == ("Pediatrics", "F")
+    assert [r.step2_attempts for r in roster.records] == [None, None, None, 2]

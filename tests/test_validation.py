@@ -257,3 +257,45 @@ def test_format_problems_lays_out_an_aligned_table() -> None:
 
 def test_format_problems_says_so_when_there_are_none() -> None:
     assert format_problems([]) == "No problems found."
+
+
+@pytest.mark.parametrize("header", ["Step 2 CK Attempts", "Step2 CK Attempts", "Step 2 attempts"])
+def test_step2_attempts_are_read_checked_and_reach_the_rules(
+    tmp_path: Path, settings: Settings, table: SpecialtyTable, header: str
+) -> None:
+    """An optional column under any of its names: text numbers read, 1-6 checked by the suite,
+    and a pass after a failed attempt puts the student on the failure row."""
+    from openpyxl import Workbook, load_workbook
+
+    from residency_rules.rules import evaluate
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = "Roster"
+    ws.append(["Student ID", "Name", "Email", "Step 1 Result", "Step 2 CK Score", header,
+               "Specialty"])
+    ws.append(["A2", "Ana Lima", "ana@school.edu", "Pass", 255, 2, "FM"])
+    ws.append(["A3", "Bo Chen", "bo@school.edu", "Pass", 255, "1 ", "FM"])
+    ws.append(["A4", "Cy Dam", "cy@school.edu", "Pass", 255, None, "FM"])
+    ws.append(["A5", "Dee Eve", "dee@school.edu", "Pass", 255, 7, "FM"])
+    path = tmp_path / "step2_attempts.xlsx"
+    wb.save(path)
+    assert [c.value for c in load_workbook(path)["Roster"][1]][5] == header
+
+    roster = check_file(path, settings, table)
+    assert [(p.row, p.column, p.value, p.what, p.fix) for p in roster.problems] == [
+        (5, header, "7", "Step 2 CK attempts 7 is outside 1-6",
+         "Enter how many times the student sat Step 2 CK, this score included (leave blank if "
+         "it is the first time)."),
+    ]
+    assert [(r.row, r.step2_attempts) for r in roster.records] == [(2, 2), (3, 1), (4, None)]
+    labels = [
+        evaluate(r, table, review_start=settings.review_start, today=RUN_DATE)
+        for r in roster.records
+    ]
+    assert [(e.label, e.step2_failed_before) for e in labels] == [
+        ("Matchable, with explanation", True),
+        ("Very competitive", False),
+        ("Very competitive", False),
+    ]

@@ -907,3 +907,13 @@ def test_libreoffice_opens_the_workbook(variant: str, tmp_path: Path,
     assert ws.cell(row=5, column=COL["Outlook"]).value == "Very competitive"
     assert ws["B5"].value.startswith("=HYPERLINK") and ws["B5"].data_type == "s"
     assert len(wb["Summary"]._charts) == 2
+
+
+def test_the_step1_column_names_a_step2_failure_on_the_record() -> None:
+    """The office sees why a first-try Step 1 pass reads the failure row (#14)."""
+    from flows.workbook_model import step1_text
+
+    ev = evaluation("A1", "Psychiatry", 3, "Matchable, with explanation", 255)
+    assert step1_text(ev) == "clean"
+    flagged = replace(ev, step2_failed_before=True, step1_marginal=True)
+    assert step1_text(flagged) == "clean (marginal); a Step 2 CK failure on record"

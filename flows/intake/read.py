@@ -423,6 +423,7 @@ class _RowReader:
         attempts = whole("step1_attempts")
         step1_score = whole("step1_score")
         step2_score = whole("step2_score")
+        step2_attempts = whole("step2_attempts")
         research = whole("research_count")
 
         raw_margin = cells.get("step1_margin")
@@ -470,6 +471,7 @@ class _RowReader:
             step1_margin=margin,
             step2_score=step2_score,
             step2_date=step2_date,
+            step2_attempts=step2_attempts,
             clerkships=tuple(grades),
             conditional_pass=tuple(conditional),
             research_count=research,

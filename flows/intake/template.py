@@ -33,7 +33,7 @@ INSTRUCTIONS_SHEET = "Instructions"
 TEMPLATE_ROWS = 5000
 TEMPLATE_FIELDS: tuple[str, ...] = (
     "student_id", "name", "email", "step1_result", "step1_attempts", "step1_score",
-    "step1_margin", "step2_score", "step2_date", "specialty", *CLERKSHIP_FIELDS,
+    "step1_margin", "step2_score", "step2_date", "step2_attempts", "specialty", *CLERKSHIP_FIELDS,
     "research_count", "letters", "advisor", "advisor_email",
 )
 _HEADER_FILL = PatternFill("solid", fgColor="1F4E78")
@@ -128,6 +128,8 @@ def _dropdowns(ws: Worksheet, specialty_range: str) -> None:
          list(CLERKSHIP_FIELDS)),
         (_whole(*ATTEMPTS_RANGE, "Step 1 attempts", FIELD_BY_NAME["step1_attempts"].help),
          ["step1_attempts"]),
+        (_whole(*ATTEMPTS_RANGE, "Step 2 CK attempts", FIELD_BY_NAME["step2_attempts"].help),
+         ["step2_attempts"]),
         (_whole(*SCORE_RANGE, "Score", FIELD_BY_NAME["step2_score"].help),
          ["step1_score", "step2_score"]),
         (_whole(0, None, "Research items", FIELD_BY_NAME["research_count"].help),

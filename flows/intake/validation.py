@@ -52,7 +52,7 @@ _STR_FIELDS = (
     "student_id", "name", "email", "email_domain", "step1_result", "step1_margin", "specialty",
     *CLERKSHIP_FIELDS, "letters", "advisor", "advisor_email",
 )
-_INT_FIELDS = ("step1_attempts", "step1_score", "step2_score", "research_count")
+_INT_FIELDS = ("step1_attempts", "step1_score", "step2_score", "step2_attempts", "research_count")
 _EMAIL = re.compile(EMAIL_PATTERN)
 
 
@@ -188,6 +188,7 @@ def _append_record(cols: dict[str, list[Any]], rec: StudentRecord) -> None:
     cols["step1_attempts"].append(rec.step1_attempts)
     cols["step1_score"].append(rec.step1_score)
     cols["step2_score"].append(rec.step2_score)
+    cols["step2_attempts"].append(rec.step2_attempts)
     cols["research_count"].append(rec.research_count)
     cols["step2_date"].append(rec.step2_date)
 
@@ -287,6 +288,13 @@ def _checks(roster: Roster, settings: Settings, table: SpecialtyTable) -> list[_
     ), lambda v, r: (
         f"Step 2 CK score {v} is outside {low}-{high}",
         "Correct the score, or leave the cell blank if it is not reported yet.",
+    ))
+    add("step2.attempts", "step2_attempts", ex.ExpectColumnValuesToBeBetween(
+        column="step2_attempts", min_value=ATTEMPTS_RANGE[0], max_value=ATTEMPTS_RANGE[1],
+    ), lambda v, r: (
+        f"Step 2 CK attempts {v} is outside {ATTEMPTS_RANGE[0]}-{ATTEMPTS_RANGE[1]}",
+        "Enter how many times the student sat Step 2 CK, this score included (leave blank if "
+        "it is the first time).",
     ))
     add("step2.date", "step2_date", ex.ExpectColumnValuesToBeBetween(
         column="step2_date", min_value=pd.Timestamp(EARLIEST_STEP2_DATE),

@@ -29,6 +29,7 @@ from flows.settings import Settings
 from residency_rules.errors import AdvisingError, SettingsError
 from residency_rules.records import Evaluation, Specialty, StudentRecord
 from residency_rules.schema import domain_allowed, has_line_break, is_address
+from residency_rules.specialties import nrmp_citation
 
 if TYPE_CHECKING:
     from residency_rules.specialties import SpecialtyTable
@@ -372,7 +373,7 @@ def _bar(label: str, value: str, start: int, end: int, colour: str | None) -> _R
     return _Row(label, value, start, width, 100 - start - width, colour)
 
 
-def _chart(ev: Evaluation, spec: Specialty | None) -> _Chart:
+def _chart(ev: Evaluation, spec: Specialty | None, citation: str) -> _Chart:
     score = ev.step2_score
     marks = [ev.solid, ev.excellent]
     has_nrmp = spec is not None and spec.nrmp_q1 is not None and spec.nrmp_q3 is not None
@@ -414,7 +415,7 @@ def _chart(ev: Evaluation, spec: Specialty | None) -> _Chart:
                 _RANGE_COLOUR,
             )
         )
-        source = "NRMP Charting Outcomes 2026, US MD seniors"
+        source = citation  # approximate until the office checks the figures (#14)
         median = f", median {spec.nrmp_median}" if spec.nrmp_median else ""
         if score is None:
             nrmp_note = f" Half of the applicants who matched scored between {q1} and {q3}{median}."
@@ -491,6 +492,7 @@ class _Run:
         self.review_start = format_day(settings.review_start)
         self.score_deadline = format_day(settings.review_start - timedelta(weeks=4))
         self.specs: dict[str, Specialty | None] = {}
+        self.nrmp_citation = nrmp_citation(table)
         self.charts: dict[tuple[Any, ...], _Chart] = {}
         self.allowed = settings.allowed_email_domains
         office = settings.reply_to.strip()
@@ -505,7 +507,7 @@ class _Run:
         key = (ev.specialty, ev.solid, ev.excellent, ev.step2_score)
         chart = self.charts.get(key)
         if chart is None:
-            chart = self.charts[key] = _chart(ev, self.spec(ev.specialty))
+            chart = self.charts[key] = _chart(ev, self.spec(ev.specialty), self.nrmp_citation)
         return chart
 
     def address(self, value: str | None) -> str | None:

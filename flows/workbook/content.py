@@ -242,8 +242,10 @@ def _shorten(text: str, limit: int = 90) -> str:
 
 
 def step1_text(ev: Evaluation) -> str:
-    """Return the Step 1 status as the office reads it, e.g. 'clean (marginal)'."""
-    return f"{ev.step1_status} (marginal)" if ev.step1_marginal else ev.step1_status
+    """Return the Step 1 status as the office reads it, e.g. 'clean (marginal)', and a Step 2
+    CK failure on the record, which puts the student on the failure row (#14)."""
+    text = f"{ev.step1_status} (marginal)" if ev.step1_marginal else ev.step1_status
+    return f"{text}; a Step 2 CK failure on record" if ev.step2_failed_before else text
 
 
 def band_text(ev: Evaluation) -> str:

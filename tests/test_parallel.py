@@ -1,0 +1,116 @@
+"""The parallel plan's choice: lower tiers only, solid scores only, curated list, family, median."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from residency_rules.errors import RulesError
+from residency_rules.parallel import parallel_specialties
+from residency_rules.records import Specialty
+from residency_rules.specialties import load_default_table, parse_table
+from tests.test_specialties import ORIGIN, PACKAGED, changed
+
+
+def spec(name: str, tier: Any, family: str, median: int | None, **more: Any) -> Specialty:
+    solid = {"less": 240, "moderate": 245, "high": 250, "hyper": 255}[tier]
+    return Specialty(
+        name=name, tier=tier, solid=solid, excellent=solid + 10, source="test",
+        family=family, nrmp_median=median, **more,
+    )
+
+
+SKIN = spec("Skin", "hyper", "medical", 258)
+TABLE = (
+    SKIN,
+    spec("Cutting", "high", "surgical", 257),  # closest median, wrong family
+    spec("Pictures", "high", "hospital-based", 257),
+    spec("Medicine", "less", "medical", 254),
+    spec("Slides", "less", "hospital-based", 247),
+    spec("Brain", "less", "medical", 252),
+    spec("Academic", "high", "medical", None),
+    spec("Other skin", "hyper", "medical", 258),  # same tier: never
+)
+
+
+def test_the_same_family_comes_before_a_closer_median() -> None:
+    """Surgery and radiology are closer to 258 but of another family: they come last."""
+    names = parallel_specialties(TABLE, SKIN, 258, 10)
+    assert names == ("Medicine", "Brain", "Academic", "Cutting", "Pictures", "Slides")
+
+
+def test_a_curated_list_wins_in_its_own_order() -> None:
+    curated = spec("Skin", "hyper", "medical", 258, parallel=("Slides", "Medicine"))
+    names = parallel_specialties(TABLE, curated, 258, 10)
+    assert names[:3] == ("Slides", "Medicine", "Brain")
+
+
+def test_never_the_same_tier_and_never_where_the_score_is_not_solid() -> None:
+    """A 245 is solid for the less tier only; a curated high-tier name is still left out."""
+    curated = spec("Skin", "hyper", "medical", 258, parallel=("Cutting", "Medicine"))
+    names = parallel_specialties(TABLE, curated, 245, 10)
+    assert names == ("Medicine", "Brain", "Slides")
+    assert "Other skin" not in parallel_specialties(TABLE, SKIN, 300, 10)
+
+
+def test_the_list_is_cut_at_the_limit() -> None:
+    assert parallel_specialties(TABLE, SKIN, 258, 2) == ("Medicine", "Brain")
+
+
+def test_the_lowest_tier_has_no_parallel_plan() -> None:
+    assert parallel_specialties(TABLE, TABLE[3], 300, 5) == ()
+
+
+def test_every_packaged_specialty_has_a_known_family() -> None:
+    table = load_default_table()
+    assert table.family_source
+    for specialty in table.specialties:
+        assert specialty.family in table.families, specialty.name
+
+
+def test_every_hyper_and_high_specialty_has_a_curated_list_with_its_source() -> None:
+    table = load_default_table()
+    for specialty in table.specialties:
+        if specialty.tier in ("high", "hyper"):
+            assert specialty.parallel, specialty.name
+            assert specialty.parallel_source == "office-curated default"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        (
+            'parallel = ["Internal Medicine", "Pathology", "Family Medicine", "Pediatrics"]',
+            'parallel = ["Internal Medicine", "Plastic Surgery"]',
+            "Plastic Surgery is of the hyper tier, not lower than hyper",
+        ),
+        (
+            'parallel = ["Internal Medicine", "Pathology", "Family Medicine", "Pediatrics"]',
+            'parallel = ["IM"]',
+            '"IM" is not the name of a specialty in this file',
+        ),
+        (
+            'family = "medical"\naliases = ["Derm"]',
+            'family = "skin"\naliases = ["Derm"]',
+            'the family "skin" is not in [families]',
+        ),
+    ],
+)
+def test_a_bad_curated_list_or_family_is_refused(old: str, new: str, fragment: str) -> None:
+    with pytest.raises(RulesError) as caught:
+        parse_table(changed(old, new), ORIGIN)
+    message = str(caught.value)
+    assert message.startswith(f'{ORIGIN}: specialty entry 18 "Dermatology"')
+    assert fragment in message and "Fix: " in message
+
+
+def test_a_copy_from_before_families_still_loads_without_a_family_preference() -> None:
+    """An office copy older than [families] and family = lines loads; nothing is guessed."""
+    import re
+
+    text = re.sub(r'^family = ".*"\n', "", PACKAGED, flags=re.M)
+    start = text.index("[families]")
+    text = text[:start] + text[text.index("# ----", start):]
+    table = parse_table(text, ORIGIN)
+    assert {s.family for s in table.specialties} == {""}
