@@ -374,7 +374,7 @@ def specialties(import_file: Path | None, report: str | None) -> int:
 
 def _import_nrmp(import_file: Path, report: str | None, settings: Settings) -> int:
     """Check the CSV, rewrite the office's table, keep the previous file beside it."""
-    from flows.drop_folder import write_atomic
+    from flows.files import write_atomic
     from residency_rules.explain import when
     from residency_rules.nrmp_import import apply_nrmp_import, read_nrmp_csv
     from residency_rules.specialties import nrmp_citation, packaged_text, parse_table

@@ -7,7 +7,6 @@ name already taken gets a suffix instead of being overwritten.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import shutil
 import threading
@@ -18,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from flows.files import write_atomic
 
 ROSTER_SUFFIXES = (".xlsx", ".xlsm")
 
@@ -103,15 +104,6 @@ def _incomplete_or_broken(path: Path, now: float) -> DropFile:
     return DropFile(path, True)
 
 
-def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of a file, read in chunks so large rosters stay cheap."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def free_name(target: Path) -> Path:
     """Return target, or target with a -2, -3 ... suffix when taken (never overwrite)."""
     if not target.exists():
@@ -155,17 +147,6 @@ def move_rejected(path: Path, input_dir: Path, moment: datetime, problems: list[
     write_atomic(note, text.encode("utf-8"))
     os.replace(path, target)
     return target
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder and rename, so no reader sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def staging_dir(final: Path) -> Path:

@@ -26,6 +26,7 @@ from flows.delivery import (
     deliver,
     resolve_smtp_password,
 )
+from flows.files import sha256_file
 from flows.intake import Roster
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
 from flows.letters.batches import LETTER_BATCH, batch_bounds, render_in_turn
@@ -212,7 +213,7 @@ def process_roster(
     started = datetime.now().astimezone()
     out_dir = settings.output_dir / path.stem
     timings: dict[str, float] = {}
-    sha = drop_folder.sha256_of(path)
+    sha = sha256_file(path)
     settled = settle_if_unchanged(path, settings, print_fp, sha)
     if settled is not None:
         logger.info("Roster %s unchanged since its last run: nothing to do", path.name)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows import drop_folder
+from flows.files import sha256_file, write_atomic
 from flows.settings import Settings
 from residency_rules.errors import AdvisingError
 from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
@@ -136,7 +137,7 @@ def settle_if_unchanged(
         previous.get("status") != "complete"
         or previous.get("fingerprint") != print_fp
         or RosterCounts.from_json(previous.get("counts")).emails_failed != 0
-        or previous.get("input", {}).get("sha256") != (sha or drop_folder.sha256_of(path))
+        or previous.get("input", {}).get("sha256") != (sha or sha256_file(path))
     ):
         return None
     moved = drop_folder.move_processed(path, settings.input_dir, datetime.now().astimezone())
@@ -213,7 +214,7 @@ def write_run_json(
         "start": started.isoformat(timespec="seconds"),
         "end": ended.isoformat(timespec="seconds"),
     }
-    drop_folder.write_atomic(out_dir / RUN_JSON, json.dumps(record, indent=2).encode("utf-8"))
+    write_atomic(out_dir / RUN_JSON, json.dumps(record, indent=2).encode("utf-8"))
 
 
 def record_crash(path: Path, output_dir: Path, exc: Exception) -> RosterOutcome:
@@ -227,7 +228,7 @@ def record_crash(path: Path, output_dir: Path, exc: Exception) -> RosterOutcome:
     log = output_dir / path.stem / "error.log"
     details = "".join(traceback.format_exception(exc))
     stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-    drop_folder.write_atomic(log, f"{stamp} processing {path.name}\n{details}".encode())
+    write_atomic(log, f"{stamp} processing {path.name}\n{details}".encode())
     return RosterOutcome(
         path.name, RosterStatus.FAILED,
         f"stopped by an unexpected error ({type(exc).__name__}); the roster stays in the input "

@@ -96,12 +96,6 @@ def test_two_runs_cannot_hold_the_same_roster(tmp_path: Path) -> None:
         pass
 
 
-def test_write_atomic_leaves_no_temporary_file(tmp_path: Path) -> None:
-    """An atomic write leaves only the final file behind."""
-    drop_folder.write_atomic(tmp_path / "run.json", b"{}")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
-
-
 def test_a_staged_folder_replaces_the_published_one_whole(tmp_path: Path) -> None:
     """Readers see the old letters or the new ones; the old folder goes once swapped out."""
     final = tmp_path / "letters"

@@ -15,7 +15,8 @@ from flows.delivery.ledger import Ledger, Status
 from flows.delivery.mime import (
     MessageBuilder,
 )
-from flows.letters.render import safe_filename, write_atomic
+from flows.files import write_atomic
+from flows.letters.render import safe_filename
 
 _OUTBOX_BATCH = 500  # outbox files written per ledger transaction
 
@@ -31,7 +32,9 @@ def write_outbox(
     try:
         for job in jobs:
             data = build_message(job, builder, dates.now(), eight_bit=True)  # a file: no relay
-            write_atomic(outbox_dir / f"{safe_filename(job.letter.student_id)}.eml", data)
+            write_atomic(
+                outbox_dir / f"{safe_filename(job.letter.student_id)}.eml", data, fsync=False
+            )
             done.append((job.plan.row_id, "sent", "outbox"))
             report.sent += 1
             report.status[job.letter.student_id] = WRITTEN

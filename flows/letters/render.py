@@ -9,11 +9,9 @@ changed produces the same hash and sends nothing.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 import css_inline
 import jinja2
 
+from flows.files import write_file
 from flows.settings import Settings
-from residency_rules.errors import AdvisingError, SettingsError
+from residency_rules.errors import SettingsError
 from residency_rules.records import Evaluation, Specialty, StudentRecord
 from residency_rules.schema import domain_allowed, has_line_break, is_address
 from residency_rules.specialties import nrmp_citation
@@ -666,36 +665,6 @@ def with_bodies(letters: Sequence[Letter], letters_dir: Path) -> list[Letter]:
     return out
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file so a reader never sees half of it: a temporary file, then os.replace."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        _write(tmp, data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):  # best effort: the error below is what matters
-            tmp.unlink()
-        raise _unwritable(path, exc) from None
-
-
-def _write(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        # A nearly full disk may take only part of it: write the rest, or fail with ENOSPC.
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-
-
-def _unwritable(path: Path, exc: OSError) -> AdvisingError:
-    return AdvisingError(
-        f"{path}: cannot write the letter ({exc.strerror}); check the free space and the "
-        f"permissions of {path.parent}"
-    )
-
-
 def _render(template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
     """Render, turning a template mistake into an error that names the file and line."""
     try:
@@ -780,10 +749,7 @@ def render_letters(
             (letters_dir / f"{stem}.html", letter.html.encode("utf-8")),
             (letters_dir / f"{stem}.txt", letter.text.encode("utf-8")),
         ):
-            try:
-                _write(path, data)
-            except OSError as exc:
-                raise _unwritable(path, exc) from None
+            write_file(path, data)
         letters.append(letter)
     log.info("Rendered %d letters into %s", len(letters), letters_dir)
     return letters

@@ -12,14 +12,12 @@ their other columns are kept as they are: they are their work, not data from a f
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.files import sha256_file, write_atomic
 from flows.intake.roster import Roster
 from flows.workbook.content import ANNOTATION_HEADERS, build_content
 from flows.workbook.fast_writer import write_with_xml
@@ -66,37 +64,19 @@ def write_annotated(
     content = build_content(roster, evaluations, letters)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _atomic_write(out_path, lambda tmp: write_with_xml(content, tmp))
+        write_atomic(out_path, lambda tmp: write_with_xml(content, tmp))
     except UnsupportedWorkbook as exc:
         # Slower, and openpyxl drops what it does not model (shapes, slicers): say so.
         log.warning("%s: writing through openpyxl (%s)", roster.source.name, exc)
-        _atomic_write(out_path, lambda tmp: write_with_openpyxl(content, tmp))
+        write_atomic(out_path, lambda tmp: write_with_openpyxl(content, tmp))
 
 
 def _check_unchanged(roster: Roster) -> None:
     """Refuse to annotate a roster edited since intake read it: rows may have moved."""
     if len(roster.sha256) != 64:
         return
-    digest = hashlib.sha256()
-    with open(roster.source, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != roster.sha256.lower():
+    if sha256_file(roster.source) != roster.sha256.lower():
         raise RosterError(
             f"{roster.source.name}: the file changed while it was being processed, so its rows "
             "may have moved; it will be processed again on the next run"
         )
-
-
-def _atomic_write(out_path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary file beside out_path and rename it, so a crash leaves no half file."""
-    tmp = out_path.with_name(f".{out_path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "xb"):  # created with the umask's permissions, unlike mkstemp's 0600
-        pass
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
