@@ -17,7 +17,7 @@ import pytest
 from flows.cli import main
 from flows.delivery.ledger import Ledger
 from flows.intake.demo import write_demo_roster
-from tests.smtp_sink import Sink, running_sink
+from tests.support.smtp_sink import Sink, running_sink
 
 pytestmark = pytest.mark.slow
 

@@ -34,7 +34,7 @@ from flows.letters.render import Letter, render_letters
 from flows.settings import PROJECT_ROOT, Settings
 from residency_rules.errors import DeliveryError, SettingsError
 from residency_rules.specialties import SpecialtyTable
-from tests.smtp_sink import (
+from tests.support.smtp_sink import (
     Faults,
     Sink,
     make_self_signed,

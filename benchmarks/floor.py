@@ -1,7 +1,7 @@
 """The floor: the least work the pipeline's outputs need, timed on the same roster and machine.
 
 Run by the benchmark in its own process
-(``python -m tests.bench_floor ROSTER WORKDIR OUT.json [REPEAT]``), with the same ADVISING_*
+(``python -m benchmarks.floor ROSTER WORKDIR OUT.json [REPEAT]``), with the same ADVISING_*
 environment as the pipeline run, so the settings are the same. Each part runs REPEAT times in
 this one process (medians reported), so the untimed preparation below is paid once.
 
@@ -192,7 +192,7 @@ def main(argv: list[str]) -> int:
         parts.run("write", write_rows, rows, header_index, ids_by_index, by_id, problems,
                   workdir / f"floor-annotated-{i}.xlsx")
         # Each repetition renders into a fresh folder, like a first run. The previous one is
-        # kept: creating files just after deleting 40,000 is slower on ext4 (tests.benchmark).
+        # kept: creating files just after deleting 40,000 is slower on ext4 (benchmarks.benchmark).
         letters_dir = workdir / f"letters-{i}"
         letters = []  # let the previous repetition's letters go before the next render
         letters = parts.run("render", render_letters, roster.records, by_id, table, settings,

@@ -1,20 +1,20 @@
 """Speed at scale: time the real pipeline end to end against the floor and a mail-merge peer.
 
-    .venv/bin/python -m tests.benchmark --students 20000 --delivery smtp
-    .venv/bin/python -m tests.benchmark --repeat 3 --json bench.json      # DESIGN.md section 7
-    .venv/bin/python -m tests.benchmark --scenario scale                  # 10k and 100k
-    .venv/bin/python -m tests.benchmark --scenario smtp --repeat 1 --profile prof/   # py-spy
+    .venv/bin/python -m benchmarks.benchmark --students 20000 --delivery smtp
+    .venv/bin/python -m benchmarks.benchmark --repeat 3 --json bench.json      # DESIGN.md section 7
+    .venv/bin/python -m benchmarks.benchmark --scenario scale                  # 10k and 100k
+    .venv/bin/python -m benchmarks.benchmark --scenario smtp --repeat 1 --profile prof/   # py-spy
 
 What it runs (each in its own process, in a temporary folder, with one PREFECT_HOME reused):
 - smtp / outbox: a roster of --students made by the demo generator, dropped into input/ and
-  processed by `advising run` (through tests.bench_run, which adds a peak-RSS reading per stage;
-  --plain runs the console script itself). Stage times come from output/<name>/run.json, the
+  processed by `advising run` (through benchmarks.run_stages, which adds a peak-RSS reading per
+  stage; --plain runs the console script itself). Stage times come from output/<name>/run.json, the
   total is the subprocess's wall time, peak memory its rusage (the largest single process) and
-  a sampled sum over its process tree. With smtp, a counting aiosmtpd sink (tests.smtp_sink)
+  a sampled sum over its process tree. With smtp, a counting aiosmtpd sink (tests.support.smtp_sink)
   runs in another process and the run gets ADVISING_DELIVERY=smtp and the relay settings.
 - rerun: the identical roster dropped again into the same folders and run again: time and
   emails sent (zero expected). Rides on the smtp runs when they are selected, else on outbox.
-- floor: tests.bench_floor: read with python-calamine, write rows + annotations with openpyxl
+- floor: benchmarks.floor: read with python-calamine, write rows + annotations with openpyxl
   write-only, render the letters with flows.letters.render.
 - peer: mailmerge (PyPI) sending the same letters, pre-rendered by the floor, to the same sink.
 - fixed: a one-student roster through the `advising` console script (Prefect and GX start).
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.smtp_sink import SinkProcess
+from tests.support.smtp_sink import SinkProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -310,7 +310,7 @@ def drop(master: Path, run_dir: Path) -> Path:
 def advising_cmd(bench: Bench, plain: bool) -> list[str]:
     if plain or bench.plain:
         return [str(BIN / "advising"), "run"]
-    return [sys.executable, "-m", "tests.bench_run"]
+    return [sys.executable, "-m", "benchmarks.run_stages"]
 
 
 def run_pipeline(bench: Bench, run_dir: Path, env: dict[str, str], *, plain: bool = False,
@@ -325,7 +325,7 @@ def run_pipeline(bench: Bench, run_dir: Path, env: dict[str, str], *, plain: boo
     if profile is not None:
         profile.parent.mkdir(parents=True, exist_ok=True)
         if profiler == "pyinstrument":
-            cmd = [sys.executable, "-m", "tests.bench_run"]
+            cmd = [sys.executable, "-m", "benchmarks.run_stages"]
             env["BENCH_PROFILE"] = str(profile.with_suffix(".html"))
         else:
             cmd = [str(BIN / "py-spy"), "record", "--subprocesses", "--rate", str(PROFILE_RATE),
@@ -446,7 +446,7 @@ def scenario_floor(bench: Bench, students: int, repeat: int) -> dict[str, Any]:
     env = bench.env(work, "outbox", None)
     out = work / "floor.json"
     wait_idle(bench.idle_wait)
-    proc = run_process([sys.executable, "-m", "tests.bench_floor", str(master), str(work),
+    proc = run_process([sys.executable, "-m", "benchmarks.floor", str(master), str(work),
                         str(out), str(repeat)], work, env, work / "floor.log")
     if proc.returncode != 0 or not out.exists():
         bench.notes.append(f"floor failed: {proc.tail(5)}")
@@ -864,7 +864,7 @@ def scenario_profile(bench: Bench, students: int, delivery: str, folder: Path,
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.benchmark",
+        prog="python -m benchmarks.benchmark",
         description="Time the residency advising pipeline end to end (DESIGN.md section 7): "
         "per-stage wall time and peak memory, the floor, the mailmerge peer, an unchanged "
         "re-run, the fixed cost, and (with --scenario scale) 10k/100k students.",
@@ -937,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(), "python": platform.python_version(),
         "platform": platform.platform(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    results["command"] = "python -m tests.benchmark " + " ".join(argv or sys.argv[1:])
+    results["command"] = "python -m benchmarks.benchmark " + " ".join(argv or sys.argv[1:])
     results["students"], results["repeat"] = args.students, args.repeat
     results["scenarios"] = scenarios
     say(f"benchmark in {bench.root}: {', '.join(scenarios)}; {args.students} students, "

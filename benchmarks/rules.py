@@ -1,4 +1,4 @@
-"""Time evaluate_all on synthetic students: `python -m residency_rules.bench [count] [runs]`.
+"""Time evaluate_all on synthetic students: `python -m benchmarks.rules [count] [runs]`.
 
 A measurement, not a test: the figure to reach is 100,000 students well under 2 s.
 """

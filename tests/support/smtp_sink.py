@@ -2,7 +2,7 @@
 
 In a test: ``with running_sink(Faults(...)) as sink:`` gives a server in a thread on a free port;
 ``sink.received`` lists what it accepted. For a benchmark the sink runs in its own process
-(``SinkProcess``, or ``python -m tests.smtp_sink``) so it does not share the client's GIL.
+(``SinkProcess``, or ``python -m tests.support.smtp_sink``) so it does not share the client's GIL.
 """
 
 from __future__ import annotations
@@ -314,7 +314,7 @@ class SinkProcess:
     """The sink in a separate process (no shared GIL), counting messages; for the benchmark."""
 
     def __init__(self) -> None:
-        cmd = [sys.executable, "-m", "tests.smtp_sink"]
+        cmd = [sys.executable, "-m", "tests.support.smtp_sink"]
         root = Path(__file__).resolve().parent.parent
         self._proc = subprocess.Popen(
             cmd, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
