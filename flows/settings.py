@@ -12,6 +12,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from residency_rules.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A built wheel carries the templates inside the package (setup.py copies them there); a
+# checkout reads the top-level templates/ folder, their one source.
+_PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "letters" / "templates"
+DEFAULT_TEMPLATES = (
+    _PACKAGED_TEMPLATES if _PACKAGED_TEMPLATES.is_dir() else PROJECT_ROOT / "templates"
+)
 
 
 class Settings(BaseSettings):
@@ -23,7 +29,7 @@ class Settings(BaseSettings):
 
     input_dir: Path = Path("input")
     output_dir: Path = Path("output")
-    templates_dir: Path = PROJECT_ROOT / "templates"
+    templates_dir: Path = DEFAULT_TEMPLATES
     # An office-edited copy of the specialty table; blank = the one shipped in residency_rules.
     specialty_table: Path | None = None
 
