@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -60,9 +60,21 @@ class RunIncomplete(AdvisingError):
         self.outcomes = outcomes
 
 
+T = TypeVar("T")
+
+
+def _as_is(value: T) -> T:
+    """Hand a large argument to a task without Prefect walking it (see the note below).
+
+    Prefect unwraps quote() before the task runs, so the task receives the value itself; the
+    cast tells the type checker so.
+    """
+    return cast(T, quote(value))
+
+
 # Stage tasks: each a few lines calling the domain or an I/O module. No caching: inputs are
 # large in-memory records, and a nightly run must always look at today's file. Large
-# arguments are passed quote()d: otherwise Prefect walks every record of every argument
+# arguments go through _as_is (Prefect's quote()): otherwise Prefect walks every record of every argument
 # looking for upstream futures, which cost more than the stages themselves at 100k students.
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest_stage(path: Path, settings: Settings, table: SpecialtyTable) -> Roster:
@@ -174,11 +186,11 @@ def _letters_and_delivery(
         def render(k: int, elsewhere: RenderPool | None) -> Any:
             batch = batches[k]
             previous = ledger.previous_summaries(r.student_id for r in batch)
-            args = (quote(batch), quote(by_id), quote(table), settings, quote(previous),
+            args = (_as_is(batch), _as_is(by_id), _as_is(table), settings, _as_is(previous),
                     staging)
             if elsewhere is None:
                 return render_stage(*args, None)
-            return render_stage.submit(*args, quote(elsewhere))
+            return render_stage.submit(*args, _as_is(elsewhere))
 
         rendered = render_in_turn(
             len(batches),
@@ -194,7 +206,7 @@ def _letters_and_delivery(
                 # Read here: in a worker thread, each read would wait for the GIL afresh.
                 letters = with_bodies(letters, staging)
             with _timed(timings, "delivery"):
-                _merge(report, deliver_stage(quote(letters), settings, ledger, out_dir / "outbox"))
+                _merge(report, deliver_stage(_as_is(letters), settings, ledger, out_dir / "outbox"))
             written += len(letters)
             del letters
     return report, written
@@ -222,7 +234,7 @@ def process_roster(
     drop_folder.sweep_temporary(out_dir)
     try:
         with _timed(timings, "ingest"):
-            roster = ingest_stage(path, settings, quote(table))
+            roster = ingest_stage(path, settings, _as_is(table))
     except RosterError as exc:
         target = drop_folder.move_rejected(path, settings.input_dir, started, exc.problems)
         logger.warning("Roster %s rejected: moved to %s", path.name, target)
@@ -230,9 +242,9 @@ def process_roster(
     # The render process takes a second to start: it starts now, while validation runs.
     with (RenderPool() if len(roster.records) > LETTER_BATCH else nullcontext()) as pool:
         with _timed(timings, "validate"):
-            roster = validate_stage(quote(roster), settings, quote(table), out_dir / "validation")
+            roster = validate_stage(_as_is(roster), settings, _as_is(table), out_dir / "validation")
         with _timed(timings, "evaluate"):
-            evaluations = evaluate_stage(quote(roster), settings, quote(table))
+            evaluations = evaluate_stage(_as_is(roster), settings, _as_is(table))
         set_aside()
         # Letters are written into a hidden folder, swapped in once every batch is rendered.
         staging = drop_folder.staging_dir(out_dir / "letters")
@@ -242,7 +254,7 @@ def process_roster(
     with _timed(timings, "letters"):
         remover = drop_folder.publish_dir(staging, out_dir / "letters")
     with _timed(timings, "workbook"):
-        workbook_stage(quote(roster), quote(evaluations), quote(report),
+        workbook_stage(_as_is(roster), _as_is(evaluations), _as_is(report),
                        out_dir / f"{path.stem}-annotated{path.suffix}")
     if remover is not None:
         remover.join()

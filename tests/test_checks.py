@@ -26,9 +26,9 @@ def _tool(name: str) -> str:
     return which
 
 
-def test_the_domain_package_passes_mypy_strict() -> None:
-    """residency_rules type-checks under mypy --strict (configured in pyproject.toml)."""
-    proc = subprocess.run([_tool("mypy"), "residency_rules"], cwd=ROOT, capture_output=True,
+def test_the_code_passes_mypy_strict() -> None:
+    """residency_rules and flows type-check under mypy --strict (configured in pyproject.toml)."""
+    proc = subprocess.run([_tool("mypy"), "residency_rules", "flows"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -71,3 +71,10 @@ def test_every_command_explains_itself(capsys: pytest.CaptureFixture[str]) -> No
         assert out.startswith(f"usage: advising {name}")
         description = out.split("\n\n")[1]
         assert len(description.split()) >= 12, f"`advising {name} --help` says too little"
+
+
+def test_the_layers_hold() -> None:
+    """import-linter's contracts (pyproject.toml) hold: the domain is pure, stages stay apart."""
+    proc = subprocess.run([_tool("lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -82,7 +82,7 @@ def demo_rows(n: int, seed: int = 2027) -> list[list[object]]:
             score = str(s) + " " if rng.random() < 0.05 else s  # some typed as text
         if score is None and result != "Fail":
             exam_date = exam_base + timedelta(days=rng.randint(0, 150))
-        grades = []
+        grades: list[str | None] = []
         for _ in CLERKSHIP_HEADERS:
             g = rng.random()
             if g < 0.12:
