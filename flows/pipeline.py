@@ -74,8 +74,9 @@ def _as_is(value: T) -> T:
 
 # Stage tasks: each a few lines calling the domain or an I/O module. No caching: inputs are
 # large in-memory records, and a nightly run must always look at today's file. Large
-# arguments go through _as_is (Prefect's quote()): otherwise Prefect walks every record of every argument
-# looking for upstream futures, which cost more than the stages themselves at 100k students.
+# arguments go through _as_is (Prefect's quote()): otherwise Prefect walks every record of
+# every argument looking for upstream futures, which cost more than the stages themselves at
+# 100k students.
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest_stage(path: Path, settings: Settings, table: SpecialtyTable) -> Roster:
     """Read the roster workbook into normalised records and row problems."""

@@ -28,8 +28,8 @@ def _tool(name: str) -> str:
 
 def test_the_code_passes_mypy_strict() -> None:
     """residency_rules and flows type-check under mypy --strict (configured in pyproject.toml)."""
-    proc = subprocess.run([_tool("mypy"), "residency_rules", "flows"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run([_tool("mypy"), "residency_rules", "flows"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
