@@ -96,7 +96,7 @@ def validate_stage(
 def evaluate_stage(roster: Roster, settings: Settings, table: SpecialtyTable) -> list[Evaluation]:
     """Apply the outlook rules to every row that passed validation."""
     return evaluate_all(
-        roster.records, table, review_start=settings.review_start, today=settings.run_date()
+        roster.records, table, cycle=settings.cycle(table), today=settings.run_date()
     )
 
 

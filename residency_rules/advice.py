@@ -26,10 +26,7 @@ STEP1_FAILED = "A Step 1 Failure Changes the Conversation"
 STEP1_SCREEN = "How Program Directors Actually View Step 2 CK vs Step 1"
 
 _CACHE = 1 << 16
-_WRITE_IT_DOWN = (
-    "Write down what you will do in the next 4 weeks: questions per day, NBME forms booked "
-    "and your exam date."
-)
+_WRITE_IT_DOWN = "Write down your next four weeks: questions a day, NBME forms, exam date."
 
 
 @lru_cache(maxsize=_CACHE)
@@ -51,8 +48,8 @@ def target(specialty: str, solid: int, excellent: int, situation: str, score: in
 
 QBANK = AdviceItem(
     "qbank",
-    "Do two full passes of a question bank (UWorld or AMBOSS) in mixed, timed blocks, and take "
-    "enough NBME practice forms to predict your range before test day.",
+    "Do two full passes of a question bank (UWorld or AMBOSS) in mixed, timed blocks, and "
+    "NBME practice forms until they predict your range.",
     GAME_PLAN,
 )
 
@@ -72,22 +69,22 @@ STEP1_TAKE = AdviceItem(
 
 STATEMENT_ITEM = AdviceItem(
     "statement",
-    "In your personal statement, write one short, specific paragraph about your Step 1 "
-    "failure: what happened, what you changed (question banks, NBME forms, schedule, "
-    "mentoring), and how your Step 2 CK and clerkships show it. Not an apology letter.",
+    "In your personal statement, write one short, specific paragraph on your Step 1 failure: "
+    "what happened, what you changed, and how your Step 2 CK and clerkships show it. Not an "
+    "apology letter.",
     STATEMENT,
 )
 
 LETTERS_ITEM = AdviceItem(
     "letters",
     "Ask for letters from attendings who saw you at your best, late in third year or early "
-    "in fourth year, when you were already working at your Step 2 CK level.",
+    "in fourth year.",
     LETTERS,
 )
 
 ADVISOR_ITEM = AdviceItem(
     "advisor",
-    "Meet your advisor in the next two weeks to go through this plan together.",
+    "Meet your advisor to go through this plan together.",
     AT_RISK,
 )
 
@@ -171,8 +168,8 @@ def parallel(names: tuple[str, ...], lowest_tier: bool) -> AdviceItem:
         )
     elif lowest_tier:
         text = (
-            "Apply broadly, with plenty of community programs, and talk with your advisor "
-            "about a backup plan."
+            "Apply to more programs than usual, with plenty of community programs, and talk "
+            "with your advisor about a backup plan."
         )
     else:
         text = (

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from residency_rules import datafile as df
+from residency_rules.calendar import Cycle, InterviewTargets, parse_cycle, parse_interviews
 from residency_rules.errors import RulesError
 from residency_rules.records import Specialty, Tier
 from residency_rules.rulebook import TIERS, Rules, parse_rules
@@ -39,6 +40,9 @@ class SpecialtyTable:
     specialties: tuple[Specialty, ...]
     cycle: str = ""
     rules: Rules = field(default_factory=_default_rules, repr=False, compare=False)
+    # The application calendar's dates and the interview targets (DESIGN.md section 4a).
+    calendar: Cycle | None = None
+    interviews: InterviewTargets | None = field(default=None, repr=False, compare=False)
     _by_name: Mapping[str, Specialty] = field(init=False, repr=False, compare=False)
     _by_key: Mapping[str, Specialty] = field(init=False, repr=False, compare=False)
     # Per-table precomputation the rules build once (sentences, score ladders); see rules.py.
@@ -109,6 +113,8 @@ def parse_table(text: str, origin: str) -> SpecialtyTable:
     version = df.text(doc, "version", top, 'add a version line, e.g. version = "2026.1"')
     cycle = df.text(doc, "cycle", top, 'add the match cycle, e.g. cycle = "2027 Main Match"')
     rules = parse_rules(doc, origin)
+    calendar = parse_cycle(doc, origin)
+    interviews = parse_interviews(doc, origin)
     entries = doc.get("specialty")
     if not isinstance(entries, list) or not entries:
         raise top.error(
@@ -116,7 +122,10 @@ def parse_table(text: str, origin: str) -> SpecialtyTable:
         )
     specialties = tuple(_specialty(entry, i, origin) for i, entry in enumerate(entries, start=1))
     _check_names(specialties, origin)
-    return SpecialtyTable(version=version, specialties=specialties, cycle=cycle, rules=rules)
+    return SpecialtyTable(
+        version=version, specialties=specialties, cycle=cycle, rules=rules, calendar=calendar,
+        interviews=interviews,
+    )
 
 
 @functools.cache
