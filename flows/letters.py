@@ -566,7 +566,7 @@ def _callout(run: _Run, record: StudentRecord, ev: Evaluation) -> str:
     if ev.exam_overdue and record.step2_date is not None:
         return (
             f"Your Step 2 CK date ({format_day(record.step2_date)}) has passed and we have no "
-            "score on file: send it to the office as soon as it posts."
+            "score on file."
         )
     if not ev.timing_late or ev.phase not in ("preparing", "applying") or run.cycle_over:
         return ""
@@ -638,13 +638,15 @@ def _context(
         )
     levers: tuple[str, ...] = ()
     if passed_step1 and not ladder:
-        rest = "your program list"
+        rest = "your interviews" if ev.phase == "interviewing" else "your program list"
         if parallel_needed:
             rest += " and your parallel plan"
         if not season:
             rest = "how you rank programs" if ev.phase == "ranking" else "being ready"
-        verb = "matter" if rest.endswith("plan") else "matters"
-        levers = (*ev.levers, f"Your Step 2 CK is in and final; {rest} now {verb} most.")
+        verb = "matter" if rest.endswith(("plan", "interviews")) else "matters"
+        # Research or grades still to come can move next year's file, not this cycle's list.
+        moving = ev.levers if season else ()
+        levers = (*moving, f"Your Step 2 CK is in and final; {rest} now {verb} most.")
     plan = run.plan(ev, signer, bool(advisor))
     first, rest_plan = plan[:1], plan[1:]
     keys = {a.key for a in ev.advice}

@@ -138,7 +138,9 @@ def _exam_items(s: Situation, deadlines: dict[str, _dt.date]) -> list[AdviceItem
     exam = s.exam if s.raw == "pending" else None  # a retake: the old date says nothing
     if s.cutoff >= s.today and not s.cycle_over and s.phase in ("preparing", "applying"):
         deadlines["schedule"] = s.cutoff
-    items.append(_schedule(s.phase, s.cycle_over, s.late, exam, s.cutoff, s.today, s.cycle,
+    # A retake's date is still to be set: it is late once the cutoff has passed.
+    late = s.late if s.raw == "pending" else s.today > s.cutoff
+    items.append(_schedule(s.phase, s.cycle_over, late, exam, s.cutoff, s.today, s.cycle,
                            s.raw == "failing"))
     return items
 
@@ -321,7 +323,7 @@ def _apply(review_start: _dt.date, pending: bool) -> AdviceItem:
 def _add_programs(
     interviews: int | None, target: int, has_parallel: bool, mid_season: bool
 ) -> AdviceItem:
-    also = " and to your parallel specialty" if has_parallel else ""
+    also = ", and to your parallel specialty" if has_parallel else ""
     if interviews is not None:
         text = (
             f"With {interviews} interview invitation{'' if interviews == 1 else 's'} so far "
