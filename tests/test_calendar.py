@@ -19,7 +19,7 @@ from flows import intake
 from flows.demo import write_demo_roster
 from flows.letters import Letter, LetterSummary, render_letters
 from flows.settings import Settings
-from residency_rules.calendar import Cycle, phase, stale
+from residency_rules.calendar import phase, stale
 from residency_rules.records import Evaluation, StudentRecord
 from residency_rules.rules import evaluate, evaluate_all
 from residency_rules.specialties import load_default_table
