@@ -128,6 +128,8 @@ def describe(outcome: dict[str, Any]) -> str:
             + (f"; {skipped} without a usable address" if skipped else ""),
             f"  results: {outcome['output']}/  (roster {outcome['message']})",
         ]
+        if c.get("cycle_warning"):
+            lines.append(f"  cycle: {c['cycle_warning']} Letters were still written.")
         return "\n".join(lines)
     if outcome["status"] == "rejected":
         return f"{head}: {outcome['message']}\n  moved to {outcome['output']} with a .problems.txt"

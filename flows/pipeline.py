@@ -43,6 +43,7 @@ from flows.run_record import (
 )
 from flows.settings import Settings, load_settings
 from flows.workbook import LetterCell, write_annotated
+from residency_rules.calendar import phase, stale
 from residency_rules.errors import AdvisingError, RosterError
 from residency_rules.records import Evaluation, StudentRecord
 from residency_rules.rules import evaluate_all
@@ -130,6 +131,7 @@ def workbook_stage(
     evaluations: list[Evaluation],
     report: DeliveryReport,
     out_path: Path,
+    notice: str = "",
 ) -> None:
     """Write the office's workbook back with annotations, a Summary and a Problems sheet."""
     by_id = {e.student_id: e for e in evaluations}
@@ -142,7 +144,7 @@ def workbook_stage(
             cells[sid] = LetterCell(
                 report.status.get(sid, "Written"), f"letters/{safe_filename(sid)}.html"
             )
-    write_annotated(roster, by_id, cells, out_path)
+    write_annotated(roster, by_id, cells, out_path, notice)
 
 
 @contextmanager
@@ -316,10 +318,16 @@ def process_roster(
         )
     with _timed(timings, "letters"):
         remover = lifecycle.publish_dir(staging, out_dir / "letters")
+    # A cycle that is over or a year off: said once to the office; the letters still go.
+    cycle = settings.cycle(table)
+    cycle_warning = stale(settings.run_date(), cycle)
+    if cycle_warning:
+        logger.warning("Roster %s: %s", path.name, cycle_warning)
     with _timed(timings, "workbook"):
         workbook_stage(
             quote(roster), quote(evaluations), quote(report),
             out_dir / f"{path.stem}-annotated{path.suffix}",
+            f"Cycle: {cycle_warning}" if cycle_warning else "",
         )
 
     if remover is not None:
@@ -338,6 +346,8 @@ def process_roster(
         "emails_failed": report.failed,
         "emails_skipped": report.skipped,
     }
+    if cycle_warning:
+        counts["cycle_warning"] = cycle_warning
     ended = datetime.now().astimezone()
     record = {
         "status": "complete",
@@ -345,6 +355,16 @@ def process_roster(
         "rules_version": table.version,
         "fingerprint": print_fp,
         "delivery": settings.delivery,
+        "cycle": {
+            "name": cycle.name,
+            "review_start": cycle.review_start.isoformat(),
+            "rank_deadline": cycle.rank_deadline.isoformat(),
+            "match_day": cycle.match_day.isoformat(),
+            "confirmed": cycle.confirmed,
+            "letters_written_for": settings.run_date().isoformat(),
+            "phase": phase(settings.run_date(), cycle),
+            "stale": cycle_warning,
+        },
         "counts": counts,
         "timings_seconds": timings,
         "start": started.isoformat(timespec="seconds"),

@@ -16,6 +16,7 @@ from typing import Any
 
 from flows import lifecycle
 from flows.settings import Settings
+from residency_rules.calendar import phase
 from residency_rules.errors import AdvisingError
 from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
 
@@ -63,6 +64,9 @@ def fingerprint(settings: Settings, table: SpecialtyTable) -> str:
         exclude={"smtp_password", "input_dir", "output_dir", "today", "quiet_seconds"}
     )
     digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
+    # The phase of the run date picks the letters' plan (DESIGN.md 4a): a re-drop in a new
+    # phase is a new run; the date moving within a phase is not.
+    digest.update(phase(settings.run_date(), settings.cycle(table)).encode())
     return digest.hexdigest()[:16]
 
 
