@@ -424,6 +424,7 @@ class _RowReader:
         step1_score = whole("step1_score")
         step2_score = whole("step2_score")
         research = whole("research_count")
+        invitations = whole("interviews")
 
         raw_margin = cells.get("step1_margin")
         margin = norm_margin(raw_margin)
@@ -474,6 +475,7 @@ class _RowReader:
             conditional_pass=tuple(conditional),
             research_count=research,
             letters=letters,
+            interviews=invitations,
             advisor=norm_text(cells.get("advisor")),
             advisor_email=norm_email(cells.get("advisor_email")),
             row=excel_row,
