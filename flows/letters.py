@@ -436,7 +436,9 @@ def _chart(ev: Evaluation, spec: Specialty | None) -> _Chart:
             f"{ev.excellent - score} under excellent ({ev.excellent})."
         )
     else:
-        note = f"Your {score} is {ev.solid - score} points under the solid mark ({ev.solid})."
+        gap = ev.solid - score
+        points = "1 point" if gap == 1 else f"{gap} points"
+        note = f"Your {score} is {points} under the solid mark ({ev.solid})."
     return _Chart(tuple(rows), note + nrmp_note, lo, hi, source)
 
 

@@ -322,7 +322,7 @@ def process_roster(
     cycle = settings.cycle(table)
     cycle_warning = stale(settings.run_date(), cycle)
     if cycle_warning:
-        logger.warning("Roster %s: %s", path.name, cycle_warning)
+        logger.info("Roster %s: %s", path.name, cycle_warning)  # the CLI summary says it
     with _timed(timings, "workbook"):
         workbook_stage(
             quote(roster), quote(evaluations), quote(report),
