@@ -4,6 +4,7 @@ one voice per letter (DESIGN.md sections 4 and 4a, issues #13 and #14)."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import os
 import re
 import statistics
@@ -409,3 +410,19 @@ def test_exam_dates_in_the_past_are_never_a_plan_date(tmp_path: Path) -> None:
     overdue = next(x for x in letters if x.student_id == "PEND_EARLY")
     assert "has passed and we have no score on file" in overdue.text
     assert "Send the office your Step 2 CK score as soon as it posts" in overdue.text
+
+
+@pytest.mark.parametrize("today", RUN_DATES, ids=[d.isoformat() for d in RUN_DATES])
+def test_the_first_phone_screen_holds_outlook_standing_and_the_first_step(
+    today: date, tmp_path: Path
+) -> None:
+    """On a 375 x 700 phone the outlook, one sentence of standing and the first thing to do
+    come before anything else, in a few hundred characters (about 13 lines of 16 px text)."""
+    letters, evaluations = render(kinds(), today, tmp_path)
+    for letter, ev in zip(letters, evaluations, strict=True):
+        body = letter.html[letter.html.index("<body"):]
+        end = body.index("</p>", body.index("First, "))
+        shown = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body[:end])))
+        assert ev.label in shown and "First, " in shown, letter.student_id
+        assert "Your Step 2 CK on the scale" not in shown and "Why" not in shown
+        assert len(shown) <= 520, (letter.student_id, len(shown))
