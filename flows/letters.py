@@ -185,6 +185,12 @@ def summarize(evaluation: Evaluation) -> LetterSummary:
     )
 
 
+def _said(summary: LetterSummary) -> str:
+    """Quote an outlook with its level; no level number while a score is pending."""
+    level = "" if summary.band == "pending" else f" (level {summary.level})"
+    return f'"{summary.label}"{level}'
+
+
 def describe_changes(previous: LetterSummary | None, current: LetterSummary) -> tuple[str, ...]:
     """Say in plain sentences what changed since the last letter; () for a first letter."""
     if previous is None or not previous.label:  # first letter, or nothing known about the last
@@ -196,10 +202,12 @@ def describe_changes(previous: LetterSummary | None, current: LetterSummary) -> 
         )
     if previous.level != current.level:
         way = "up" if current.level > previous.level else "down"
-        lines.append(
-            f'Your outlook moved {way} from "{previous.label}" (level {previous.level}) '
-            f'to "{current.label}" (level {current.level}).'
-        )
+        if previous.band == "pending" or current.band == "pending":
+            lines.append(f"Your outlook changed from {_said(previous)} to {_said(current)}.")
+        else:
+            lines.append(
+                f"Your outlook moved {way} from {_said(previous)} to {_said(current)}."
+            )
     elif previous.label != current.label:
         lines.append(f'Your outlook changed from "{previous.label}" to "{current.label}".')
     if previous.score != current.score:

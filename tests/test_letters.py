@@ -580,8 +580,7 @@ def test_describe_changes_covers_score_arriving_specialty_and_band() -> None:
     before = LetterSummary(3, "Pending Step 2 CK", "pending", None, "Internal Medicine")
     after = LetterSummary(5, "Very competitive", "excellent", 255, "Internal Medicine")
     assert describe_changes(before, after) == (
-        'Your outlook moved up from "Pending Step 2 CK" (level 3) to "Very competitive" '
-        "(level 5).",
+        'Your outlook changed from "Pending Step 2 CK" to "Very competitive" (level 5).',
         "Your Step 2 CK score is now on file: 255.",
     )
     moved = dataclasses.replace(after, specialty="Pediatrics")
