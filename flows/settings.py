@@ -109,19 +109,16 @@ class Settings(BaseSettings):
     def cycle(self, table: SpecialtyTable) -> Cycle:
         """Return the cycle letters are written for: the table's, with these settings' dates."""
         base = cycle_of(table)
-        given = {
-            key: value
-            for key, value in (
-                ("review_start", self.review_start),
-                ("rank_deadline", self.rank_deadline),
-                ("match_day", self.match_day),
-            )
-            if value is not None
-        }
-        if not given:
+        if self.review_start is None and self.rank_deadline is None and self.match_day is None:
             return base
+        given = replace(
+            base,
+            review_start=self.review_start or base.review_start,
+            rank_deadline=self.rank_deadline or base.rank_deadline,
+            match_day=self.match_day or base.match_day,
+        )
         where = "settings ADVISING_REVIEW_START / ADVISING_RANK_DEADLINE / ADVISING_MATCH_DAY"
-        return calendar.check(replace(base, **given), where)
+        return calendar.check(given, where)
 
 
 def load_settings(**overrides: object) -> Settings:

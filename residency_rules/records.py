@@ -169,6 +169,9 @@ class Evaluation:
     # equal to label when no modifier changed it; "" outside the matrix.
     score_alone_label: str = ""
     score_alone_level: int = 0
+    # What changed the score-alone reading, in the order applied (clerkships, repeated Step 1
+    # failures, the hyper-tier package), each in a few words; () when nothing did.
+    modifiers: tuple[str, ...] = ()
     # Students with a passing score: what can still move the outlook (the score cannot).
     levers: tuple[str, ...] = ()
     # Pending: the outlook a just-passing score would bring (the downside of the range).

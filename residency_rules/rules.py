@@ -171,6 +171,7 @@ class _Decision:
     mix: ProgramMix
     score_alone: Outlook | None  # the matrix for the score alone; None outside the matrix
     floor_label: str  # pending: the outlook a just-passing score would bring, if at risk
+    modifiers: tuple[str, ...]  # what changed the score-alone reading (the why says so)
 
 
 _DecisionKey = tuple[
@@ -230,6 +231,7 @@ def _decide_uncached(
     clerk_moved_to: Band | None = None
     score_alone: Outlook | None = None
     floor_label = ""
+    causes: list[str] = []
     outcome: Reason | None
     if not step1_passed:
         outside = rules.step1_not_passed if status == "not passed" else rules.step1_not_taken
@@ -261,7 +263,6 @@ def _decide_uncached(
         # The score can no longer change (a passed exam cannot be retaken): no ladder. When a
         # modifier changed what the score alone gives, say both, the headline's last.
         score_alone = rules.matrix[(status, tier, raw)]
-        causes: list[str] = []
         if clerk_moved_to is not None:
             causes.append(
                 "your strong clinical grades lift it" if strength == "strong"
@@ -309,6 +310,7 @@ def _decide_uncached(
         mix=rules.mix[level],
         score_alone=score_alone,
         floor_label=floor_label,
+        modifiers=tuple(causes) if outcome is not None else (),
     )
 
 
@@ -496,6 +498,7 @@ def _evaluate(
         score_alone_level=alone.level if alone is not None else 0,
         levers=levers,
         floor_label=decision.floor_label,
+        modifiers=decision.modifiers,
     )
 
 

@@ -426,3 +426,17 @@ def test_the_first_phone_screen_holds_outlook_standing_and_the_first_step(
         assert ev.label in shown and "First, " in shown, letter.student_id
         assert "Your Step 2 CK on the scale" not in shown and "Why" not in shown
         assert len(shown) <= 520, (letter.student_id, len(shown))
+
+
+def test_the_evaluation_carries_the_score_alone_and_what_changed_it() -> None:
+    """All-Pass clerkships take an excellent 255 in IM from level 5 to 4: both are kept, the
+    modifier named, and the why says both with the headline's last (one voice)."""
+    record = student(step2_score=255, clerkships=tuple(zip(G, "PPPPPPP", strict=True)))
+    ev = evaluate(record, TABLE, today=date(2026, 5, 15))
+    assert (ev.score_alone_level, ev.score_alone_label) == (5, "Very competitive")
+    assert (ev.level, ev.label) == (4, "Strong candidate")
+    assert ev.modifiers == ("your weak clinical grades lower it",)
+    why = next(r.text for r in ev.reasons if r.rule == "matrix.changed")
+    assert why.index('would read "Very competitive"') < why.index('"Strong candidate"')
+    weak = next(r.text for r in ev.reasons if r.rule == "clerkships.weak")
+    assert "all Pass, no Honors or High Pass" in weak and "yet" not in weak
