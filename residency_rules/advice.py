@@ -5,11 +5,10 @@ Builders are cached on their plain arguments so most students reuse an item alre
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Iterable
 from functools import cache, lru_cache
 
-from residency_rules.explain import join, when
+from residency_rules.explain import join
 from residency_rules.records import AdviceItem, ProgramMix, Specialty, Tier
 from residency_rules.rulebook import TIERS
 
@@ -87,33 +86,6 @@ ADVISOR_ITEM = AdviceItem(
     "Meet your advisor to go through this plan together.",
     AT_RISK,
 )
-
-
-@lru_cache(maxsize=_CACHE)
-def schedule(
-    late: bool, step2_date: _dt.date | None, cutoff: _dt.date, review_start: _dt.date
-) -> AdviceItem:
-    """Say when to sit the exam so the score is there when programs read the application."""
-    reading = f"programs start reading applications on {when(review_start)}"
-    if late and step2_date is not None:
-        text = (
-            f"Move your exam to {when(cutoff)} or earlier if you can, so your score posts "
-            f"before {reading}. If you cannot, still apply on time: do not become a late "
-            "applicant waiting for it."
-        )
-    elif late:
-        text = (
-            f"Book your exam as soon as you can and still apply on time: {reading}, so your "
-            "score will follow your application."
-        )
-    elif step2_date is not None:
-        text = f"Keep your exam on {when(step2_date)}: the score should post before {reading}."
-    else:
-        text = (
-            f"Book your exam for {when(cutoff)} or earlier, so your score posts before "
-            f"{reading}."
-        )
-    return AdviceItem("schedule", text, TIMING)
 
 
 @lru_cache(maxsize=_CACHE)

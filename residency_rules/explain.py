@@ -163,32 +163,6 @@ def repeated_failures(failed: int) -> Reason:
     )
 
 
-_STATUS_WORDS: dict[Step1Status, str] = {
-    "clean": "a first-try Step 1 pass",
-    "failure": "a Step 1 pass after a failed attempt",
-    "not passed": "Step 1 not passed",
-    "not taken": "Step 1 not taken",
-}
-_BAND_WORDS: dict[Band, str] = {
-    "excellent": "an excellent Step 2 CK",
-    "solid": "a solid Step 2 CK",
-    "borderline": "a Step 2 CK just under solid",
-    "below": "a Step 2 CK well under solid",
-    "failing": "a Step 2 CK not passed",
-    "pending": "no Step 2 CK score yet",
-}
-
-
-@lru_cache(maxsize=_CACHE)
-def outcome(specialty: str, status: Step1Status, band: Band, label: str) -> Reason:
-    """Say what the matrix concluded, naming the two things it read (the workbook's wording)."""
-    return Reason(
-        "matrix",
-        f"With {_STATUS_WORDS[status]} and {_BAND_WORDS[band]}, your outlook for {specialty} "
-        f"is: {label}.",
-    )
-
-
 @lru_cache(maxsize=_CACHE)
 def changed(alone: str, causes: tuple[str, ...], label: str) -> Reason:
     """Say what the score alone would give and what changed it, so the letter keeps one voice."""
