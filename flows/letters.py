@@ -594,7 +594,7 @@ def _callout(run: _Run, record: StudentRecord, ev: Evaluation) -> str:
 def _score_range(run: _Run, ev: Evaluation) -> tuple[tuple[str, str], ...]:
     """Pending or failing: each score's outlook, the downside included (score text, label)."""
     steps = sorted(ev.next_levels, key=lambda n: n.score)
-    rows = [(f"{n.score} or more", n.label) for n in steps]
+    rows = [(f"{n.score} or more", n.label) for n in reversed(steps)]  # best first
     first = steps[0].score if steps else run.passing
     if ev.floor_label and first > run.passing:
         rows.append((f"{run.passing}-{first - 1}", ev.floor_label))

@@ -309,7 +309,10 @@ def test_a_letter_states_one_outlook_and_dates_no_task_in_the_past(
     letter, ev = letters[0], evaluations[0]
     assert stated_outlooks(letter.text) <= {ev.label}
     for line in letter.text.splitlines():
-        if line.startswith(("- By ", "- From ", "First, ")):
+        instruction = line.startswith(("- By ", "- From ", "First, "))
+        # A callout may state a past exam date as a fact ("has passed"), never ask for it.
+        callout = line.startswith("! ") and "has passed" not in line
+        if instruction or callout:
             for d in dates_in(line):
                 assert d >= today, (today, line)
     if ev.step2_score is None:
