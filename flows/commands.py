@@ -108,7 +108,7 @@ def describe(outcome: dict[str, Any]) -> str:
         )
     if outcome["status"] == "done" and c:
         levels = c.get("by_outlook_level", {})
-        at_risk = levels.get("1", 0) + levels.get("2", 0)
+        at_risk = levels.get("1", 0) + levels.get("2", 0) + c.get("pending_at_risk", 0)
         held = c.get("held_with_problems", 0)
         if outcome.get("delivery") == "smtp":
             mail = (
@@ -123,7 +123,8 @@ def describe(outcome: dict[str, Any]) -> str:
         skipped = c.get("emails_skipped", 0)
         lines = [
             f"{head}: {c.get('rows', 0)} students, {c.get('evaluated', 0)} evaluated, "
-            f"{at_risk} at risk (level 1-2), {held} held: see the Problems sheet",
+            f"{at_risk} at risk (level 1-2, or pending at risk), {held} held: see the Problems "
+            "sheet",
             f"  letters: {c.get('letters_written', 0)} written; {mail}"
             + (f"; {skipped} without a usable address" if skipped else ""),
             f"  results: {outcome['output']}/  (roster {outcome['message']})",

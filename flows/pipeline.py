@@ -340,6 +340,8 @@ def process_roster(
         "held_with_problems": len(held),
         "problems": len(roster.problems),
         "by_outlook_level": {str(k): levels.get(k, 0) for k in range(1, 6)},
+        # Pending students whose date is late, whose score is overdue or who failed Step 1.
+        "pending_at_risk": sum(1 for e in evaluations if e.pending_at_risk and e.level > 2),
         "letters_written": letters_written,
         "emails_sent": report.sent,
         "emails_unchanged": report.unchanged,
