@@ -218,8 +218,8 @@ def hyper_marginal(specialty: str) -> Reason:
     """Say that a close Step 1 pass limits even a great Step 2 at the top programs."""
     return Reason(
         "hyper.marginal",
-        f"Your Step 1 was a close pass: in {specialty}, even a great Step 2 CK may not carry "
-        "you at the top programs; smaller places are likelier.",
+        f"In {specialty}, even a great Step 2 CK may not carry a close Step 1 pass at the top "
+        "programs; smaller places are likelier.",
     )
 
 

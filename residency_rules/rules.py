@@ -421,8 +421,8 @@ def _evaluate(
     if record.conditional_pass:
         reasons.append(explain.conditional(record.conditional_pass))
     reasons.extend(decision.reasons)
-    if record.letters == "weak":
-        reasons.append(explain.letters_weak())
+    if record.letters == "weak" and not (tier == "hyper" and step1_passed):
+        reasons.append(explain.letters_weak())  # in a hyper tier the package names them
     trend = _trend(status, marginal, raw, score, record.step1_score, rules)
     if trend is not None:
         reasons.append(explain.trend(trend))
