@@ -176,7 +176,7 @@ def main(argv: list[str]) -> int:
     roster = intake.ingest(roster_path, settings, table)
     roster = validation.validate(roster, settings, table, None)
     evaluations = evaluate_all(
-        roster.records, table, review_start=settings.review_start, today=settings.run_date()
+        roster.records, table, cycle=settings.cycle(table), today=settings.run_date()
     )
     by_id = {e.student_id: e for e in evaluations}
     header_index = roster.header_row - 1

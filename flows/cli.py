@@ -260,12 +260,14 @@ def describe(outcome: RosterOutcome) -> str:
         skipped = c.emails_skipped
         lines = [
             f"{head}: {c.rows} students, {c.evaluated} evaluated, "
-            f"{c.at_risk} at risk (level 1-2), {c.held_with_problems} held: "
-            "see the Problems sheet",
+            f"{c.at_risk} at risk (level 1-2, or pending at risk), {c.held_with_problems} "
+            "held: see the Problems sheet",
             f"  letters: {c.letters_written} written; {mail}"
             + (f"; {skipped} without a usable address" if skipped else ""),
             f"  results: {outcome.output}/  (roster {outcome.message})",
         ]
+        if outcome.notice:
+            lines.append(f"  cycle: {outcome.notice} Letters were still written.")
         return "\n".join(lines)
     if outcome.status is RosterStatus.REJECTED:
         return f"{head}: {outcome.message}\n  moved to {outcome.output} with a .problems.txt"

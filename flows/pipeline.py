@@ -36,6 +36,7 @@ from flows.run_record import (
     RosterOutcome,
     RosterStatus,
     count_roster,
+    cycle_record,
     fingerprint,
     load_table,
     record_crash,
@@ -45,6 +46,7 @@ from flows.run_record import (
 from flows.runtime import gc_paused, gc_skips_old
 from flows.settings import Settings, load_settings
 from flows.workbook import LetterCell, write_annotated
+from residency_rules.calendar import stale
 from residency_rules.errors import AdvisingError, RosterError
 from residency_rules.records import Evaluation, StudentRecord
 from residency_rules.rules import evaluate_all
@@ -96,7 +98,7 @@ def evaluate_stage(roster: Roster, settings: Settings, table: SpecialtyTable) ->
     """Apply the outlook rules to every row that passed validation."""
     with gc_paused():
         return evaluate_all(
-            roster.records, table, review_start=settings.review_start, today=settings.run_date()
+            roster.records, table, cycle=settings.cycle(table), today=settings.run_date()
         )
 
 
@@ -130,6 +132,7 @@ def workbook_stage(
     evaluations: list[Evaluation],
     report: DeliveryReport,
     out_path: Path,
+    notice: str = "",
 ) -> None:
     """Write the office's workbook back with annotations, a Summary and a Problems sheet."""
     by_id = {e.student_id: e for e in evaluations}
@@ -142,7 +145,7 @@ def workbook_stage(
             cells[sid] = LetterCell(
                 report.status.get(sid, "Written"), f"letters/{safe_filename(sid)}.html"
             )
-    write_annotated(roster, by_id, cells, out_path)
+    write_annotated(roster, by_id, cells, out_path, notice)
 
 
 @contextmanager
@@ -254,16 +257,23 @@ def process_roster(
         )
     with _timed(timings, "letters"):
         remover = drop_folder.publish_dir(staging, out_dir / "letters")
+    # A cycle that is over or a year off: said once to the office; the letters still go.
+    cycle = settings.cycle(table)
+    cycle_warning = stale(settings.run_date(), cycle) or ""
+    if cycle_warning:
+        logger.info("Roster %s: %s", path.name, cycle_warning)  # the CLI summary says it
     with _timed(timings, "workbook"):
         workbook_stage(_as_is(roster), _as_is(evaluations), _as_is(report),
-                       out_dir / f"{path.stem}-annotated{path.suffix}")
+                       out_dir / f"{path.stem}-annotated{path.suffix}",
+                       f"Cycle: {cycle_warning}" if cycle_warning else "")
     if remover is not None:
         remover.join()
 
     counts = count_roster(roster, evaluations, report, written)
     ended = datetime.now().astimezone()
     write_run_json(out_dir, path.name, sha, table.version, print_fp, settings.delivery, counts,
-                   timings, started, ended)
+                   timings, started, ended,
+                   cycle_record(cycle, settings.run_date(), cycle_warning))
     moved = drop_folder.move_processed(path, settings.input_dir, ended)
     logger.info(
         "Roster %s: %d rows, %d evaluated, %d held, %d letters, %d sent, %d unchanged, %d failed",
@@ -271,7 +281,7 @@ def process_roster(
         counts.letters_written, counts.emails_sent, counts.emails_unchanged, counts.emails_failed,
     )
     return RosterOutcome(path.name, RosterStatus.DONE, f"kept in {moved.parent}", counts,
-                         str(out_dir), settings.delivery)
+                         str(out_dir), settings.delivery, cycle_warning)
 
 
 @flow(name="advising-nightly", log_prints=False)

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from flows import drop_folder
 from flows.files import sha256_file, write_atomic
 from flows.settings import Settings
+from residency_rules.calendar import Cycle, phase
 from residency_rules.errors import AdvisingError
 from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
 
@@ -56,11 +57,15 @@ class RosterCounts:
     emails_unchanged: int = 0
     emails_failed: int = 0
     emails_skipped: int = 0
+    # Pending students above level 2 whose exam date is late, whose score is overdue, or who
+    # have a failure on the record: at risk too (DESIGN.md section 4, revisions).
+    pending_at_risk: int = 0
 
     @property
     def at_risk(self) -> int:
-        """Students at level 1 or 2."""
-        return self.by_outlook_level.get("1", 0) + self.by_outlook_level.get("2", 0)
+        """Students at level 1 or 2, and pending students at risk."""
+        levels = self.by_outlook_level
+        return levels.get("1", 0) + levels.get("2", 0) + self.pending_at_risk
 
     @classmethod
     def from_json(cls, data: Any) -> RosterCounts:
@@ -81,6 +86,7 @@ class RosterOutcome:
     counts: RosterCounts | None = None
     output: str = ""
     delivery: str = ""
+    notice: str = ""  # for the office, e.g. the configured cycle is over; letters still went
 
 
 def load_table(settings: Settings) -> SpecialtyTable:
@@ -111,6 +117,9 @@ def fingerprint(settings: Settings, table: SpecialtyTable) -> str:
         exclude={"smtp_password", "input_dir", "output_dir", "today", "quiet_seconds"}
     )
     digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
+    # The phase of the run date picks the letters' plan (DESIGN.md 4a): a re-drop in a new
+    # phase is a new run; the date moving within a phase is not.
+    digest.update(phase(settings.run_date(), settings.cycle(table)).encode())
     return digest.hexdigest()[:16]
 
 
@@ -195,12 +204,28 @@ def count_roster(
         emails_unchanged=report.unchanged,
         emails_failed=report.failed,
         emails_skipped=report.skipped,
+        pending_at_risk=sum(1 for e in evaluations if e.pending_at_risk and e.level > 2),
     )
+
+
+def cycle_record(cycle: Cycle, today: date, warning: str) -> dict[str, Any]:
+    """Describe the cycle the letters were written for, for run.json."""
+    return {
+        "name": cycle.name,
+        "review_start": cycle.review_start.isoformat(),
+        "rank_deadline": cycle.rank_deadline.isoformat(),
+        "match_day": cycle.match_day.isoformat(),
+        "confirmed": cycle.confirmed,
+        "letters_written_for": today.isoformat(),
+        "phase": phase(today, cycle),
+        "stale": warning,
+    }
 
 
 def write_run_json(
     out_dir: Path, file: str, sha: str, rules_version: str, print_fp: str, delivery: str,
     counts: RosterCounts, timings: dict[str, float], started: datetime, ended: datetime,
+    cycle: dict[str, Any],
 ) -> None:
     """Write run.json: what ran, on which input, with which rules; the no-op check reads it."""
     record = {
@@ -209,6 +234,7 @@ def write_run_json(
         "rules_version": rules_version,
         "fingerprint": print_fp,
         "delivery": delivery,
+        "cycle": cycle,
         "counts": asdict(counts),
         "timings_seconds": timings,
         "start": started.isoformat(timespec="seconds"),

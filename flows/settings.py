@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
@@ -9,7 +10,11 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from residency_rules import calendar
+from residency_rules.calendar import Cycle
 from residency_rules.errors import SettingsError
+from residency_rules.rules import cycle_of
+from residency_rules.specialties import SpecialtyTable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A built wheel carries the templates inside the package (setup.py copies them there); a
@@ -53,9 +58,13 @@ class Settings(BaseSettings):
     # Sessions open at once with the relay for a large batch (one per 100 letters at most).
     smtp_connections: int = Field(default=3, ge=1, le=10)
 
-    # The day programs start reviewing applications in this cycle (ERAS opens to programs).
-    review_start: date = date(2026, 9, 23)
-    # "Today" for timing rules and letter dates; blank = the real date. Tests pin it.
+    # The cycle's dates (DESIGN.md section 4a); blank = the specialty table's [calendar]
+    # (defaults for the 2027 Main Match, for the office to confirm each year).
+    review_start: date | None = None  # programs start reviewing applications (ERAS)
+    rank_deadline: date | None = None  # the NRMP rank order list deadline
+    match_day: date | None = None
+    # The date letters are written for: the plan's phase and every date in it follow from it.
+    # Blank = the real date. Tests pin it.
     today: date | None = None
 
     schedule_cron: str = "0 2 * * *"
@@ -102,6 +111,20 @@ class Settings(BaseSettings):
     def run_date(self) -> date:
         """Return the date the rules and letters treat as today."""
         return self.today or date.today()
+
+    def cycle(self, table: SpecialtyTable) -> Cycle:
+        """Return the cycle letters are written for: the table's, with these settings' dates."""
+        base = cycle_of(table)
+        if self.review_start is None and self.rank_deadline is None and self.match_day is None:
+            return base
+        given = replace(
+            base,
+            review_start=self.review_start or base.review_start,
+            rank_deadline=self.rank_deadline or base.rank_deadline,
+            match_day=self.match_day or base.match_day,
+        )
+        where = "settings ADVISING_REVIEW_START / ADVISING_RANK_DEADLINE / ADVISING_MATCH_DAY"
+        return calendar.check(given, where)
 
 
 def load_settings(**overrides: object) -> Settings:

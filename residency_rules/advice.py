@@ -5,10 +5,9 @@ Builders are cached on their plain arguments so most students reuse an item alre
 
 from __future__ import annotations
 
-import datetime as _dt
 from functools import cache, lru_cache
 
-from residency_rules.explain import join, when
+from residency_rules.explain import join
 from residency_rules.records import AdviceItem, ProgramMix
 
 # Section names as the article heads them, so a student or advisor can find the passage.
@@ -24,10 +23,7 @@ STEP1_FAILED = "A Step 1 Failure Changes the Conversation"
 STEP1_SCREEN = "How Program Directors Actually View Step 2 CK vs Step 1"
 
 _CACHE = 1 << 16
-_WRITE_IT_DOWN = (
-    "Write down what you will do in the next 4 weeks: questions per day, NBME forms booked "
-    "and your exam date."
-)
+_WRITE_IT_DOWN = "Write down your next four weeks: questions a day, NBME forms, exam date."
 
 
 @lru_cache(maxsize=_CACHE)
@@ -49,8 +45,8 @@ def target(specialty: str, solid: int, excellent: int, situation: str, score: in
 
 QBANK = AdviceItem(
     "qbank",
-    "Do two full passes of a question bank (UWorld or AMBOSS) in mixed, timed blocks, and take "
-    "enough NBME practice forms to predict your range before test day.",
+    "Do two full passes of a question bank (UWorld or AMBOSS) in mixed, timed blocks, and "
+    "NBME practice forms until they predict your range.",
     GAME_PLAN,
 )
 
@@ -70,9 +66,9 @@ STEP1_TAKE = AdviceItem(
 
 STATEMENT_ITEM = AdviceItem(
     "statement",
-    "In your personal statement, write one short, specific paragraph about your Step 1 "
-    "failure: what happened, what you changed (question banks, NBME forms, schedule, "
-    "mentoring), and how your Step 2 CK and clerkships show it. Not an apology letter.",
+    "In your personal statement, write one short, specific paragraph on your Step 1 failure: "
+    "what happened, what you changed, and how your Step 2 CK and clerkships show it. Not an "
+    "apology letter.",
     STATEMENT,
 )
 
@@ -107,42 +103,15 @@ def failure_statement(step1_failed: bool, step2_failed: bool) -> tuple[AdviceIte
 LETTERS_ITEM = AdviceItem(
     "letters",
     "Ask for letters from attendings who saw you at your best, late in third year or early "
-    "in fourth year, when you were already working at your Step 2 CK level.",
+    "in fourth year.",
     LETTERS,
 )
 
 ADVISOR_ITEM = AdviceItem(
     "advisor",
-    "Meet your advisor in the next two weeks to go through this plan together.",
+    "Meet your advisor to go through this plan together.",
     AT_RISK,
 )
-
-
-@lru_cache(maxsize=_CACHE)
-def schedule(
-    late: bool, step2_date: _dt.date | None, cutoff: _dt.date, review_start: _dt.date
-) -> AdviceItem:
-    """Say when to sit the exam so the score is there when programs read the application."""
-    reading = f"programs start reading applications on {when(review_start)}"
-    if late and step2_date is not None:
-        text = (
-            f"Move your exam to {when(cutoff)} or earlier if you can, so your score posts "
-            f"before {reading}. If you cannot, still apply on time: do not become a late "
-            "applicant waiting for it."
-        )
-    elif late:
-        text = (
-            f"Book your exam as soon as you can and still apply on time: {reading}, so your "
-            "score will follow your application."
-        )
-    elif step2_date is not None:
-        text = f"Keep your exam on {when(step2_date)}: the score should post before {reading}."
-    else:
-        text = (
-            f"Book your exam for {when(cutoff)} or earlier, so your score posts before "
-            f"{reading}."
-        )
-    return AdviceItem("schedule", text, TIMING)
 
 
 @lru_cache(maxsize=_CACHE)
@@ -197,8 +166,8 @@ def parallel(names: tuple[str, ...], lowest_tier: bool) -> AdviceItem:
         )
     elif lowest_tier:
         text = (
-            "Apply broadly, with plenty of community programs, and talk with your advisor "
-            "about a backup plan."
+            "Apply to more programs than usual, with plenty of community programs, and talk "
+            "with your advisor about a backup plan."
         )
     else:
         text = (

@@ -24,6 +24,25 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def counted(n: int, word: str) -> str:
+    """Write a count the way a person says it: "one failed attempt", "two failed attempts"."""
+    number = _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+    return f"{number} {word}" if n == 1 else f"{number} {word}s"
+
+
+def times(n: int) -> str:
+    """Write how often: "once", "twice", "three times"."""
+    if n == 1:
+        return "once"
+    if n == 2:
+        return "twice"
+    number = _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+    return f"{number} times"
+
+
 @cache
 def step1(status: Step1Status, marginal: bool, failed: int) -> Reason:
     """Say where Step 1 leaves the student: programs check it first."""
@@ -38,8 +57,8 @@ def step1(status: Step1Status, marginal: bool, failed: int) -> Reason:
         return Reason("step1.clean", text)
     if status == "failure":
         text = (
-            f"You passed Step 1 after {plural(failed, 'failed attempt')}. Programs will see it "
-            "and ask what went wrong and what changed."
+            f"You passed Step 1 after {counted(failed, 'failed attempt')}. Programs will see it "
+            "and ask what changed."
         )
         return Reason("step1.failure", text)
     if status == "not passed":
@@ -81,10 +100,7 @@ def score(
             f"{specialty}."
         )
     elif band == "solid":
-        text = (
-            f"Your Step 2 CK score of {value} is solid for {specialty} ({solid} or more); "
-            f"{excellent} would be excellent."
-        )
+        text = f"Your Step 2 CK score of {value} is solid for {specialty} ({solid} or more)."
     else:
         text = (
             f"Your Step 2 CK score of {value} is excellent for {specialty} "
@@ -94,29 +110,47 @@ def score(
 
 
 @cache
-def clerkships(strength: ClerkshipStrength, failed_one: bool, moved_to: Band | None) -> Reason:
-    """Say what the clerkship grades add, and how they moved the reading of the score."""
+def clerkships(
+    strength: ClerkshipStrength,
+    failed_one: bool,
+    moved_to: Band | None,
+    grades_to_come: bool = True,
+) -> Reason:
+    """Say what the clerkship grades add, how they moved the reading of the score, and (weak)
+    what to do about them."""
     if strength == "strong":
         text = "Your clerkship grades are strong: at least half are Honors or High Pass."
         if moved_to is not None:
             text += (
                 " Strong clinical grades can push a slightly lower Step 2 CK into the interview "
-                "pile, so we count your score as solid."
+                "pile."
             )
-        else:
-            text += " They back up your Step 2 CK."
         return Reason("clerkships.strong", text)
-    why = "a failed clerkship" if failed_one else "no Honors or High Pass yet"
-    text = f"Your clerkship grades are a weak spot ({why})."
-    if moved_to is not None:
-        what = "solid" if moved_to == "solid" else "just under solid"
-        text += (
-            " Weak clinical comments can sink even a great score, so we count your score as "
-            f"{what}."
-        )
+    if failed_one:
+        why = "a failed clerkship"
+    elif grades_to_come:
+        why = "no Honors or High Pass so far"
     else:
-        text += " Programs read them next to your score."
-    return Reason("clerkships.weak", text)
+        why = "all Pass, no Honors or High Pass"
+    text = f"Your clerkship grades are a weak spot ({why})"
+    if moved_to is not None:
+        text += ": weak clinical comments can sink even a great score"
+    action = (
+        "aim for Honors in the clerkships still to come and ask for feedback midway"
+        if grades_to_come
+        else "ask the attendings of your sub-internship for feedback midway, and for a letter "
+        "when it goes well"
+    )
+    return Reason("clerkships.weak", f"{text}. To answer it, {action}.")
+
+
+@cache
+def letters_weak() -> Reason:
+    """Name weak letters of recommendation, with what to do."""
+    return Reason(
+        "letters.weak",
+        "Your letters of recommendation are rated weak, and programs read them closely.",
+    )
 
 
 @cache
@@ -124,45 +158,18 @@ def repeated_failures(failed: int) -> Reason:
     """Say why two or more Step 1 failures weigh on the score."""
     return Reason(
         "step1.repeated",
-        f"You failed Step 1 {failed} times, so programs will read even a good Step 2 CK more "
-        "cautiously. We count your score one step lower.",
+        f"You failed Step 1 {times(failed)}, so programs read even a good Step 2 CK more "
+        "cautiously: we count your score one step lower.",
     )
 
 
-_STATUS_WORDS: dict[Step1Status, str] = {
-    "clean": "a first-try Step 1 pass",
-    "failure": "a Step 1 pass after a failed attempt",
-    "not passed": "Step 1 not passed",
-    "not taken": "Step 1 not taken",
-}
-_BAND_WORDS: dict[Band, str] = {
-    "excellent": "an excellent Step 2 CK",
-    "solid": "a solid Step 2 CK",
-    "borderline": "a Step 2 CK just under solid",
-    "below": "a Step 2 CK well under solid",
-    "failing": "a Step 2 CK not passed",
-    "pending": "no Step 2 CK score yet",
-}
-
-
-# The record the matrix read when a Step 2 CK failure came before this score (#14).
-_STEP2_FAILED_WORDS: dict[Step1Status, str] = {
-    "clean": "a failed Step 2 CK attempt before this score",
-    "failure": "failed attempts at Step 1 and at Step 2 CK before this score",
-}
-
-
 @lru_cache(maxsize=_CACHE)
-def outcome(
-    specialty: str, status: Step1Status, band: Band, label: str, step2_failed: bool = False
-) -> Reason:
-    """Say what the matrix concluded, naming the two things it read."""
-    record = _STATUS_WORDS[status]
-    if step2_failed:
-        record = _STEP2_FAILED_WORDS.get(status, record)
+def changed(alone: str, causes: tuple[str, ...], label: str) -> Reason:
+    """Say what the score alone would give and what changed it, so the letter keeps one voice."""
     return Reason(
-        "matrix",
-        f"With {record} and {_BAND_WORDS[band]}, your outlook for {specialty} is: {label}.",
+        "matrix.changed",
+        f'Your Step 2 CK alone would read "{alone}", but {join(causes)}: your outlook is '
+        f'"{label}".',
     )
 
 
@@ -221,7 +228,7 @@ def package(specialty: str, missing: tuple[str, ...], capped: bool) -> Reason:
     if capped:
         text = (
             f"For {specialty}, a strong Step 2 CK is necessary but not enough: programs also "
-            f"want {pieces}. Until you have those, it is a reach."
+            f"want {pieces}."
         )
     else:
         text = f"For {specialty}, programs also want {pieces}."
@@ -233,9 +240,8 @@ def hyper_marginal(specialty: str) -> Reason:
     """Say that a close Step 1 pass limits even a great Step 2 at the top programs."""
     return Reason(
         "hyper.marginal",
-        f"Your Step 1 was a close pass: in {specialty}, even a great Step 2 CK may not carry "
-        "you at the top programs. You may still match, more likely at smaller or less "
-        "well-known places.",
+        f"In {specialty}, even a great Step 2 CK may not carry a close Step 1 pass at the top "
+        "programs; smaller places are likelier.",
     )
 
 
@@ -244,8 +250,7 @@ def impact(value: int, why: str) -> Reason:
     """Give the article's rule of thumb for how much Step 2 CK can help here."""
     return Reason(
         "impact",
-        f"How much your Step 2 CK can help here: about {value} out of 100 ({why}). A rule of "
-        "thumb, not science.",
+        f"Step 2 CK weighs about {value} out of 100 here ({why}; a rule of thumb, not science).",
     )
 
 
@@ -255,14 +260,13 @@ def trend(direction: Trend) -> Reason:
     if direction == "upward":
         return Reason(
             "trend.upward",
-            "Your Step 2 CK is clearly better than your Step 1. Programs notice an upward "
-            "trend like that, so make sure your letters show it too.",
+            "Your Step 2 CK is clearly better than your Step 1: programs notice an upward "
+            "trend like that.",
         )
     return Reason(
         "trend.stable",
-        "Your Step 2 CK is not far enough above your Step 1 to read as a comeback, so "
-        "programs will see it as steady rather than transformed. That is fine when your "
-        "program list is realistic.",
+        "Programs will read your Step 2 CK as steady rather than a comeback from Step 1: "
+        "fine with a realistic program list.",
     )
 
 

@@ -56,6 +56,7 @@ class StudentRecord:
     letters: LetterStrength | None = None
     advisor: str | None = None
     advisor_email: str | None = None
+    interviews: int | None = None  # interview invitations so far (optional column)
     row: int = 0  # the Excel row number as the office sees it
 
 
@@ -163,3 +164,25 @@ class Evaluation:
     # A failed Step 2 CK attempt is on the record: before the passing (or awaited) score, or the
     # failing score on file itself. Programs see it; the matrix reads the `failure` row.
     step2_failed_before: bool = False
+    # --- the application calendar (DESIGN.md section 4a) ---
+    phase: str = "preparing"  # residency_rules.calendar.Phase of the letter's date
+    # Days from the letter's date on which each advice item is due, in the advice's order
+    # (never decreasing: the plan reads in causal order); () = the letter decides.
+    advice_days: tuple[int, ...] = ()
+    applies_this_cycle: bool = True  # False: Step 1 not passed, no application advice
+    exam_overdue: bool = False  # the Step 2 CK date has passed and no score is on file
+    score_by: date | None = None  # pending: the score must post by this day (None: past)
+    interviews_low: bool = False  # mid-season, fewer invitations than the specialty's target
+    pending_at_risk: bool = False  # pending with a late date, an overdue score or a failure
+    # --- one voice (DESIGN.md section 4, revisions of November 2026) ---
+    # What the matrix gave for the score alone (before the modifiers and the hyper cap);
+    # equal to label when no modifier changed it; "" outside the matrix.
+    score_alone_label: str = ""
+    score_alone_level: int = 0
+    # What changed the score-alone reading, in the order applied (clerkships, repeated Step 1
+    # failures, the hyper-tier package), each in a few words; () when nothing did.
+    modifiers: tuple[str, ...] = ()
+    # Students with a passing score: what can still move the outlook (the score cannot).
+    levers: tuple[str, ...] = ()
+    # Pending: the outlook a just-passing score would bring (the downside of the range).
+    floor_label: str = ""

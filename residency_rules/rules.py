@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from residency_rules import advice, explain
+from residency_rules import advice, explain, plan
 from residency_rules.bands import (
     clerkship_strength,
     matrix_row,
@@ -35,11 +35,11 @@ from residency_rules.bands import (
     step2_band,
     step2_failed_before,
 )
+from residency_rules.calendar import Cycle, phase
 from residency_rules.errors import RulesError
 from residency_rules.outlook import ladder, read_matrix, shift_band
 from residency_rules.parallel import parallel_specialties
 from residency_rules.records import (
-    AdviceItem,
     Band,
     ClerkshipStrength,
     Evaluation,
@@ -51,8 +51,8 @@ from residency_rules.records import (
     StudentRecord,
     Trend,
 )
-from residency_rules.rulebook import Rules
-from residency_rules.specialties import SpecialtyTable
+from residency_rules.rulebook import Outlook, Rules
+from residency_rules.specialties import SpecialtyTable, load_default_table
 
 _CACHE_KEY = "residency_rules.rules"
 _IMPACT_WHY: dict[Step1Status, str] = {
@@ -120,26 +120,45 @@ def _compiled(table: SpecialtyTable) -> _Compiled:
     return built
 
 
+def cycle_of(
+    table: SpecialtyTable, review_start: _dt.date | None = None, cycle: Cycle | None = None
+) -> Cycle:
+    """Return the cycle to evaluate against: the one given, else the table's [calendar]
+    (the packaged one when the table has none), with review_start replaced when given."""
+    if cycle is None:
+        cycle = table.calendar or load_default_table().calendar
+        assert cycle is not None  # the packaged file always has a [calendar] table
+    if review_start is not None and review_start != cycle.review_start:
+        cycle = replace(cycle, review_start=review_start)
+    return cycle
+
+
 def evaluate(
-    record: StudentRecord, table: SpecialtyTable, *, review_start: _dt.date, today: _dt.date
+    record: StudentRecord,
+    table: SpecialtyTable,
+    *,
+    today: _dt.date,
+    review_start: _dt.date | None = None,
+    cycle: Cycle | None = None,
 ) -> Evaluation:
-    """Decide one student's outlook, say why, and write the game plan."""
+    """Decide one student's outlook, say why, and write the game plan for `today`."""
     compiled = _compiled(table)
-    cutoff = review_start - _dt.timedelta(weeks=compiled.rules.timing_weeks)
-    return _evaluate(record, table, compiled, review_start, today, cutoff)
+    found = cycle_of(table, review_start, cycle)
+    return _evaluate(record, table, compiled, found, today)
 
 
 def evaluate_all(
     records: Sequence[StudentRecord],
     table: SpecialtyTable,
     *,
-    review_start: _dt.date,
     today: _dt.date,
+    review_start: _dt.date | None = None,
+    cycle: Cycle | None = None,
 ) -> list[Evaluation]:
     """Evaluate a whole roster in order; one Evaluation per record."""
     compiled = _compiled(table)
-    cutoff = review_start - _dt.timedelta(weeks=compiled.rules.timing_weeks)
-    return [_evaluate(r, table, compiled, review_start, today, cutoff) for r in records]
+    found = cycle_of(table, review_start, cycle)
+    return [_evaluate(r, table, compiled, found, today) for r in records]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,18 +169,16 @@ class _Decision:
     level: int
     label: str
     reasons: tuple[Reason, ...]  # modifiers, the outcome, the hyper-tier package, the impact
-    next_levels: tuple[NextLevel, ...]
+    next_levels: tuple[NextLevel, ...]  # the score ladder: no passing score yet only
     impact: int
     mix: ProgramMix
-    head: tuple[AdviceItem, ...]  # before the target: Step 1 first
-    exam_prep: bool  # question bank and scheduling: no passing Step 2 CK yet
-    middle: tuple[AdviceItem, ...]  # after the exam plan: personal statement
-    tail: tuple[AdviceItem, ...]  # the package and the program-list mix
-    closing: tuple[AdviceItem, ...]  # after the parallel plan: meet an advisor
+    score_alone: Outlook | None  # the matrix for the score alone; None outside the matrix
+    floor_label: str  # pending: the outlook a just-passing score would bring, if at risk
+    modifiers: tuple[str, ...]  # what changed the score-alone reading (the why says so)
 
 
 _DecisionKey = tuple[
-    str, Step1Status, bool, int, Band, ClerkshipStrength, bool, tuple[str, ...], bool
+    str, Step1Status, bool, int, Band, ClerkshipStrength, bool, tuple[str, ...], bool, bool
 ]
 
 
@@ -176,17 +193,18 @@ def _decide(
     failed_clerkship: bool,
     missing: tuple[str, ...],
     step2_failed: bool,
+    grades_to_come: bool = True,
 ) -> _Decision:
     """Read the outlook for one situation; cached, as a roster repeats few situations."""
     key: _DecisionKey = (
         spec.name, status, marginal, failed, raw, strength, failed_clerkship, missing,
-        step2_failed,
+        step2_failed, grades_to_come,
     )
     found = compiled.decisions.get(key)
     if found is None:
         found = _decide_uncached(
             compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing,
-            step2_failed,
+            step2_failed, grades_to_come,
         )
         compiled.decisions[key] = found
     return found
@@ -203,6 +221,7 @@ def _decide_uncached(
     failed_clerkship: bool,
     missing: tuple[str, ...],
     step2_failed: bool,
+    grades_to_come: bool,
 ) -> _Decision:
     rules = compiled.rules
     # A Step 2 CK failure on the record puts a clean Step 1 on the `failure` row (#14).
@@ -217,6 +236,10 @@ def _decide_uncached(
     capped = False
     next_levels: tuple[NextLevel, ...] = ()
     clerk_moved_to: Band | None = None
+    score_alone: Outlook | None = None
+    floor_label = ""
+    causes: list[str] = []
+    outcome: Reason | None
     if not step1_passed:
         outside = rules.step1_not_passed if status == "not passed" else rules.step1_not_taken
         level, label = outside.level, outside.label
@@ -232,8 +255,10 @@ def _decide_uncached(
         best = steps[-1].level if steps else 1
         level, label = min(best, rules.pending_max_level), rules.pending_label
         # No score yet: every rung is still ahead, but a score that leaves the student at
-        # risk is no goal to show.
+        # risk is no goal to show; it is the downside of the range (floor_label).
         next_levels = tuple(n for n in steps if n.level > 1)
+        if steps and steps[0].level == 1:
+            floor_label = steps[0].label
         capped = bool(steps) and steps[-1].label == rules.package_cap.label and not package_ok
         outcome = explain.outside("pending", name, spec.solid, spec.excellent)
     else:
@@ -242,22 +267,38 @@ def _decide_uncached(
             clerk_moved_to = shift_band(raw, strength, 0)[0]
         cell, capped = read_matrix(row, tier, band, package_ok, rules)
         level, label = cell.level, cell.label
-        # The matrix's own label; the package reason below explains a cap.
-        outcome = explain.outcome(
-            name, status, band, rules.matrix[(row, tier, band)].label, step2_failed
-        )
-        steps = compiled.ladder(spec, row, strength, repeated, package_ok)
-        next_levels = tuple(n for n in steps if n.level > level)
+        # The score can no longer change (a passed exam cannot be retaken): no ladder. When a
+        # modifier changed what the score alone gives, say both, the headline's last.
+        score_alone = rules.matrix[(row, tier, raw)]
+        if clerk_moved_to is not None:
+            causes.append(
+                "your strong clinical grades lift it" if strength == "strong"
+                else "your weak clinical grades lower it"
+            )
+        if repeated and band != raw:
+            causes.append(f"failing Step 1 {explain.times(failed)} lowers it")
+        if capped:
+            causes.append(
+                f"in {name} a strong score is necessary but not enough without "
+                f"{explain.join(missing)}"
+            )
+        outcome = None
+        if score_alone.label != label and causes:
+            outcome = explain.changed(score_alone.label, tuple(causes), label)
 
     if strength != "neutral":
-        reasons.append(explain.clerkships(strength, failed_clerkship, clerk_moved_to))
+        reasons.append(
+            explain.clerkships(strength, failed_clerkship, clerk_moved_to, grades_to_come)
+        )
     if repeated and raw != "failing":
         reasons.append(explain.repeated_failures(failed))
-    reasons.append(outcome)
     if hyper and step1_passed:
-        reasons.append(explain.package(name, missing, capped))
+        if not (capped and outcome is not None):  # else the outcome says it
+            reasons.append(explain.package(name, missing, capped))
         if marginal:
             reasons.append(explain.hyper_marginal(name))
+    if outcome is not None:
+        reasons.append(outcome)
     if hyper:
         impact, why = rules.impact_hyper, "in a highly competitive specialty"
     elif row == "failure" or status == "not passed":
@@ -267,16 +308,6 @@ def _decide_uncached(
         impact, why = rules.impact_clean, _IMPACT_WHY[status]
     reasons.append(explain.impact(impact, why))
 
-    mix = rules.mix[level]
-    head: tuple[AdviceItem, ...] = ()
-    if status == "not passed":
-        head = (advice.STEP1_RETAKE,)
-    elif status == "not taken":
-        head = (advice.STEP1_TAKE,)
-    tail: list[AdviceItem] = []
-    if hyper:
-        tail.append(advice.package(name, missing))
-    tail.append(advice.mix(mix))
     return _Decision(
         band=band,
         level=level,
@@ -284,14 +315,77 @@ def _decide_uncached(
         reasons=tuple(reasons),
         next_levels=next_levels,
         impact=impact,
-        mix=mix,
-        head=head,
-        exam_prep=step1_passed and (raw == "pending" or raw == "failing"),
-        middle=advice.failure_statement(
-            status == "failure", step2_failed and raw != "failing"
-        ),
-        tail=tuple(tail),
-        closing=(advice.ADVISOR_ITEM,) if mix.meet_advisor else (),
+        mix=rules.mix[level],
+        score_alone=score_alone,
+        floor_label=floor_label,
+        modifiers=tuple(causes) if outcome is not None else (),
+    )
+
+
+def _levers(
+    compiled: _Compiled,
+    spec: Specialty,
+    status: Step1Status,
+    marginal: bool,
+    failed: int,
+    raw: Band,
+    decision: _Decision,
+    record: StudentRecord,
+    strength: ClerkshipStrength,
+    step2_failed: bool,
+) -> tuple[str, ...]:
+    """Say what can still move the outlook of a student whose score is in and passing.
+
+    Derived from the rules: each modifier the student can still change (grades still to
+    come, the hyper tier's package) is tried, and named when it would raise the level.
+    """
+    grades = [g for _, g in record.clerkships]
+    to_come = sum(1 for g in grades if g is None)
+    graded = len(grades) - to_come
+    good = sum(1 for g in grades if g in ("H", "HP"))
+    failed_one = "F" in grades
+    found: list[str] = []
+    could_be_strong = strength == "strong" or (
+        not failed_one and to_come > 0 and 2 * (good + to_come) >= graded + to_come
+    )
+    if strength != "strong" and could_be_strong:
+        need = max(1, -(-(graded + to_come) // 2) - good)
+        missing = _missing(spec.name, "strong", record, compiled.rules)
+        alt = _decide(compiled, spec, status, marginal, failed, raw, "strong", False, missing,
+                      step2_failed)
+        if alt.level > decision.level:
+            found.append(
+                f"Honors or High Pass in {explain.counted(need, 'clerkship')} of the "
+                f"{to_come} still to be graded would make your clinical grades strong and "
+                f'lift your outlook to "{alt.label}".'
+            )
+    if spec.tier == "hyper":
+        missing = _missing(spec.name, strength, record, compiled.rules)
+        pieces = tuple(m for m in missing if "clinical" not in m)
+        if pieces:
+            best = "strong" if could_be_strong else strength
+            left = _missing(spec.name, best, record, compiled.rules)
+            left = tuple(m for m in left if "clinical" in m)
+            alt = _decide(compiled, spec, status, marginal, failed, raw, best, False, left,
+                          step2_failed)
+            if alt.level > decision.level:
+                grades_too = " with strong clinical grades" if strength != "strong" else ""
+                said = explain.join(pieces)
+                found.append(
+                    f"{said[:1].upper()}{said[1:]}{',' if ',' in said else ''}{grades_too} "
+                    f'would lift your outlook to "{alt.label}".'
+                )
+    return tuple(found)
+
+
+def _missing(
+    name: str, strength: ClerkshipStrength, record: StudentRecord, rules: Rules
+) -> tuple[str, ...]:
+    return advice.missing_pieces(
+        name,
+        strength == "strong",
+        (record.research_count or 0) >= rules.package_min_research,
+        record.letters != "weak",
     )
 
 
@@ -299,9 +393,8 @@ def _evaluate(
     record: StudentRecord,
     table: SpecialtyTable,
     compiled: _Compiled,
-    review_start: _dt.date,
+    cycle: Cycle,
     today: _dt.date,
-    cutoff: _dt.date,
 ) -> Evaluation:
     rules = compiled.rules
     spec = compiled.by_name.get(record.specialty) or table.resolve(record.specialty)
@@ -313,40 +406,42 @@ def _evaluate(
         )
     name = spec.name
     tier = spec.tier
+    review_start = cycle.review_start
+    cutoff = review_start - _dt.timedelta(weeks=rules.timing_weeks)
     status, marginal, failed = step1_status(record, rules)
     score = record.step2_score
     step2_date = record.step2_date
     passing = passing_score(step2_date, rules)
     raw = step2_band(score, step2_date, spec, rules)
-    step2_failed = step2_failed_before(record.step2_attempts, raw)
     strength, failed_clerkship = clerkship_strength(record.clerkships)
+    grades_to_come = any(g is None for _, g in record.clerkships)
+    step2_failed = step2_failed_before(record.step2_attempts, raw)
     missing: tuple[str, ...] = ()
     if tier == "hyper":
-        missing = advice.missing_pieces(
-            name,
-            strength == "strong",
-            (record.research_count or 0) >= rules.package_min_research,
-            record.letters != "weak",
-        )
+        missing = _missing(name, strength, record, rules)
     decision = _decide(
         compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing,
-        step2_failed,
+        step2_failed, grades_to_come,
     )
     level = decision.level
+    step1_passed = status == "clean" or status == "failure"
 
     reasons: list[Reason] = [
         explain.step1(status, marginal, failed),
         explain.score(name, raw, score, spec.solid, spec.excellent, passing),
     ]
-    if step2_failed:
-        reasons.append(explain.step2_failed_before(raw))
     if record.conditional_pass:
         reasons.append(explain.conditional(record.conditional_pass))
     reasons.extend(decision.reasons)
+    if step2_failed:
+        reasons.append(explain.step2_failed_before(raw))
+    if record.letters == "weak" and not (tier == "hyper" and step1_passed):
+        reasons.append(explain.letters_weak())  # in a hyper tier the package names them
     trend = _trend(status, marginal, raw, score, record.step1_score, rules)
     if trend is not None:
         reasons.append(explain.trend(trend))
     timing_late = False
+    overdue = score is None and step2_date is not None and step2_date < today
     if score is None:
         # No date on file: the exam cannot be earlier than today.
         timing_late = (step2_date or today) > cutoff
@@ -358,29 +453,31 @@ def _evaluate(
     if mix.parallel_plan and score is not None and raw != "failing":
         parallel = compiled.parallel(spec, score)
 
-    items = list(decision.head)
-    if decision.head:
-        situation = "step1"
-    elif raw == "pending":
-        situation = "pending"
-    elif raw == "failing":
-        situation = "retake"
-    else:
-        situation = "scored"
-    items.append(advice.target(name, spec.solid, spec.excellent, situation, score or 0))
-    if decision.exam_prep:
-        items.append(advice.QBANK)
-        if raw == "pending":
-            items.append(advice.schedule(timing_late, step2_date, cutoff, review_start))
-        else:  # a retake: the old exam date says nothing about the new one
-            items.append(advice.schedule(today > cutoff, None, cutoff, review_start))
-    items.extend(decision.middle)
-    if trend == "upward":
-        items.append(advice.LETTERS_ITEM)
-    items.extend(decision.tail)
-    if mix.parallel_plan:
-        items.append(advice.parallel(parallel, tier == "less"))
-    items.extend(decision.closing)
+    season = phase(today, cycle)
+    over = cycle.over(today)
+    target = table.interviews.target(name) if table.interviews is not None else 10
+    interviews = record.interviews
+    low = (
+        season == "interviewing" and today >= cycle.mid_season and interviews is not None
+        and interviews < target and step1_passed
+    )
+    items, days = plan.build(plan.Situation(
+        today=today, phase=season, cycle=cycle, cycle_over=over, cutoff=cutoff,
+        specialty=name, tier=tier, solid=spec.solid, excellent=spec.excellent, step1=status,
+        step2_failed=step2_failed,
+        raw=raw, score=score, exam=step2_date, late=timing_late, overdue=overdue,
+        upward=trend == "upward", level=level, mix=mix, parallel=parallel, missing=missing,
+        weak_letters=record.letters == "weak", interviews=interviews, interviews_target=target,
+        interviews_low=low,
+    ))
+    levers: tuple[str, ...] = ()
+    if step1_passed and raw not in ("pending", "failing"):
+        levers = _levers(
+            compiled, spec, status, marginal, failed, raw, decision, record, strength,
+            step2_failed,
+        )
+    alone = decision.score_alone
+    pending = raw == "pending"
 
     return Evaluation(
         student_id=record.student_id,
@@ -399,14 +496,27 @@ def _evaluate(
         trend=trend,
         timing_late=timing_late,
         reasons=tuple(reasons),
-        advice=tuple(items),
+        advice=items,
         mix=mix,
         rules_version=compiled.version,
         next_levels=decision.next_levels,
         parallel=parallel,
         missing_package=missing,
         step2_score=score,
+        phase=season,
+        advice_days=days,
+        applies_this_cycle=step1_passed,
+        exam_overdue=overdue,
+        score_by=cutoff if pending and cutoff >= today and not over else None,
+        interviews_low=low,
+        pending_at_risk=pending and (timing_late or overdue or status == "failure"
+                                     or step2_failed),
         step2_failed_before=step2_failed,
+        score_alone_label=alone.label if alone is not None else "",
+        score_alone_level=alone.level if alone is not None else 0,
+        levers=levers,
+        floor_label=decision.floor_label,
+        modifiers=decision.modifiers,
     )
 
 

@@ -157,6 +157,12 @@ FIELDS: tuple[Field, ...] = (
         help="Strong, Average or Weak.",
     ),
     Field(
+        "interviews", "Interviews", "interview invitations",
+        ("Interview Invitations", "Interview Invites", "Invitations", "Invites",
+         "# Interviews", "Interviews Offered", "Number of Interviews", "Interview Count"),
+        help="Interview invitations so far (a whole number, 0 or more); blank = not known.",
+    ),
+    Field(
         "advisor", "Advisor", "advisor",
         ("Adviser", "Advisor Name", "Faculty Advisor", "Advising Dean", "Career Advisor"),
         help="Signs the letter.",
@@ -661,6 +667,7 @@ KINDS: dict[str, Kind] = {
     **{name: "grade" for name in CLERKSHIP_FIELDS},
     "research_count": "whole",
     "letters": "letters",
+    "interviews": "whole",
     "advisor": "text",
     "advisor_email": "email",
 }

@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Literal
 
 from residency_rules import datafile as df
+from residency_rules.calendar import Cycle, InterviewTargets, parse_cycle, parse_interviews
 from residency_rules.errors import RulesError
 from residency_rules.explain import when
 from residency_rules.records import Specialty, Tier
@@ -55,6 +56,9 @@ class SpecialtyTable:
     nrmp_report: str = ""  # how a checked block is cited, e.g. "NRMP Charting Outcomes 2026, ..."
     families: tuple[str, ...] = ()  # the family names a specialty may have
     family_source: str = ""
+    # The application calendar's dates and the interview targets (DESIGN.md section 4a).
+    calendar: Cycle | None = None
+    interviews: InterviewTargets | None = field(default=None, repr=False, compare=False)
     _by_name: Mapping[str, Specialty] = field(init=False, repr=False, compare=False)
     _by_key: Mapping[str, Specialty] = field(init=False, repr=False, compare=False)
     # Per-table precomputation the rules build once (sentences, score ladders); see rules.py.
@@ -125,6 +129,8 @@ def parse_table(text: str, origin: str) -> SpecialtyTable:
     version = df.text(doc, "version", top, 'add a version line, e.g. version = "2026.1"')
     cycle = df.text(doc, "cycle", top, 'add the match cycle, e.g. cycle = "2027 Main Match"')
     rules = parse_rules(doc, origin)
+    calendar = parse_cycle(doc, origin)
+    interviews = parse_interviews(doc, origin)
     entries = doc.get("specialty")
     if not isinstance(entries, list) or not entries:
         raise top.error(
@@ -147,6 +153,8 @@ def parse_table(text: str, origin: str) -> SpecialtyTable:
         nrmp_report=report,
         families=families,
         family_source=family_source,
+        calendar=calendar,
+        interviews=interviews,
     )
 
 

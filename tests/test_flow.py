@@ -397,3 +397,46 @@ def test_batches_cover_every_student_once_and_bound_memory(
     assert all(0 < b - a <= size for a, b in bounds)
     if len(bounds) > 1:
         assert (bounds[0][1] - bounds[0][0] < size) == small_first
+
+
+@pytest.mark.slow
+def test_a_cycle_that_is_over_is_reported_and_the_letters_still_go(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After Match Day: one console line, a Summary line and a run.json field (#13)."""
+    monkeypatch.setenv("ADVISING_TODAY", "2027-03-25")
+    _drop_demo(workdir, 4)
+    outcomes = _run()
+    assert outcomes[0].status == "done"
+    out = workdir / "output" / "class-2027"
+    run = json.loads((out / "run.json").read_text())
+    assert "ended on Match Day" in run["cycle"]["stale"]
+    assert run["cycle"]["phase"] == "preparing" and run["cycle"]["confirmed"] is False
+    assert run["counts"]["letters_written"] == 4
+    summary = openpyxl.load_workbook(out / "class-2027-annotated.xlsx")["Summary"]
+    assert "ended on Match Day" in str(summary.cell(3, 1).value)
+    from flows.cli import describe
+
+    assert "cycle: The configured cycle" in describe(outcomes[0])
+
+
+@pytest.mark.slow
+def test_a_re_drop_in_a_new_phase_is_a_new_letter_and_the_next_night_is_not(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same roster: December, then December again (unchanged), then February (a new season)."""
+    roster = _drop_demo(workdir, 3)
+    data = roster.read_bytes()
+    monkeypatch.setenv("ADVISING_TODAY", "2026-12-05")
+    assert _run()[0].counts.letters_written == 3
+    for today, expected in (("2026-12-06", "unchanged"), ("2027-02-20", "done")):
+        roster.write_bytes(data)
+        os.utime(roster, (0, 0))
+        monkeypatch.setenv("ADVISING_TODAY", today)
+        assert _run()[0].status == expected
+    out = workdir / "output" / "class-2027"
+    run = json.loads((out / "run.json").read_text())
+    assert run["cycle"]["phase"] == "ranking"
+    assert run["counts"]["emails_sent"] >= 1  # plans changed with the season: sent again
+    texts = [p.read_text(encoding="utf-8") for p in (out / "letters").glob("*.txt")]
+    assert any("A new season" in t for t in texts)

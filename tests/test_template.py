@@ -112,15 +112,17 @@ def test_filled_template_validates_clean(template: Path, workdir: Path,
     rows = [
         ["00123", "Ana Lima", "ana.lima@school.edu", "Pass", None, None, "Marginal", 252,
          date(2026, 7, 1), None, "Emergency Medicine", "Honors", "High Pass", "Pass",
-         "Conditional Pass", "IP", None, "Pass", 2, "Strong", "Dr. Rivera", "rivera@school.edu"],
+         "Conditional Pass", "IP", None, "Pass", 2, "Strong", "Dr. Rivera", "rivera@school.edu",
+         9],
         ["00124", "Bo Chen", "bo.chen@school.edu", "Fail", 1, None, None, None, None, None,
          "Family Medicine", "Pass", "Pass", None, None, None, None, None, 0, "Average", None,
-         None],
+         None, None],
         ["00125", "Cy Diaz", "cy.diaz@school.edu", "Not taken", None, None, None, None, None,
-         None, "Dermatology", None, None, None, None, None, None, None, None, None, None, None],
+         None, "Dermatology", None, None, None, None, None, None, None, None, None, None, None,
+         None],
         ["00126", "Dee Eve", "dee.eve@school.edu", "Pass", 2, 231, "Comfortable", 261,
          date(2026, 5, 2), 2, "Orthopaedic Surgery", "High Pass", "Honors", "Fail", "Pass", "Pass",
-         "Pass", "Honors", 4, "Weak", "Dr. Rivera", "rivera@school.edu"],
+         "Pass", "Honors", 4, "Weak", "Dr. Rivera", "rivera@school.edu", 0],
     ]
     for r, row in enumerate(rows, start=2):
         for c, value in enumerate(row, start=1):
@@ -132,6 +134,7 @@ def test_filled_template_validates_clean(template: Path, workdir: Path,
     assert roster.sheet == "Roster" and roster.header_row == 1
     assert roster.row_ids == {2: "00123", 3: "00124", 4: "00125", 5: "00126"}
     ana = roster.records[0]
+    assert [r.interviews for r in roster.records] == [9, None, None, 0]
     assert (ana.specialty, ana.step1_attempts, ana.step2_date, ana.conditional_pass) == (
         "Emergency Medicine", 1, date(2026, 7, 1), ("Obstetrics and Gynecology",),
     )

@@ -299,3 +299,28 @@ def test_step2_attempts_are_read_checked_and_reach_the_rules(
         ("Very competitive", False),
         ("Very competitive", False),
     ]
+
+
+def test_interview_invitations_are_read_through_an_alias_and_checked(
+    tmp_path: Path, settings: Settings, table: SpecialtyTable
+) -> None:
+    """The optional `interviews` column (#13): a count 0 or more; anything else is named."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Roster"
+    ws.append(["Student ID", "Name", "Email", "Step 1 Result", "Step 2 CK", "Specialty",
+               "Interview Invites"])
+    ws.append(["I01", "Ann One", "ann@school.edu", "Pass", 248, "EM", 6])
+    ws.append(["I02", "Ben Two", "ben@school.edu", "Pass", 248, "EM", -2])
+    ws.append(["I03", "Cy Three", "cy@school.edu", "Pass", 248, "EM", "many"])
+    ws.append(["I04", "Di Four", "di@school.edu", "Pass", 248, "EM", None])
+    path = tmp_path / "interviews.xlsx"
+    wb.save(path)
+    roster = check_file(path, settings, table)
+    assert {r.student_id: r.interviews for r in roster.records} == {"I01": 6, "I04": None}
+    found = {(p.row, p.column, p.value) for p in roster.problems}
+    assert found == {(3, "Interview Invites", "-2"), (4, "Interview Invites", "many")}
+    bad = next(p for p in roster.problems if p.row == 3)
+    assert "interview invitations" in bad.fix.lower()

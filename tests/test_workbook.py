@@ -448,14 +448,17 @@ def test_summary_counts_outlook_levels_by_specialty(annotated: tuple[Path, Path]
     ws = openpyxl.load_workbook(annotated[1])["Summary"]
     r, c = _find(ws, "Students in the roster")
     totals = {ws.cell(row=i, column=c).value: ws.cell(row=i, column=c + 1).value
-              for i in range(r, r + 12)}
+              for i in range(r, r + 14)}
     assert totals["Students in the roster"] == 5
     assert totals["Evaluated"] == 4
     assert totals["Held back (see Problems)"] == 1
     assert totals["Problems listed"] == 3
-    assert totals["At risk (level 1-2)"] == 2
+    # The pending student with a late date is at risk too (DESIGN.md 4, November revisions).
+    assert totals["At risk (level 1-2, or pending at risk)"] == 2
     assert totals["Without a Step 2 CK score"] == 1
     assert totals["Step 2 CK date too late"] == 1
+    assert totals["Exam date passed, no score"] == 0
+    assert totals["Few interview invitations"] == 0
     assert totals["Letters: Sent"] == 1 and totals["Letters: Failed"] == 1
     r, c = _find(ws, "Specialty")
     header = [ws.cell(row=r, column=c + i).value for i in range(8)]
@@ -508,7 +511,7 @@ def test_summary_lists_students_at_risk_without_a_score_and_late(
             i += 1
         return rows
 
-    at_risk = listed("At risk (level 1-2): 2")
+    at_risk = listed("At risk (level 1-2, or pending with a late date or a failure): 2")
     assert at_risk == [
         ["Emergency Medicine", "000127", 8, 2, "Reach"],
         ["General Surgery", "000123", 4, 1, "At risk: plan a parallel specialty"],
@@ -518,7 +521,7 @@ def test_summary_lists_students_at_risk_without_a_score_and_late(
     assert no_score[0][3].date() == date(2026, 10, 15) and no_score[0][4] == "yes"
     late = listed("Step 2 CK date too late: 1")
     assert [r[:3] for r in late] == [["General Surgery", "000123", 4]]
-    r, _ = _find(ws, "At risk (level 1-2): 2")
+    r, _ = _find(ws, "At risk (level 1-2, or pending with a late date or a failure): 2")
     link = ws.cell(row=r + 2, column=3).hyperlink
     assert link is not None and link.location == "'Roster'!A8"
 
@@ -875,7 +878,7 @@ def test_a_roster_with_no_students_still_gets_its_sheets(
     wb = openpyxl.load_workbook(out)
     assert wb["Roster"]["C1"].value == "Tier"
     assert wb["Summary"]._charts == []
-    assert _find(wb["Summary"], "At risk (level 1-2): 0")
+    assert _find(wb["Summary"], "At risk (level 1-2, or pending with a late date or a failure): 0")
     assert wb["Problems"]["A2"].value == "No problems found."
 
 
@@ -911,7 +914,7 @@ def test_libreoffice_opens_the_workbook(variant: str, tmp_path: Path,
 
 def test_the_step1_column_names_a_step2_failure_on_the_record() -> None:
     """The office sees why a first-try Step 1 pass reads the failure row (#14)."""
-    from flows.workbook_model import step1_text
+    from flows.workbook.content import step1_text
 
     ev = evaluation("A1", "Psychiatry", 3, "Matchable, with explanation", 255)
     assert step1_text(ev) == "clean"

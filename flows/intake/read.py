@@ -425,6 +425,7 @@ class _RowReader:
         step2_score = whole("step2_score")
         step2_attempts = whole("step2_attempts")
         research = whole("research_count")
+        invitations = whole("interviews")
 
         raw_margin = cells.get("step1_margin")
         margin = norm_margin(raw_margin)
@@ -476,6 +477,7 @@ class _RowReader:
             conditional_pass=tuple(conditional),
             research_count=research,
             letters=letters,
+            interviews=invitations,
             advisor=norm_text(cells.get("advisor")),
             advisor_email=norm_email(cells.get("advisor_email")),
             row=excel_row,

@@ -34,7 +34,7 @@ TEMPLATE_ROWS = 5000
 TEMPLATE_FIELDS: tuple[str, ...] = (
     "student_id", "name", "email", "step1_result", "step1_attempts", "step1_score",
     "step1_margin", "step2_score", "step2_date", "step2_attempts", "specialty", *CLERKSHIP_FIELDS,
-    "research_count", "letters", "advisor", "advisor_email",
+    "research_count", "letters", "advisor", "advisor_email", "interviews",
 )
 _HEADER_FILL = PatternFill("solid", fgColor="1F4E78")
 _REQUIRED_FILL = PatternFill("solid", fgColor="833C0B")
@@ -134,6 +134,7 @@ def _dropdowns(ws: Worksheet, specialty_range: str) -> None:
          ["step1_score", "step2_score"]),
         (_whole(0, None, "Research items", FIELD_BY_NAME["research_count"].help),
          ["research_count"]),
+        (_whole(0, None, "Interviews", FIELD_BY_NAME["interviews"].help), ["interviews"]),
     ]
     specialty = DataValidation(
         type="list", formula1=specialty_range, allow_blank=True, showErrorMessage=True,

@@ -52,7 +52,10 @@ _STR_FIELDS = (
     "student_id", "name", "email", "email_domain", "step1_result", "step1_margin", "specialty",
     *CLERKSHIP_FIELDS, "letters", "advisor", "advisor_email",
 )
-_INT_FIELDS = ("step1_attempts", "step1_score", "step2_score", "step2_attempts", "research_count")
+_INT_FIELDS = (
+    "step1_attempts", "step1_score", "step2_score", "step2_attempts", "research_count",
+    "interviews",
+)
 _EMAIL = re.compile(EMAIL_PATTERN)
 
 
@@ -190,6 +193,7 @@ def _append_record(cols: dict[str, list[Any]], rec: StudentRecord) -> None:
     cols["step2_score"].append(rec.step2_score)
     cols["step2_attempts"].append(rec.step2_attempts)
     cols["research_count"].append(rec.research_count)
+    cols["interviews"].append(rec.interviews)
     cols["step2_date"].append(rec.step2_date)
 
 
@@ -322,6 +326,10 @@ def _checks(roster: Roster, settings: Settings, table: SpecialtyTable) -> list[_
         column="research_count", min_value=0,
     ), lambda v, r: (f"Research items {v} is below 0",
                      "Enter the number of research items as a whole number, 0 or more."))
+    add("interviews", "interviews", ex.ExpectColumnValuesToBeBetween(
+        column="interviews", min_value=0, max_value=200,
+    ), lambda v, r: (f"Interview invitations {v} is not between 0 and 200",
+                     "Enter the number of interview invitations so far, or leave it blank."))
     add("letters", "letters", ex.ExpectColumnValuesToBeInSet(
         column="letters", value_set=list(LETTER_STRENGTHS),
     ), lambda v, r: (f"Letter strength '{v}' is not Strong, Average or Weak",

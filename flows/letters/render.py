@@ -25,6 +25,7 @@ import jinja2
 
 from flows.files import write_file
 from flows.settings import Settings
+from residency_rules import calendar
 from residency_rules.errors import SettingsError
 from residency_rules.records import Evaluation, Specialty, StudentRecord
 from residency_rules.schema import domain_allowed, has_line_break, is_address
@@ -60,6 +61,7 @@ _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # later land at the end of the four weeks.
 _PLAN_DAY: dict[str, tuple[int, str]] = {
     "qbank": (0, "from"),
+    "interviews": (0, "from"),
     "target": (2, "by"),
     "schedule": (5, "by"),
     "timing": (5, "by"),
@@ -183,6 +185,12 @@ def summarize(evaluation: Evaluation) -> LetterSummary:
     )
 
 
+def _said(summary: LetterSummary) -> str:
+    """Quote an outlook with its level; no level number while a score is pending."""
+    level = "" if summary.band == "pending" else f" (level {summary.level})"
+    return f'"{summary.label}"{level}'
+
+
 def describe_changes(previous: LetterSummary | None, current: LetterSummary) -> tuple[str, ...]:
     """Say in plain sentences what changed since the last letter; () for a first letter."""
     if previous is None or not previous.label:  # first letter, or nothing known about the last
@@ -194,10 +202,12 @@ def describe_changes(previous: LetterSummary | None, current: LetterSummary) -> 
         )
     if previous.level != current.level:
         way = "up" if current.level > previous.level else "down"
-        lines.append(
-            f'Your outlook moved {way} from "{previous.label}" (level {previous.level}) '
-            f'to "{current.label}" (level {current.level}).'
-        )
+        if previous.band == "pending" or current.band == "pending":
+            lines.append(f"Your outlook changed from {_said(previous)} to {_said(current)}.")
+        else:
+            lines.append(
+                f"Your outlook moved {way} from {_said(previous)} to {_said(current)}."
+            )
     elif previous.label != current.label:
         lines.append(f'Your outlook changed from "{previous.label}" to "{current.label}".')
     if previous.score != current.score:
@@ -424,20 +434,19 @@ def _chart(ev: Evaluation, spec: Specialty | None, citation: str) -> _Chart:
             nrmp_note = f" It is above the middle half of applicants who matched ({q1}-{q3})."
         else:
             nrmp_note = f" It is inside the middle half of applicants who matched ({q1}-{q3})."
-    if score is None:
-        note = (
-            f"Aim for {ev.solid}-{ev.excellent}: {ev.solid} is solid and {ev.excellent} is "
-            f"excellent for {ev.specialty}."
-        )
+    if score is None:  # the standing and the score ladder say what to aim for
+        note = f"{ev.solid} is solid and {ev.excellent} excellent for {ev.specialty}."
     elif score >= ev.excellent:
         note = f"Your {score} is at or above the excellent mark ({ev.excellent})."
     elif score >= ev.solid:
         note = (
-            f"Your {score} is above the solid mark ({ev.solid}), "
+            f"Your {score} is at or above the solid mark ({ev.solid}), "
             f"{ev.excellent - score} under excellent ({ev.excellent})."
         )
     else:
-        note = f"Your {score} is {ev.solid - score} points under the solid mark ({ev.solid})."
+        gap = ev.solid - score
+        points = "1 point" if gap == 1 else f"{gap} points"
+        note = f"Your {score} is {points} under the solid mark ({ev.solid})."
     return _Chart(tuple(rows), note + nrmp_note, lo, hi, source)
 
 
@@ -445,10 +454,7 @@ def _standing(ev: Evaluation) -> str:
     tier = _TIER_WORDS.get(ev.tier, "a specialty")
     score = ev.step2_score
     if score is None:
-        return (
-            f"We do not have your Step 2 CK score yet. {ev.specialty} is {tier}: "
-            f"aim for {ev.solid}-{ev.excellent}."
-        )
+        return f"We do not have your Step 2 CK score yet; {ev.specialty} is {tier}."
     reading = {
         "failing": "is under the passing score",
         "below": "is well under the solid mark for it",
@@ -488,8 +494,11 @@ class _Run:
             for text in (f"{word} {_short_day(self.today + timedelta(days=d))}",)
             for marked in (False, True)
         }
-        self.review_start = format_day(settings.review_start)
-        self.score_deadline = format_day(settings.review_start - timedelta(weeks=4))
+        self.cycle = settings.cycle(table)
+        self.phase = calendar.phase(self.today, self.cycle)
+        self.cycle_over = self.cycle.over(self.today)
+        self.review_start = format_day(self.cycle.review_start)
+        self.passing = table.rules.failing_score
         self.specs: dict[str, Specialty | None] = {}
         self.nrmp_citation = nrmp_citation(table)
         self.charts: dict[tuple[Any, ...], _Chart] = {}
@@ -519,23 +528,81 @@ class _Run:
         return None
 
     def plan(self, ev: Evaluation, signer: str, advisor: bool) -> list[tuple[int, int, str, str]]:
-        """Give every advice item a concrete day within the next four weeks, in date order."""
+        """Give every advice item its day within the next four weeks, in the rules' order.
+
+        The rules give the days (ev.advice_days: causal order, never before today); an
+        evaluation without them gets each kind's usual day, sorted by day.
+        """
         items: list[tuple[int, int, str, str]] = []
+        days = ev.advice_days if len(ev.advice_days) == len(ev.advice) else ()
         for order, advice in enumerate(ev.advice):
             day, kind = _PLAN_DAY.get(advice.key.split(".", 1)[0], (_LAST_DAY, "by"))
+            if days:
+                day = min(max(days[order], 0), _LAST_DAY)
             items.append((day, order, kind, advice.text))
         keys = {a.key.split(".", 1)[0] for a in ev.advice}
         if (ev.mix.meet_advisor or not items) and not keys & {"advisor", "meeting"}:
             who = f"your advisor, {signer}," if advisor else f"an advisor at the {signer}"
-            items.append((14, -1, "by", f"Meet {who} to go through this plan together."))
-        items.sort()
+            items.append((14, len(items), "by", f"Meet {who} to go through this plan together."))
+        if not days:
+            items.sort()
         return items
+
+    def first_when(self, items: list[tuple[int, int, str, str]], marked: bool) -> str:
+        """Return "by Thu 26 Nov" for the plan's first item, marked volatile or not."""
+        if not items:
+            return ""
+        day, _, kind, _ = items[0]
+        text = f"{kind} {_short_day(self.today + timedelta(days=day))}"
+        return _volatile(text) if marked else text
 
     def plan_items(
         self, items: list[tuple[int, int, str, str]], marked: bool
     ) -> tuple[_PlanItem, ...]:
         """Return the plan with its dates, marked volatile or not."""
         return tuple(_PlanItem(self.when[kind, day, marked], text) for day, _, kind, text in items)
+
+
+_SEASON_WORDS: dict[str, str] = {
+    "preparing": "getting ready to apply",
+    "applying": "applications",
+    "interviewing": "interviews",
+    "ranking": "the rank order list",
+    "match week": "Match Week",
+}
+
+
+def _callout(run: _Run, record: StudentRecord, ev: Evaluation) -> str:
+    """Say what cannot wait about the exam date; never ask for something before today."""
+    if ev.exam_overdue and record.step2_date is not None:
+        return (
+            f"Your Step 2 CK date ({format_day(record.step2_date)}) has passed and we have no "
+            "score on file."
+        )
+    if not ev.timing_late or ev.phase not in ("preparing", "applying") or run.cycle_over:
+        return ""
+    when = (
+        f"Your Step 2 CK date ({format_day(record.step2_date)}) is too late"
+        if record.step2_date
+        else "Your Step 2 CK is not booked in time"
+    )
+    return (
+        f"{when}: the score would not be in your application when programs start reading on "
+        f"{run.review_start}."
+    )
+
+
+def _score_range(run: _Run, ev: Evaluation) -> tuple[tuple[str, str], ...]:
+    """Pending or failing: each score's outlook, the downside included (score text, label)."""
+    steps = sorted(ev.next_levels, key=lambda n: n.score)
+    rows = [(f"{n.score} or more", n.label) for n in reversed(steps)]  # best first
+    first = steps[0].score if steps else run.passing
+    if ev.floor_label and first > run.passing:
+        rows.append((f"{run.passing}-{first - 1}", ev.floor_label))
+    elif ev.floor_label and not steps:
+        rows.append((f"{run.passing} or more", ev.floor_label))
+    rows.append((f"under {run.passing}", "not passed (a retake)"))
+    return tuple(rows)
 
 
 def _context(
@@ -547,20 +614,15 @@ def _context(
     reply_to = run.address(record.advisor_email) or run.office_reply_to
     advisor = (record.advisor or "").strip()
     signer = advisor or settings.office_name
-    callout = ""
-    if ev.timing_late:
-        when = (
-            f"Your Step 2 CK date ({format_day(record.step2_date)}) is too late"
-            if record.step2_date
-            else "Your Step 2 CK is not scheduled in time"
-        )
-        callout = (
-            f"{when}: the score would not be in your application when programs start reading "
-            f"on {run.review_start}. Take the exam by {run.score_deadline} so the score posts "
-            "in time."
-        )
+    callout = _callout(run, record, ev)
+    # The standing sentence gives the score's reading and the callout or plan its timing;
+    # the old one-line matrix verdict would state the headline twice.
+    # The impact rule of thumb stays in the workbook: a one-minute letter leaves it out.
+    skip = ("step2", "timing", "matrix", "impact", "outlook.pending")
     reasons = [
-        r.text for r in ev.reasons if not (callout and r.rule.split(".", 1)[0] == "timing")
+        r.text
+        for r in ev.reasons
+        if not (r.rule.split(".", 1)[0] in skip or r.rule in skip) or r.rule == "matrix.changed"
     ]
     if record.conditional_pass and not any("conditional" in r.rule for r in ev.reasons):
         for clerkship in record.conditional_pass:
@@ -568,25 +630,37 @@ def _context(
                 f"Your {clerkship} clerkship grade was a Conditional Pass; "
                 "it counts as a Pass here."
             )
-    next_levels = tuple(
-        _Step(n.level, n.label, n.score) for n in sorted(ev.next_levels, key=lambda n: n.level)
-    )
-    next_note = ""
-    if not next_levels:
-        if ev.step2_score is None:
-            next_note = f"Aim for {ev.solid}-{ev.excellent}, the target range above."
-        elif ev.level >= 5:
-            next_note = "You are at the top level. Keep the rest of your application as strong."
-        else:
-            next_note = "A higher Step 2 CK alone would not raise your level; see why below."
+    pending = ev.step2_score is None
+    passed_step1 = ev.step1_status in ("clean", "failure")
+    # The score ladder only where a score is still to come (pending or failing): a passed
+    # exam cannot be retaken. The others read what can still move their outlook.
+    ladder = passed_step1 and (pending or ev.raw_band == "failing")
+    score_range = _score_range(run, ev) if ladder else ()
+    applies = ev.applies_this_cycle and passed_step1
+    # The evaluation's phase (the rules read the same date): what the plan is about.
+    season = applies and ev.phase in ("preparing", "applying", "interviewing")
+    parallel_needed = season and (ev.level <= 2 or ev.mix.parallel_plan)
     parallel: tuple[_Parallel, ...] = ()
-    if ev.level <= 2 or ev.mix.parallel_plan:
+    if parallel_needed:
         parallel = tuple(
             _Parallel(name, spec.nrmp_median if spec else None)
             for name in ev.parallel
             for spec in (run.spec(name),)
         )
+    levers: tuple[str, ...] = ()
+    if passed_step1 and not ladder:
+        rest = "your interviews" if ev.phase == "interviewing" else "your program list"
+        if parallel_needed:
+            rest += " and your parallel plan"
+        if not season:
+            rest = "how you rank programs" if ev.phase == "ranking" else "being ready"
+        verb = "matter" if rest.endswith(("plan", "interviews")) else "matters"
+        # Research or grades still to come can move next year's file, not this cycle's list.
+        moving = ev.levers if season else ()
+        levers = (*moving, f"Your Step 2 CK is in and final; {rest} now {verb} most.")
     plan = run.plan(ev, signer, bool(advisor))
+    first, rest_plan = plan[:1], plan[1:]
+    keys = {a.key for a in ev.advice}
     text_ctx = {
         "school_name": settings.school_name,
         "office_name": settings.office_name,
@@ -594,7 +668,7 @@ def _context(
         "specialty": ev.specialty,
         "level": ev.level,
         "label": ev.label,
-        "pending": ev.step2_score is None,
+        "pending": pending,
         "standing": _standing(ev),
         "callout": callout,
         "changes": changes,
@@ -602,18 +676,18 @@ def _context(
         "vo": _VOL_OPEN,
         "vc": _VOL_CLOSE,
         "chart": run.chart(ev),
-        "next_levels": next_levels,
-        "next_note": next_note,
+        "score_range": score_range,
+        "score_by": format_day(ev.score_by) if pending and ev.score_by else "",
+        "levers": levers,
         "reasons": reasons,
-        "impact_line": "" if any(r.rule == "impact" for r in ev.reasons) else (
-            f"How much your Step 2 CK can help here: about {ev.impact} out of 100. "
-            "A rule of thumb, not science."
-        ),
-        "missing": ev.missing_package,
-        "plan": run.plan_items(plan, marked=True),
+        "first": first[0][3] if first else "",
+        "first_when": run.first_when(first, marked=True),
+        "plan": run.plan_items(rest_plan, marked=True),
         "mix": _mix(ev),
-        "parallel": parallel,
-        "parallel_needed": ev.level <= 2 or ev.mix.parallel_plan,
+        "show_mix": season and ev.phase != "interviewing",
+        "mix_in_plan": "mix" in keys,
+        "parallel": () if "parallel" in keys else parallel,
+        "parallel_needed": parallel_needed and "parallel" not in keys,
         "signer": signer,
         "signer_email": reply_to or "",
         "signer_role": (
@@ -626,11 +700,23 @@ def _context(
     html_ctx = {
         **text_ctx,
         **run.dates[False],
-        "plan": run.plan_items(plan, marked=False),
+        "first_when": run.first_when(first, marked=False),
+        "plan": run.plan_items(rest_plan, marked=False),
         "vo": "",
         "vc": "",
     }
     return text_ctx, html_ctx
+
+
+def season_change(
+    previous: LetterSummary | None, cycle: calendar.Cycle, phase: str
+) -> tuple[str, ...]:
+    """Say "a new season" when the last letter went out in another phase of the calendar."""
+    if previous is None or previous.sent_on is None:
+        return ()
+    if calendar.phase(previous.sent_on, cycle) == phase:
+        return ()
+    return (f"A new season: your plan is now about {_SEASON_WORDS.get(phase, phase)}.",)
 
 
 def _content_hash(to: str | None, text: str) -> str:
@@ -690,7 +776,7 @@ def _render_letter(
 ) -> Letter:
     """Render one student's letter (HTML, text, subject) and its content hash."""
     summary = summarize(ev)
-    changes = describe_changes(previous, summary)
+    changes = describe_changes(previous, summary) + season_change(previous, run.cycle, ev.phase)
     since = ""
     if changes and previous is not None and previous.sent_on is not None:
         since = " of " + format_day(previous.sent_on)

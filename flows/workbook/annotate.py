@@ -49,8 +49,12 @@ def write_annotated(
     evaluations: Mapping[str, Evaluation],
     letters: Mapping[str, LetterCell],
     out_path: Path,
+    notice: str = "",
 ) -> None:
-    """Write the office's workbook, annotated, with Summary and Problems sheets, atomically."""
+    """Write the office's workbook, annotated, with Summary and Problems sheets, atomically.
+
+    notice: one line for the office on the Summary (e.g. the configured cycle is over).
+    """
     source_suffix = roster.source.suffix.lower()
     if out_path.suffix.lower() != source_suffix:
         raise ValueError(
@@ -61,7 +65,7 @@ def write_annotated(
     if out_path.resolve() == roster.source.resolve():
         raise ValueError(f"{out_path}: the annotated workbook must not replace the office's roster")
     _check_unchanged(roster)
-    content = build_content(roster, evaluations, letters)
+    content = build_content(roster, evaluations, letters, notice)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         write_atomic(out_path, lambda tmp: write_with_xml(content, tmp))

@@ -281,10 +281,15 @@ class AnnotationContent:
     record_by_row: dict[int, StudentRecord]
     evaluation_by_row: dict[int, Evaluation]
     problems_by_row: dict[int, list[Problem]]
+    # A line for the office above the Summary's totals, e.g. the configured cycle is over.
+    notice: str = ""
 
 
 def build_content(
-    roster: Roster, evaluations: Mapping[str, Evaluation], letters: Mapping[str, LetterCell]
+    roster: Roster,
+    evaluations: Mapping[str, Evaluation],
+    letters: Mapping[str, LetterCell],
+    notice: str = "",
 ) -> AnnotationContent:
     """Build one annotation row per student row of the roster, in sheet order."""
     record_by_row = {rec.row: rec for rec in roster.records}
@@ -335,4 +340,5 @@ def build_content(
         record_by_row=record_by_row,
         evaluation_by_row=evaluation_by_row,
         problems_by_row=problems_by_row,
+        notice=notice,
     )

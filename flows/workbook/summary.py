@@ -122,9 +122,12 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
     sheet = SheetSpec(title=titles.summary, tab_color="2F5597")
     sheet.widths = {1: 34, 2: 12, **{c: 11 for c in range(3, 9)}, 9: 3}
     evaluated: list[tuple[int, Evaluation]] = sorted(content.evaluation_by_row.items())
-    at_risk = [(r, ev) for r, ev in evaluated if ev.level <= 2]
+    # Pending students with a late date, an overdue score or a Step 1 failure are at risk too.
+    at_risk = [(r, ev) for r, ev in evaluated if ev.level <= 2 or ev.pending_at_risk]
     no_score = [(r, ev) for r, ev in evaluated if ev.step2_score is None]
     late = [(r, ev) for r, ev in evaluated if ev.timing_late]
+    overdue = [(r, ev) for r, ev in evaluated if ev.exam_overdue]
+    few = [(r, ev) for r, ev in evaluated if ev.interviews_low]
     held = roster.held_rows() & set(roster.row_ids)
     versions = sorted({ev.rules_version for _, ev in evaluated})
 
@@ -136,6 +139,8 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
         + (f"; rules {', '.join(versions)}" if versions else ""),
         "subtitle",
     )
+    if content.notice:
+        sheet.put(3, 1, content.notice, "subtitle")
 
     # Totals (A-B); the list counts link to their lists further down.
     sheet.put(4, 1, "Totals", "section")
@@ -145,9 +150,11 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
         ("Evaluated", len(evaluated), None),
         ("Held back (see Problems)", len(held), titles.problems),
         ("Problems listed", len(roster.problems), titles.problems),
-        ("At risk (level 1-2)", len(at_risk), "at_risk"),
+        ("At risk (level 1-2, or pending at risk)", len(at_risk), "at_risk"),
         ("Without a Step 2 CK score", len(no_score), "no_score"),
         ("Step 2 CK date too late", len(late), "late"),
+        ("Exam date passed, no score", len(overdue), "overdue"),
+        ("Few interview invitations", len(few), "few"),
     ]
     totals += [(f"Letters: {kind}", n, None) for kind, n in sorted(letters.items())]
     total_links: dict[int, tuple[int, str]] = {}
@@ -237,7 +244,8 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
     anchors: dict[str, int] = {}
     anchors["at_risk"] = row
     row = _student_list(
-        sheet, content, titles, row, f"At risk (level 1-2): {len(at_risk)}",
+        sheet, content, titles, row,
+        f"At risk (level 1-2, or pending with a late date or a failure): {len(at_risk)}",
         ("Specialty", "Student ID", "Row", "Level", "Outlook"),
         [(r, ev, (cell(ev.level, f"level{ev.level}"), cell(ev.label))) for r, ev in at_risk],
     )
@@ -249,10 +257,22 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
          for r, ev in no_score],
     )
     anchors["late"] = row
-    _student_list(
+    row = _student_list(
         sheet, content, titles, row, f"Step 2 CK date too late: {len(late)}",
         ("Specialty", "Student ID", "Row", "Step 2 CK date", "Outlook"),
         [(r, ev, (_exam_date(content, r), cell(ev.label))) for r, ev in late],
+    )
+    anchors["overdue"] = row
+    row = _student_list(
+        sheet, content, titles, row, f"Exam date passed, no score: {len(overdue)}",
+        ("Specialty", "Student ID", "Row", "Step 2 CK date", "Outlook"),
+        [(r, ev, (_exam_date(content, r), cell(ev.label))) for r, ev in overdue],
+    )
+    anchors["few"] = row
+    _student_list(
+        sheet, content, titles, row, f"Few interview invitations: {len(few)}",
+        ("Specialty", "Student ID", "Row", "Invitations", "Outlook"),
+        [(r, ev, (_invitations(content, r), cell(ev.label))) for r, ev in few],
     )
     for r, (n, target) in total_links.items():
         if target in anchors:
@@ -271,6 +291,11 @@ def _quartiles(scores: list[int]) -> tuple[float, float, float]:
         return float(scores[0]), float(scores[0]), float(scores[0])
     q1, median, q3 = statistics.quantiles(scores, n=4, method="inclusive")
     return round(q1, 1), round(median, 1), round(q3, 1)
+
+
+def _invitations(content: AnnotationContent, row: int) -> Cell:
+    record = content.record_by_row.get(row)
+    return cell(record.interviews if record is not None else None, "number")
 
 
 def _exam_date(content: AnnotationContent, row: int) -> Cell:
