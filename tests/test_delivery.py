@@ -30,7 +30,7 @@ from flows.delivery import (
 from flows.delivery import smtp as delivery
 from flows.delivery.ledger import Ledger
 from flows.delivery.mime import PACKED_LINE, MessageBuilder, keeps_lines, pack_lines
-from flows.letters.render import Letter, render_letters
+from flows.letters import Letter, render_letters
 from flows.settings import PROJECT_ROOT, Settings
 from residency_rules.errors import DeliveryError, SettingsError
 from residency_rules.specialties import SpecialtyTable

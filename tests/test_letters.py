@@ -17,9 +17,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
+from flows.letters import Letter, LetterSummary
 from flows.letters.render import (
-    Letter,
-    LetterSummary,
     describe_changes,
     load_templates,
     render_letters,

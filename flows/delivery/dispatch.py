@@ -33,7 +33,7 @@ from flows.delivery.mime import (
 )
 from flows.delivery.outbox import write_outbox
 from flows.delivery.smtp import SmtpRun
-from flows.letters.render import Letter
+from flows.letters.model import Letter
 from flows.settings import Settings
 from residency_rules.errors import SettingsError
 from residency_rules.schema import domain_allowed, is_address, is_domain

@@ -17,7 +17,7 @@ from flows.delivery.mime import (
     make_message_id,
     parse_sender,
 )
-from flows.letters.render import Letter, LetterSummary
+from flows.letters.model import Letter, LetterSummary
 from flows.settings import Settings
 from residency_rules.schema import is_address
 

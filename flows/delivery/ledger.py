@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from flows.letters.render import LetterSummary
+from flows.letters.model import LetterSummary
 from residency_rules.errors import AdvisingError
 
 Channel = Literal["smtp", "outbox"]

@@ -4,7 +4,8 @@ The flow calls `render_letters` (in this process and in a second one, `RenderPoo
 letter's content hash tells delivery whether it changed since the last one sent.
 """
 
-from flows.letters.render import Letter, LetterSummary, render_letters, with_bodies
+from flows.letters.model import Letter, LetterSummary
+from flows.letters.render import render_letters, with_bodies
 from flows.letters.render_process import RenderPool
 
 __all__ = ["Letter", "LetterSummary", "RenderPool", "render_letters", "with_bodies"]

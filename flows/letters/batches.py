@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from prefect.futures import PrefectConcurrentFuture
 
-    from flows.letters.render import Letter
+    from flows.letters.model import Letter
 
 LETTER_BATCH = 5000  # students rendered and delivered per batch
 

@@ -24,6 +24,7 @@ import css_inline
 import jinja2
 
 from flows.files import write_file
+from flows.letters.model import Letter, LetterSummary
 from flows.settings import Settings
 from residency_rules import calendar
 from residency_rules.errors import SettingsError
@@ -82,34 +83,6 @@ _TIER_WORDS = {
     "high": "a highly competitive specialty",
     "hyper": "one of the most competitive specialties",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class LetterSummary:
-    """The outlook a letter told the student, kept in the ledger to say what changed next time."""
-
-    level: int
-    label: str
-    band: str
-    score: int | None
-    specialty: str
-    sent_on: date | None = None
-
-
-@dataclass(frozen=True)
-class Letter:
-    """One student's rendered letter, ready for the outbox or the relay."""
-
-    student_id: str
-    to: str | None
-    reply_to: str | None
-    subject: str
-    html: str
-    text: str
-    content_hash: str
-    changes: tuple[str, ...]
-    # What this letter says about the outlook; the ledger stores it when the letter goes out.
-    summary: LetterSummary | None = None
 
 
 @dataclass(frozen=True, slots=True)

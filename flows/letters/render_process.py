@@ -20,7 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from flows.letters.render import Letter, LetterSummary, render_letters, without_bodies
+from flows.letters.model import Letter, LetterSummary
+from flows.letters.render import render_letters, without_bodies
 from flows.settings import Settings
 from residency_rules.records import Evaluation, StudentRecord
 from residency_rules.specialties import SpecialtyTable
