@@ -22,7 +22,6 @@ from flows import drop_folder, intake
 from flows.delivery import (
     DeliveryReport,
     Ledger,
-    check_delivery_settings,
     deliver,
     resolve_smtp_password,
 )
@@ -295,7 +294,6 @@ def advising_run(
     if output_dir:
         overrides["output_dir"] = Path(output_dir)
     settings = load_settings(**overrides)
-    check_delivery_settings(settings)  # a wrong relay setting stops the run before any work
     table = load_table(settings)
     print_fp = fingerprint(settings, table)
     logger = get_run_logger()

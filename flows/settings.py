@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -14,6 +15,7 @@ from residency_rules import calendar
 from residency_rules.calendar import Cycle
 from residency_rules.errors import SettingsError
 from residency_rules.rules import cycle_of
+from residency_rules.schema import is_address, is_domain, parse_sender
 from residency_rules.specialties import SpecialtyTable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -130,7 +132,7 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read and check the settings once, turning pydantic's report into one actionable message."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -138,3 +140,78 @@ def load_settings(**overrides: object) -> Settings:
             name = f"ADVISING_{loc.upper()}" if loc else "settings"
             lines.append(f"{name}: {err['msg']}")
         raise SettingsError("Settings are not valid:\n  " + "\n  ".join(lines)) from None
+    check_settings(settings)
+    return settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _valid_host(host: str) -> bool:
+    if not host or any(c.isspace() or c in "/@" for c in host):
+        return False
+    if ":" in host:  # only an IPv6 literal may hold a colon; "relay:25" puts the port here
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+    return True
+
+
+def check_settings(settings: Settings) -> None:
+    """Check what pydantic's field types cannot: addresses, domains, the relay's login.
+
+    Called by load_settings, the one gate every command and the flow go through, so a wrong
+    setting stops a run at start with a SettingsError naming it and how to fix it.
+    """
+    problems: list[str] = []
+    if settings.mail_from and parse_sender(settings.mail_from) is None:
+        problems.append(
+            "ADVISING_MAIL_FROM: not one email address; write it as advising@school.edu or "
+            '"Office of Student Affairs <advising@school.edu>"'
+        )
+    if settings.reply_to and not is_address(settings.reply_to.strip()):
+        problems.append(
+            "ADVISING_REPLY_TO: not one email address; write it as advising@school.edu, "
+            "or leave it blank"
+        )
+    for domain in settings.allowed_email_domains:
+        if not is_domain(domain):
+            problems.append(
+                f"ADVISING_ALLOWED_EMAIL_DOMAINS: {domain!r} is not a domain; list domains "
+                "separated by commas, e.g. school.edu,med.school.edu"
+            )
+    if settings.delivery == "smtp":
+        host = settings.smtp_host.strip()
+        if not _valid_host(host):
+            problems.append(
+                "ADVISING_SMTP_HOST: give the relay's host name only, e.g. smtp.school.edu "
+                "(the port goes in ADVISING_SMTP_PORT)"
+            )
+        has_password = bool(
+            settings.smtp_password.get_secret_value() or settings.smtp_password_block
+        )
+        if settings.smtp_username and not has_password:
+            problems.append(
+                "ADVISING_SMTP_USERNAME is set but there is no password: set "
+                "ADVISING_SMTP_PASSWORD, or ADVISING_SMTP_PASSWORD_BLOCK to the name of a "
+                "Prefect Secret block"
+            )
+        if has_password and not settings.smtp_username:
+            problems.append(
+                "a password is set but ADVISING_SMTP_USERNAME is blank: set the user name "
+                "the relay expects, or remove the password"
+            )
+        if settings.smtp_username and settings.smtp_security == "none" and not _is_loopback(host):
+            problems.append(
+                "ADVISING_SMTP_SECURITY=none would send the SMTP password unencrypted to "
+                f"{host}: use starttls (port 587) or tls (port 465)"
+            )
+    if problems:
+        raise SettingsError("Delivery settings are not valid:\n  " + "\n  ".join(problems))

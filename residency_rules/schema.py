@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from email.utils import getaddresses
 from functools import lru_cache
 from typing import Literal
 
@@ -613,6 +614,16 @@ def is_domain(value: str) -> bool:
 def has_line_break(value: str) -> bool:
     """Tell whether a header value would break out of its header line (CR, LF or NUL)."""
     return _LINE_BREAK.search(value) is not None
+
+
+def parse_sender(value: str) -> tuple[str, str] | None:
+    """Split a setting like 'Office <advising@school.edu>' into (name, address); None if bad."""
+    if not value or has_line_break(value):
+        return None
+    found = getaddresses([value])
+    if len(found) != 1 or not is_address(found[0][1]):
+        return None
+    return found[0]
 
 
 def email_domain(address: str) -> str:

@@ -23,7 +23,6 @@ import pytest
 
 from flows.delivery import (
     DeliveryReport,
-    check_delivery_settings,
     deliver,
     resolve_smtp_password,
 )
@@ -31,7 +30,7 @@ from flows.delivery import smtp as delivery
 from flows.delivery.ledger import Ledger
 from flows.delivery.mime import PACKED_LINE, MessageBuilder, keeps_lines, pack_lines
 from flows.letters import Letter, render_letters
-from flows.settings import PROJECT_ROOT, Settings
+from flows.settings import PROJECT_ROOT, Settings, check_settings
 from residency_rules.errors import DeliveryError, SettingsError
 from residency_rules.specialties import SpecialtyTable
 from tests.support.smtp_sink import (
@@ -374,7 +373,7 @@ def test_bad_delivery_settings_fail_at_start_saying_which_and_how(
     """Each mistake names the ADVISING_* variable and what to write instead."""
     settings = make_settings(**overrides)
     with pytest.raises(SettingsError, match=message):
-        check_delivery_settings(settings)
+        check_settings(settings)
 
 
 def test_smtp_needs_allowed_domains_at_start() -> None:

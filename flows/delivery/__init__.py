@@ -3,14 +3,13 @@
 The flow calls `deliver`; the ledger (SQLite) makes a re-run send nothing twice.
 """
 
-from flows.delivery.dispatch import check_delivery_settings, deliver, resolve_smtp_password
+from flows.delivery.dispatch import deliver, resolve_smtp_password
 from flows.delivery.jobs import DeliveryReport
 from flows.delivery.ledger import Ledger
 
 __all__ = [
     "DeliveryReport",
     "Ledger",
-    "check_delivery_settings",
     "deliver",
     "resolve_smtp_password",
 ]

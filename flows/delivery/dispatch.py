@@ -10,7 +10,6 @@ Logs carry student IDs and SMTP codes only: never a name, an address or a score.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,85 +28,15 @@ from flows.delivery.ledger import Ledger
 from flows.delivery.mime import (
     MessageBuilder,
     make_message_id,
-    parse_sender,
 )
 from flows.delivery.outbox import write_outbox
 from flows.delivery.smtp import SmtpRun
 from flows.letters.model import Letter
 from flows.settings import Settings
 from residency_rules.errors import SettingsError
-from residency_rules.schema import domain_allowed, is_address, is_domain
+from residency_rules.schema import domain_allowed, is_address
 
 log = logging.getLogger(__name__)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _valid_host(host: str) -> bool:
-    if not host or any(c.isspace() or c in "/@" for c in host):
-        return False
-    if ":" in host:  # only an IPv6 literal may hold a colon; "relay:25" puts the port here
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return False
-    return True
-
-
-def check_delivery_settings(settings: Settings) -> None:
-    """Check the delivery settings once at start; SettingsError says which one and how to fix."""
-    problems: list[str] = []
-    if settings.mail_from and parse_sender(settings.mail_from) is None:
-        problems.append(
-            "ADVISING_MAIL_FROM: not one email address; write it as advising@school.edu or "
-            '"Office of Student Affairs <advising@school.edu>"'
-        )
-    if settings.reply_to and not is_address(settings.reply_to.strip()):
-        problems.append(
-            "ADVISING_REPLY_TO: not one email address; write it as advising@school.edu, "
-            "or leave it blank"
-        )
-    for domain in settings.allowed_email_domains:
-        if not is_domain(domain):
-            problems.append(
-                f"ADVISING_ALLOWED_EMAIL_DOMAINS: {domain!r} is not a domain; list domains "
-                "separated by commas, e.g. school.edu,med.school.edu"
-            )
-    if settings.delivery == "smtp":
-        host = settings.smtp_host.strip()
-        if not _valid_host(host):
-            problems.append(
-                "ADVISING_SMTP_HOST: give the relay's host name only, e.g. smtp.school.edu "
-                "(the port goes in ADVISING_SMTP_PORT)"
-            )
-        has_password = bool(
-            settings.smtp_password.get_secret_value() or settings.smtp_password_block
-        )
-        if settings.smtp_username and not has_password:
-            problems.append(
-                "ADVISING_SMTP_USERNAME is set but there is no password: set "
-                "ADVISING_SMTP_PASSWORD, or ADVISING_SMTP_PASSWORD_BLOCK to the name of a "
-                "Prefect Secret block"
-            )
-        if has_password and not settings.smtp_username:
-            problems.append(
-                "a password is set but ADVISING_SMTP_USERNAME is blank: set the user name "
-                "the relay expects, or remove the password"
-            )
-        if settings.smtp_username and settings.smtp_security == "none" and not _is_loopback(host):
-            problems.append(
-                "ADVISING_SMTP_SECURITY=none would send the SMTP password unencrypted to "
-                f"{host}: use starttls (port 587) or tls (port 465)"
-            )
-    if problems:
-        raise SettingsError("Delivery settings are not valid:\n  " + "\n  ".join(problems))
 
 
 def resolve_smtp_password(settings: Settings) -> str | None:
@@ -171,7 +100,6 @@ def deliver(
     smtp_password: str | None = None,
 ) -> DeliveryReport:
     """Hand every changed letter to the outbox or the relay, once; return the counts."""
-    check_delivery_settings(settings)
     report = DeliveryReport()
     allowed = settings.allowed_email_domains
     deliverable: list[Letter] = []

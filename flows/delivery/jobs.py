@@ -15,11 +15,10 @@ from flows.delivery.mime import (
     MessageBuilder,
     date_header,
     make_message_id,
-    parse_sender,
 )
 from flows.letters.model import Letter, LetterSummary
 from flows.settings import Settings
-from residency_rules.schema import is_address
+from residency_rules.schema import is_address, parse_sender
 
 SENT = "Sent"
 WRITTEN = "Written to outbox"

@@ -18,7 +18,7 @@ import secrets
 import uuid
 from datetime import datetime
 from email.header import Header
-from email.utils import format_datetime, formataddr, getaddresses
+from email.utils import format_datetime, formataddr
 
 from residency_rules.schema import has_line_break, is_address
 
@@ -26,16 +26,6 @@ _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 # Used as the sender of outbox messages when no ADVISING_MAIL_FROM is set (RFC 2606 .invalid).
 PLACEHOLDER_FROM = "advising@example.invalid"
-
-
-def parse_sender(value: str) -> tuple[str, str] | None:
-    """Split a setting like 'Office <advising@school.edu>' into (name, address); None if bad."""
-    if not value or has_line_break(value):
-        return None
-    found = getaddresses([value])
-    if len(found) != 1 or not is_address(found[0][1]):
-        return None
-    return found[0]
 
 
 def encode_subject(subject: str) -> str:
