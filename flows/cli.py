@@ -14,34 +14,15 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from flows.run_record import RosterOutcome, RosterStatus
-from flows.runtime import TemporaryServer, skip_final_collection
+from flows.runtime import TemporaryServer, apply_prefect_defaults, skip_final_collection
 from flows.settings import Settings, load_settings
 from residency_rules.errors import AdvisingError
-
-# Prefect reads these when it is imported, so they are set before any Prefect import below.
-# pyproject.toml's [tool.prefect] holds the same for runs started from the project folder.
-PREFECT_DEFAULTS = {
-    # The temporary server's telemetry job logs "database is locked" on SQLite.
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    # The default batch of 1 loses task runs at shutdown, with CancelledError tracebacks.
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "1000",
-    # Keep the console for our own short summary; Prefect's records still go to its API.
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-}
 
 EPILOG = """\
 Settings come from ADVISING_* environment variables or a .env file in the current folder
 (see README.md): delivery (outbox or smtp), the SMTP relay, allowed email domains, the date
 programs start reviewing applications, the nightly schedule.
 """
-
-
-def _prefect_defaults(verbose: bool) -> None:
-    for key, value in PREFECT_DEFAULTS.items():
-        if verbose and key.endswith(("CONSOLE_LEVEL", "SERVER_LOGGING_LEVEL")):
-            continue
-        os.environ.setdefault(key, value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; a user mistake ends with a message and status 2, never a traceback."""
     args = build_parser().parse_args(argv)
-    _prefect_defaults(getattr(args, "verbose", False))
+    apply_prefect_defaults(getattr(args, "verbose", False))
 
     try:
         return int(COMMANDS[args.command](args))

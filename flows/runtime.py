@@ -30,6 +30,29 @@ from pathlib import Path
 from flows.settings import Settings
 from residency_rules.errors import AdvisingError, SettingsError
 
+# Prefect reads these when it is imported: the CLI and the tests apply them before any Prefect
+# import. The one place they are set.
+PREFECT_DEFAULTS = {
+    # The temporary server's telemetry job logs "database is locked" on SQLite.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # The default batch of 1 loses task runs at shutdown, with CancelledError tracebacks.
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "1000",
+    # Keep the console for our own short summary; Prefect's records still go to its API.
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+}
+
+
+def apply_prefect_defaults(verbose: bool = False) -> None:
+    """Set Prefect's defaults for this product, unless the environment already sets them.
+
+    verbose keeps Prefect's own console logging (`advising run -v`).
+    """
+    for key, value in PREFECT_DEFAULTS.items():
+        if verbose and key.endswith(("CONSOLE_LEVEL", "SERVER_LOGGING_LEVEL")):
+            continue
+        os.environ.setdefault(key, value)
+
 
 def _free_port() -> int:
     with socket.socket() as sock:

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from flows.runtime import apply_prefect_defaults
 from flows.settings import Settings
 from residency_rules.specialties import SpecialtyTable, load_default_table
 
 # Same defaults the CLI sets, before anything imports Prefect.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "1000")
-os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+apply_prefect_defaults()
 
 # A fixed "today" so letters and timing rules do not drift with the calendar.
 RUN_DATE = date(2026, 11, 24)
