@@ -1,7 +1,7 @@
 """Speed at scale: time the real pipeline end to end against the floor and a mail-merge peer.
 
     .venv/bin/python -m benchmarks.benchmark --students 20000 --delivery smtp
-    .venv/bin/python -m benchmarks.benchmark --repeat 3 --json bench.json      # DESIGN.md section 7
+    .venv/bin/python -m benchmarks.benchmark --repeat 3 --json bench.json      # README, Speed
     .venv/bin/python -m benchmarks.benchmark --scenario scale                  # 10k and 100k
     .venv/bin/python -m benchmarks.benchmark --scenario smtp --repeat 1 --profile prof/   # py-spy
 
@@ -667,7 +667,7 @@ def stage_report(columns: list[tuple[str, dict[str, Any]]], floor: dict[str, Any
 
 
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
-    """The headline figures and the targets of DESIGN.md section 7."""
+    """The headline figures and the targets of README, Speed."""
     out: dict[str, Any] = {"students": results["students"]}
     floor, peer = results.get("floor", {}), results.get("peer", {})
     smtp = results.get("smtp", {}).get("summary", {})
@@ -865,7 +865,7 @@ def scenario_profile(bench: Bench, students: int, delivery: str, folder: Path,
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.benchmark",
-        description="Time the residency advising pipeline end to end (DESIGN.md section 7): "
+        description="Time the residency advising pipeline end to end (targets: README, Speed): "
         "per-stage wall time and peak memory, the floor, the mailmerge peer, an unchanged "
         "re-run, the fixed cost, and (with --scenario scale) 10k/100k students.",
     )
@@ -1056,7 +1056,7 @@ def report(results: dict[str, Any], notes: list[str]) -> None:
         say(table(["ratio", "value"], ratio_rows))
     checks = verdicts(fig)
     if checks:
-        say("\nDESIGN.md section 7 targets:")
+        say("\nTargets (README, Speed):")
         say(table(["target", "measured", ""], checks))
     for name, prof in results.get("profiles", {}).items():
         say(f"\nProfile ({name}, {prof['wall_s']:.1f} s under the profiler; {prof.get('file')}):")

@@ -58,7 +58,7 @@ class RosterCounts:
     emails_failed: int = 0
     emails_skipped: int = 0
     # Pending students above level 2 whose exam date is late, whose score is overdue, or who
-    # have a failure on the record: at risk too (DESIGN.md section 4, revisions).
+    # have a failure on the record: at risk too (docs/rules.md, Pending scores and timing).
     pending_at_risk: int = 0
 
     @property
@@ -117,8 +117,8 @@ def fingerprint(settings: Settings, table: SpecialtyTable) -> str:
         exclude={"smtp_password", "input_dir", "output_dir", "today", "quiet_seconds"}
     )
     digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
-    # The phase of the run date picks the letters' plan (DESIGN.md 4a): a re-drop in a new
-    # phase is a new run; the date moving within a phase is not.
+    # The phase of the run date picks the letters' plan (docs/rules.md, The application
+    # calendar): a re-drop in a new phase is a new run; the date moving within a phase is not.
     digest.update(phase(settings.run_date(), settings.cycle(table)).encode())
     return digest.hexdigest()[:16]
 

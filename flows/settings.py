@@ -60,8 +60,8 @@ class Settings(BaseSettings):
     # Sessions open at once with the relay for a large batch (one per 100 letters at most).
     smtp_connections: int = Field(default=3, ge=1, le=10)
 
-    # The cycle's dates (DESIGN.md section 4a); blank = the specialty table's [calendar]
-    # (defaults for the 2027 Main Match, for the office to confirm each year).
+    # The cycle's dates (docs/rules.md, The application calendar); blank = the specialty
+    # table's [calendar] (defaults for the 2027 Main Match, for the office to confirm each year).
     review_start: date | None = None  # programs start reviewing applications (ERAS)
     rank_deadline: date | None = None  # the NRMP rank order list deadline
     match_day: date | None = None

@@ -101,7 +101,7 @@ def step2_failed_before(attempts: int | None, raw: Band) -> bool:
 
 def matrix_row(status: Step1Status, step2_failed: bool) -> Step1Status:
     """Return the Step 1 status whose matrix row applies: a Step 2 CK failure reads like a
-    Step 1 failure (DESIGN.md section 4, revisions of November 2026)."""
+    Step 1 failure (docs/rules.md, Modifiers)."""
     if status == "clean" and step2_failed:
         return "failure"
     return status

@@ -1,7 +1,8 @@
 """The application calendar: the cycle's dates and the phase a letter is written in.
 
-Every letter is written for the day it is sent (DESIGN.md section 4a). The phase of that day
-picks what the plan is about. Pure: `today` is always a parameter, never read from a clock.
+Every letter is written for the day it is sent (docs/rules.md, The application calendar). The
+phase of that day picks what the plan is about. Pure: `today` is always a parameter, never read
+from a clock.
 
 | phase        | from                           | the plan is about                              |
 |--------------|--------------------------------|------------------------------------------------|

@@ -3,7 +3,7 @@
 An advisor suggests specialties of the same kind of work first (a dermatology applicant hears
 Internal Medicine or Pathology before General Surgery), and the office's curated list for the
 specialty before anything else. The rules only ever offer a step down where the score already
-counts as solid (DESIGN.md section 4, "Revisions of November 2026", "Parallel plan").
+counts as solid (docs/rules.md, The parallel plan).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The game plan for the letter's date: the phase picks the items, their order and their days.
 
-Rules the plan keeps (DESIGN.md section 4a):
+Rules the plan keeps (docs/rules.md, The application calendar):
 - no instruction is dated before the letter's date: a date is written into an item only when
   it is today or later, and each item's day is counted from today;
 - an exam date already past with no score becomes "send the office your score";

@@ -164,7 +164,7 @@ class Evaluation:
     # A failed Step 2 CK attempt is on the record: before the passing (or awaited) score, or the
     # failing score on file itself. Programs see it; the matrix reads the `failure` row.
     step2_failed_before: bool = False
-    # --- the application calendar (DESIGN.md section 4a) ---
+    # --- the application calendar (docs/rules.md, The application calendar) ---
     phase: str = "preparing"  # residency_rules.calendar.Phase of the letter's date
     # Days from the letter's date on which each advice item is due, in the advice's order
     # (never decreasing: the plan reads in causal order); () = the letter decides.
@@ -174,7 +174,7 @@ class Evaluation:
     score_by: date | None = None  # pending: the score must post by this day (None: past)
     interviews_low: bool = False  # mid-season, fewer invitations than the specialty's target
     pending_at_risk: bool = False  # pending with a late date, an overdue score or a failure
-    # --- one voice (DESIGN.md section 4, revisions of November 2026) ---
+    # --- one voice (docs/rules.md, One voice) ---
     # What the matrix gave for the score alone (before the modifiers and the hyper cap);
     # equal to label when no modifier changed it; "" outside the matrix.
     score_alone_label: str = ""

@@ -2,7 +2,8 @@
 
 The workbook and the letter render from the Evaluation and never recompute it.
 
-Where DESIGN.md section 4 is silent, the rules decide (numbers and labels in the data file):
+Where the spec is silent, the rules decide (docs/rules.md, Where the rules are silent;
+numbers and labels in the data file):
 - Step 1 not taken: level 1 "Not yet eligible: take Step 1 first", like Step 1 not passed;
   precedence is Step 1 not passed / not taken, then Step 2 CK failing, then pending.
 - Pending Step 2 CK: the level is the best a score could bring (modifiers and hyper cap

@@ -56,7 +56,8 @@ class SpecialtyTable:
     nrmp_report: str = ""  # how a checked block is cited, e.g. "NRMP Charting Outcomes 2026, ..."
     families: tuple[str, ...] = ()  # the family names a specialty may have
     family_source: str = ""
-    # The application calendar's dates and the interview targets (DESIGN.md section 4a).
+    # The application calendar's dates and the interview targets (docs/rules.md, The
+    # application calendar).
     calendar: Cycle | None = None
     interviews: InterviewTargets | None = field(default=None, repr=False, compare=False)
     _by_name: Mapping[str, Specialty] = field(init=False, repr=False, compare=False)

@@ -1,5 +1,6 @@
 """Letters that fit the day they are sent: the phase of the run date, the plan it picks, and
-one voice per letter (DESIGN.md sections 4 and 4a, issues #13 and #14)."""
+one voice per letter (docs/rules.md, The application calendar and One voice;
+issues #13 and #14)."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def run(record: StudentRecord, table: SpecialtyTable = TABLE, today: date = TODA
     return evaluate(record, table, review_start=REVIEW_START, today=today)
 
 
-# --- the article's examples (DESIGN.md section 4, acceptance) ---------------------------------
+# --- the article's examples (docs/rules.md, Acceptance examples) --------------------------
 
 ACCEPTANCE = [
     ({"step1_margin": "marginal"}, 255, "Internal Medicine", "Very competitive"),
@@ -80,7 +80,7 @@ TIER_SPECIALTY = {
     "high": ("General Surgery", 250, 260),
     "hyper": ("Dermatology", 255, 265),
 }
-# DESIGN.md section 4, the outlook matrix: excellent / solid / borderline / below.
+# docs/rules.md, The outlook matrix: excellent / solid / borderline / below.
 MATRIX = {
     ("clean", "less"): ["5 Very competitive", "4 Strong candidate",
                         "3 Competitive at community programs", "2 Apply broadly"],

@@ -14,7 +14,8 @@ PACKAGED = (
 )
 ORIGIN = "office/specialties.toml"
 
-# DESIGN.md section 4, written out: name, tier, solid, excellent, NRMP (Q1, median, Q3, unmatched).
+# docs/rules.md, The specialty table, written out: name, tier, solid, excellent,
+# NRMP (Q1, median, Q3, unmatched).
 SPEC_TABLE = [
     ("Family Medicine", "less", 240, 250, (233, 244, 254, 230)),
     ("Psychiatry", "less", 240, 250, (236, 247, 256, 234)),
@@ -67,7 +68,7 @@ def test_each_specialty_matches_the_spec(
     excellent: int,
     nrmp: tuple[int, int, int, int | None] | None,
 ) -> None:
-    """Each specialty has the tier, marks and NRMP figures DESIGN.md section 4 gives."""
+    """Each specialty has the tier, marks and NRMP figures of docs/rules.md, The specialty table."""
     spec = table.get(name)
     assert (spec.tier, spec.solid, spec.excellent) == (tier, solid, excellent)
     got = (spec.nrmp_q1, spec.nrmp_median, spec.nrmp_q3, spec.nrmp_unmatched_median)

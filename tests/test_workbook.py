@@ -453,7 +453,8 @@ def test_summary_counts_outlook_levels_by_specialty(annotated: tuple[Path, Path]
     assert totals["Evaluated"] == 4
     assert totals["Held back (see Problems)"] == 1
     assert totals["Problems listed"] == 3
-    # The pending student with a late date is at risk too (DESIGN.md 4, November revisions).
+    # The pending student with a late date is at risk too (docs/rules.md, Pending scores and
+    # timing).
     assert totals["At risk (level 1-2, or pending at risk)"] == 2
     assert totals["Without a Step 2 CK score"] == 1
     assert totals["Step 2 CK date too late"] == 1
