@@ -46,7 +46,6 @@ from flows.workbook.ooxml import (
     check_plain,
     children,
     content_span,
-    insert_position,
     namespace_prefix,
     range_bounds,
     relative,
@@ -67,6 +66,7 @@ from flows.workbook.xml_parts import (
     Edit,
     apply_edits,
     drawing_xml,
+    insertion,
     render_sheet,
 )
 
@@ -145,27 +145,34 @@ class _Workbook:
     kids: list[Element]
     sheets: list[dict[str, str]]  # attributes of each <sheet>, in order
     date1904: bool
+    local_rel: bytes = b""  # the namespace declaration each new <sheet> repeats, if any
 
     @classmethod
     def read(cls, part: str, xml: bytes) -> _Workbook:
         """Parse the parts of workbook.xml the writer needs."""
         check_plain(xml, part)
         prefix, root_end, root_tag = root_info(xml)
-        rel_prefix = namespace_prefix(root_tag, NS_DOC_REL)
-        if rel_prefix is None:
-            raise UnsupportedWorkbook("workbook.xml does not declare the relationships namespace")
         kids = children(xml, root_end, xml.rfind(b"</"))
         by_name = {k.name: k for k in kids}
         if "sheets" not in by_name:
             raise UnsupportedWorkbook("workbook.xml has no sheets")
-        sheets = [attrs(xml[s.start : s.open_end])
-                  for s in children(xml, *content_span(xml, by_name["sheets"]))
-                  if s.name == "sheet"]
+        sheet_tags = [xml[s.start : s.open_end]
+                      for s in children(xml, *content_span(xml, by_name["sheets"]))
+                      if s.name == "sheet"]
+        sheets = [attrs(tag) for tag in sheet_tags]
+        rel_prefix = namespace_prefix(root_tag, NS_DOC_REL)
+        local_rel = b""
+        if rel_prefix is None and sheet_tags:
+            # openpyxl with lxml installed declares xmlns:r on each <sheet>, not on the root.
+            rel_prefix = namespace_prefix(sheet_tags[0], NS_DOC_REL)
+            local_rel = b" xmlns:" + (rel_prefix or b":")[:-1] + b'="' + NS_DOC_REL + b'"'
+        if not rel_prefix:  # None, or the default namespace: a sheet's r:id needs a prefix
+            raise UnsupportedWorkbook("workbook.xml does not declare the relationships namespace")
         date1904 = False
         if "workbookPr" in by_name:
             pr = by_name["workbookPr"]
             date1904 = attrs(xml[pr.start : pr.open_end]).get("date1904", "") in ("1", "true")
-        return cls(part, xml, prefix, rel_prefix, kids, sheets, date1904)
+        return cls(part, xml, prefix, rel_prefix, kids, sheets, date1904, local_rel)
 
     def child(self, name: str) -> Element | None:
         """Return a top-level element by local name."""
@@ -185,7 +192,7 @@ class _Workbook:
         entries = b""
         for i, (title, rel_id) in enumerate(new_sheets):
             entries += (b"<" + q + b'sheet name="' + xml_attr(title) + b'" sheetId="'
-                        + str(next_id + i).encode() + b'" ' + self.rel_prefix + b'id="'
+                        + str(next_id + i).encode() + b'"' + self.local_rel + b" " + self.rel_prefix + b'id="'
                         + rel_id.encode() + b'"/>')
         sheets = self.child("sheets")
         assert sheets is not None  # checked in read()
@@ -199,9 +206,9 @@ class _Workbook:
                     + b"definedName>")
             names = self.child("definedNames")
             if names is None:
-                at = insert_position(self.kids, "definedNames", WORKBOOK_ORDER, xml.rfind(b"</"))
-                edits.append(Edit(at, at, [b"<" + q + b"definedNames>" + name + b"</" + q
-                                            + b"definedNames>"]))
+                edits.append(insertion(self.kids, "definedNames", xml.rfind(b"</"), [
+                    b"<" + q + b"definedNames>" + name + b"</" + q + b"definedNames>"],
+                    WORKBOOK_ORDER))
             else:
                 replaced = False
                 for dn in children(xml, *content_span(xml, names)):

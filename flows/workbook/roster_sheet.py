@@ -33,7 +33,6 @@ from flows.workbook.ooxml import (
     children,
     column_letter,
     content_span,
-    insert_position,
     namespace_prefix,
     overlaps,
     range_bounds,
@@ -44,12 +43,11 @@ from flows.workbook.ooxml import (
 from flows.workbook.xml_parts import (
     CELL_REF,
     ROW_NUMBER,
-    SHEET_ORDER,
-    SHEET_UNKNOWN,
     SPANS,
     CellWriter,
     Edit,
     apply_edits,
+    insertion,
 )
 
 
@@ -220,8 +218,7 @@ def _cols_edit(sheet: RosterSheet, start: int, widths: Iterable[float]) -> Edit:
     element = b"<" + q + b"cols>" + body + b"</" + q + b"cols>"
     if cols is not None:
         return Edit(cols.start, cols.end, [element])
-    at = insert_position(sheet.head, "cols", SHEET_ORDER, sheet.sd_start)
-    return Edit(at, at, [element])
+    return insertion(sheet.head, "cols", sheet.sd_start, [element])
 
 
 def _view_edit(sheet: RosterSheet, header_row: int) -> Edit:
@@ -260,8 +257,8 @@ def _view_edit(sheet: RosterSheet, header_row: int) -> Edit:
             return Edit(inner[0].start, inner[0].end, [view])
         return Edit(views.start, views.end, [b"<" + q + b"sheetViews>" + view + b"</" + q
                                               + b"sheetViews>"])
-    at = insert_position(sheet.head, "sheetViews", SHEET_ORDER, sheet.sd_start)
-    return Edit(at, at, [b"<" + q + b"sheetViews>" + view + b"</" + q + b"sheetViews>"])
+    return insertion(sheet.head, "sheetViews", sheet.sd_start,
+                     [b"<" + q + b"sheetViews>" + view + b"</" + q + b"sheetViews>"])
 
 
 def _dimension_edit(sheet: RosterSheet, end_col: int, last_row: int) -> Edit | None:
@@ -303,8 +300,7 @@ def _filter_edit(sheet: RosterSheet, header_row: int, end_col: int, last_row: in
     element += (b">" + keep + b"</" + q + b"autoFilter>") if keep else b"/>"
     if existing is not None:
         return Edit(existing.start, existing.end, [element]), ref
-    at = insert_position(sheet.tail, "autoFilter", SHEET_ORDER, sheet.root_close, SHEET_UNKNOWN)
-    return Edit(at, at, [element]), ref
+    return insertion(sheet.tail, "autoFilter", sheet.root_close, [element]), ref
 
 
 def _hyperlinks_edit(sheet: RosterSheet, links: list[bytes]) -> Edit | None:
@@ -319,8 +315,7 @@ def _hyperlinks_edit(sheet: RosterSheet, links: list[bytes]) -> Edit | None:
     element = [b"<" + q + b"hyperlinks>", *links, b"</" + q + b"hyperlinks>"]
     if existing is not None:  # <hyperlinks/>
         return Edit(existing.start, existing.end, element)
-    at = insert_position(sheet.tail, "hyperlinks", SHEET_ORDER, sheet.root_close, SHEET_UNKNOWN)
-    return Edit(at, at, element)
+    return insertion(sheet.tail, "hyperlinks", sheet.root_close, element)
 
 
 def annotate_roster_sheet(

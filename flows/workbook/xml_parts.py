@@ -5,6 +5,7 @@ a part's bytes, and our cells and sheets as XML.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -16,10 +17,12 @@ from flows.workbook.content import (
 from flows.workbook.ooxml import (
     REL,
     XML_DECLARATION,
+    Element,
     SharedStrings,
     StyleBook,
     UnsupportedWorkbook,
     column_letter,
+    insert_position,
     xml_attr,
 )
 
@@ -48,18 +51,36 @@ _EMU_PER_CM = 360000
 
 @dataclass
 class Edit:
-    """Replace xml[start:end] with data (a list of chunks, so big bodies are not joined)."""
+    """Replace xml[start:end] with data (a list of chunks, so big bodies are not joined).
+
+    rank orders insertions that land on one spot: two new elements inserted before the same
+    existing one (or at the end of the sheet) go in by their place in the schema, not by the
+    order the edits were made in. Excel repairs a sheet with <hyperlinks> before <autoFilter>.
+    """
 
     start: int
     end: int
     data: list[bytes]
+    rank: int = 0
+
+
+def insertion(found: Sequence[Element], name: str, fallback: int, data: list[bytes],
+              order: Sequence[str] = SHEET_ORDER,
+              unknown: dict[str, str] | None = None) -> Edit:
+    """Return the edit inserting a new child `name` where the schema's order puts it.
+
+    Ties with other insertions at the same spot are broken by the same order (Edit.rank).
+    """
+    unknown = SHEET_UNKNOWN if unknown is None and order is SHEET_ORDER else unknown
+    at = insert_position(found, name, order, fallback, unknown)
+    return Edit(at, at, data, order.index(name))
 
 
 def apply_edits(xml: bytes, edits: list[Edit]) -> list[bytes]:
     """Return the part as chunks with non-overlapping edits applied."""
     out: list[bytes] = []
     pos = 0
-    for edit in sorted(edits, key=lambda e: (e.start, e.end)):
+    for edit in sorted(edits, key=lambda e: (e.start, e.end, e.rank)):
         if edit.start < pos:
             raise UnsupportedWorkbook("overlapping edits")
         out.append(xml[pos : edit.start])
