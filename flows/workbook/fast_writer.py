@@ -192,8 +192,8 @@ class _Workbook:
         entries = b""
         for i, (title, rel_id) in enumerate(new_sheets):
             entries += (b"<" + q + b'sheet name="' + xml_attr(title) + b'" sheetId="'
-                        + str(next_id + i).encode() + b'"' + self.local_rel + b" " + self.rel_prefix + b'id="'
-                        + rel_id.encode() + b'"/>')
+                        + str(next_id + i).encode() + b'"' + self.local_rel + b" "
+                        + self.rel_prefix + b'id="' + rel_id.encode() + b'"/>')
         sheets = self.child("sheets")
         assert sheets is not None  # checked in read()
         close = xml.rfind(b"</", sheets.start, sheets.end)
@@ -336,7 +336,9 @@ def _write_with_xml(content: AnnotationContent, dest: Path) -> None:
 
         if strings.changed:
             if sst_part is None:
-                sst_part = pkg.free(posixpath.join(folder, "sharedStrings{}.xml"))
+                sst_part = posixpath.join(folder, "sharedStrings.xml")  # where Excel keeps it
+                if pkg.read(sst_part) is not None:
+                    sst_part = pkg.free(posixpath.join(folder, "sharedStrings{}.xml"))
                 wb_rels.add(REL_SHARED_STRINGS, relative(wb_part, sst_part))
                 overrides[sst_part] = CT_SHARED_STRINGS
             pkg.put(sst_part, strings.to_bytes())

@@ -420,6 +420,10 @@ class SharedStrings:
         return self.xml[:start] + tag + self.xml[root_end:close] + new + self.xml[close:]
 
 
+FONT_ORDER = ("b", "i", "strike", "condense", "extend", "outline", "shadow", "u", "vertAlign",
+              "sz", "color", "name", "family", "charset", "scheme")
+
+
 class StyleBook:
     """The office's styles.xml, with our few fonts, fills and cell formats appended."""
 
@@ -455,21 +459,22 @@ class StyleBook:
             return 0
         if key in self._font_ids:
             return self._font_ids[key]
-        p = re.escape(self.prefix)
         base = self._fonts[0]
-        body = self.xml[base.open_end : base.end]
-        body = body[: body.rfind(b"</")] if base.open_end != base.end else b""
-        head = b""
         q = self.prefix
+        drop = ({"b"} if bold else set()) | ({"sz"} if size is not None else set()) \
+            | ({"u", "color"} if link else set())
+        parts = [(e.name, self.xml[e.start : e.end])
+                 for e in children(self.xml, *content_span(self.xml, base)) if e.name not in drop]
         if bold:
-            body = re.sub(b"<" + p + rb"b\b[^>]*/>", b"", body)
-            head += b"<" + q + b"b/>"
+            parts.append(("b", b"<" + q + b"b/>"))
         if size is not None:
-            body = re.sub(b"<" + p + rb"sz\b[^>]*/>", b"", body)
-            head += b"<" + q + b'sz val="' + f"{size:g}".encode() + b'"/>'
+            parts.append(("sz", b"<" + q + b'sz val="' + f"{size:g}".encode() + b'"/>'))
         if link:
-            body = re.sub(b"<" + p + rb"(?:u|color)\b[^>]*/>", b"", body)
-            head += b"<" + q + b"u/><" + q + b'color rgb="FF0563C1"/>'
+            parts += [("u", b"<" + q + b"u/>"), ("color", b"<" + q + b'color rgb="FF0563C1"/>')]
+        # Excel's own order; validators (and older readers) expect it.
+        parts.sort(key=lambda item: FONT_ORDER.index(item[0]) if item[0] in FONT_ORDER
+                   else len(FONT_ORDER))
+        head, body = b"", b"".join(tag for _, tag in parts)
         element = b"<" + q + b"font>" + head + body + b"</" + q + b"font>"
         self._font_ids[key] = found = self._add("fonts", element)
         return found

@@ -7,6 +7,8 @@ writer meets XML it does not handle, and in the tests as the reference it must a
 
 from __future__ import annotations
 
+import re
+import zipfile
 from copy import copy
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import column_index_from_string, get_column_letter, range_boundaries
 from openpyxl.worksheet.dimensions import ColumnDimension
 from openpyxl.worksheet.hyperlink import Hyperlink
+from openpyxl.worksheet.views import Selection
 from openpyxl.worksheet.worksheet import Worksheet
 
 from flows.workbook.content import (
@@ -31,7 +34,17 @@ from flows.workbook.content import (
     style_spec,
     unique_sheet_title,
 )
-from flows.workbook.ooxml import overlaps
+from flows.workbook.ooxml import (
+    CT_SHARED_STRINGS,
+    FONT_ORDER,
+    NS_MAIN,
+    REL_SHARED_STRINGS,
+    XML_DECLARATION,
+    Rels,
+    add_content_types,
+    children,
+    overlaps,
+)
 from flows.workbook.summary import SheetTitles, build_problems, build_summary
 
 LINK_COLOUR = "0563C1"
@@ -153,6 +166,8 @@ def annotate_roster(ws: Worksheet, content: AnnotationContent, styles: _Styles, 
     x_split = 0
     if ws.freeze_panes:
         x_split = range_boundaries(ws.freeze_panes)[0] - 1
+    # openpyxl appends a selection per pane to the ones the sheet had: Excel allows four.
+    ws.sheet_view.selection = [Selection()]
     ws.freeze_panes = f"{get_column_letter(x_split + 1)}{header_row + 1}"
     last_row = max([header_row, *(a.row for a in content.rows)])
     ours = (1, header_row, end, last_row)
@@ -218,3 +233,64 @@ def write_with_openpyxl(content: AnnotationContent, dest: Path) -> None:
     render_sheet(wb, build_summary(content, titles), styles)
     render_sheet(wb, build_problems(content, titles), styles)
     wb.save(dest)
+    store_as_excel_does(dest)
+
+
+_INLINE = re.compile(rb'<c\b([^>]*?)\st="inlineStr"([^>]*)>\s*<is>(.*?)</is>\s*</c>', re.S)
+_FONT = re.compile(rb"<(font|rPr)>(.*?)</(?:font|rPr)>", re.S)
+# openpyxl writes a picture's preset geometry list without its DrawingML prefix.
+_BARE_AV_LIST = b"<avLst/>"
+_AV_LIST = b'<a:avLst xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"/>'
+
+
+def store_as_excel_does(path: Path) -> None:
+    """Move openpyxl's inline strings to a shared-string table and put font children in
+    Excel's order, rewriting the zip in place.
+
+    openpyxl writes every text inline and a font's name first; Excel stores text in
+    sharedStrings.xml and rewrites a workbook without one on its next save, and validators
+    flag the font order. The office's file came from Excel, so it goes back the way Excel keeps it.
+    """
+    with zipfile.ZipFile(path) as zf:
+        parts = {info.filename: zf.read(info) for info in zf.infolist()}
+    index: dict[bytes, int] = {}
+    refs = 0
+
+    def shared(m: re.Match[bytes]) -> bytes:
+        nonlocal refs
+        refs += 1
+        n = index.setdefault(m.group(3), len(index))
+        return b"<c" + m.group(1) + b' t="s"' + m.group(2) + b"><v>%d</v></c>" % n
+
+    for name, body in parts.items():
+        if (name.startswith("xl/worksheets/") and name.endswith(".xml") and b"inlineStr" in body
+                and "xl/sharedStrings.xml" not in parts):  # openpyxl never writes one
+            parts[name] = _INLINE.sub(shared, body)
+        elif name.startswith("xl/drawings/") and _BARE_AV_LIST in body:
+            parts[name] = body.replace(_BARE_AV_LIST, _AV_LIST)
+    if index:
+        parts["xl/sharedStrings.xml"] = (
+            XML_DECLARATION + b'<sst xmlns="' + NS_MAIN + b'" count="%d" uniqueCount="%d">'
+            % (refs, len(index)) + b"".join(b"<si>" + text + b"</si>" for text in index)
+            + b"</sst>")
+        rels = Rels(parts.get("xl/_rels/workbook.xml.rels"))
+        rels.add(REL_SHARED_STRINGS, "sharedStrings.xml")
+        parts["xl/_rels/workbook.xml.rels"] = rels.to_bytes()
+        parts["[Content_Types].xml"] = add_content_types(
+            parts["[Content_Types].xml"], {"xl/sharedStrings.xml": CT_SHARED_STRINGS})
+    for name in ("xl/styles.xml", "xl/sharedStrings.xml"):
+        if name in parts:
+            parts[name] = _FONT.sub(_font_in_order, parts[name])
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for name, body in parts.items():
+            out.writestr(name, body)
+
+
+def _font_in_order(m: re.Match[bytes]) -> bytes:
+    """Sort a <font> (styles) or <rPr> (rich text run) by Excel's order; rFont is a run's name."""
+    tag, body = m.group(1), m.group(2)
+    found = children(body, 0, len(body))
+    found.sort(key=lambda e: FONT_ORDER.index("name" if e.name == "rFont" else e.name)
+               if e.name in (*FONT_ORDER, "rFont") else len(FONT_ORDER))
+    inner = b"".join(body[e.start : e.end] for e in found)
+    return b"<" + tag + b">" + inner + b"</" + tag + b">"
