@@ -216,3 +216,23 @@ def test_libreoffice_opens_and_prints_every_corpus_output(
     for out in outs:
         pdf = pdf_dir / (out.stem + ".pdf")
         assert pdf.exists() and pdf.read_bytes().startswith(b"%PDF"), out.name
+
+
+def test_a_tables_total_row_is_not_a_student(workdir: Path) -> None:
+    """xlsxwriter's table with a total row ("Total", an average) as Excel writes it."""
+    roster = intake.ingest(CORPUS / "table_total_row.xlsx", _settings(), _table())
+    assert list(roster.row_ids.values()) == ["S001", "S002", "S003", "S004", "S005", "S006"]
+    assert 8 not in roster.row_ids  # the total row under the six students
+    assert not [p for p in roster.problems if p.row == 8]
+
+
+def test_a_score_formula_excel_never_calculated_holds_its_row(workdir: Path) -> None:
+    roster = intake.ingest(CORPUS / "formulas_uncached.xlsx", _settings(), _table())
+    [problem] = [p for p in roster.problems if p.row == 5]
+    assert (problem.column, problem.student_id, problem.holds_row) == ("Step 2 CK", "S004", True)
+    assert f"{problem.what}: {problem.fix[0].lower()}{problem.fix[1:]}" == (
+        "The Step 2 CK cell holds a formula Excel has not calculated: open the roster in Excel, "
+        "save it, and drop it again")
+    assert "S004" not in {r.student_id for r in roster.records}
+    # The office's helper column of uncalculated formulas is no field of ours: no problem.
+    assert all(p.column != "Name length" for p in roster.problems)
