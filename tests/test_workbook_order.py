@@ -88,7 +88,8 @@ def _check(found: list[str], head: tuple[str, ...], tail: tuple[str, ...]) -> No
     ranks = [SHEET_ORDER.index(n) for n in found]
     assert ranks == sorted(ranks) and len(set(found)) == len(found), (head, tail, found)
     assert set(head) | set(tail) <= set(found), (head, tail, found)  # nothing of theirs lost
-    assert {"sheetViews", "cols", "sheetData", "autoFilter", "hyperlinks"} <= set(found)
+    assert {"sheetPr", "sheetViews", "cols", "sheetData", "autoFilter", "hyperlinks",
+            "pageSetup"} <= set(found)
 
 
 @pytest.mark.slow

@@ -19,12 +19,15 @@ from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import column_index_from_string, get_column_letter, range_boundaries
 from openpyxl.worksheet.dimensions import ColumnDimension
 from openpyxl.worksheet.hyperlink import Hyperlink
+from openpyxl.worksheet.pagebreak import Break
+from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.views import Selection
 from openpyxl.worksheet.worksheet import Worksheet
 
 from flows.workbook.content import (
     ANNOTATION_HEADERS,
     ANNOTATION_WIDTHS,
+    HEADER_HEIGHT,
     MAX_HYPERLINKS,
     AnnotationContent,
     Cell,
@@ -42,6 +45,7 @@ from flows.workbook.ooxml import (
     XML_DECLARATION,
     Rels,
     add_content_types,
+    app_with_sheets,
     children,
     overlaps,
 )
@@ -159,6 +163,15 @@ def annotate_roster(ws: Worksheet, content: AnnotationContent, styles: _Styles, 
                     target.hyperlink = ann.link
                     budget -= 1
     end = start + len(ANNOTATION_HEADERS) - 1
+    heights = {a.row: a.height for a in content.rows if a.height}
+    if HEADER_HEIGHT:
+        heights[header_row] = HEADER_HEIGHT
+    for row, height in heights.items():  # an office's taller row is kept
+        dim = ws.row_dimensions[row]
+        if dim.height is None or dim.height < height:
+            dim.height = height
+    _print_setup(ws)
+    ws.print_title_rows = ws.print_title_rows or f"{header_row}:{header_row}"
     _clear_widths(ws, start, end)
     for i, width in enumerate(ANNOTATION_WIDTHS):
         letter = get_column_letter(start + i)
@@ -185,6 +198,14 @@ def annotate_roster(ws: Worksheet, content: AnnotationContent, styles: _Styles, 
     ws.auto_filter.ref = f"{first}{header_row}:{last}{last_row}"
 
 
+def _print_setup(ws: Worksheet) -> None:
+    """Print landscape, one page wide, as many pages down as it takes."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+
+
 def render_sheet(wb: Workbook, spec: SheetSpec, styles: _Styles) -> Worksheet:
     """Add one of our sheets (Summary, Problems) from its description."""
     ws = wb.create_sheet(spec.title)
@@ -204,6 +225,13 @@ def render_sheet(wb: Workbook, spec: SheetSpec, styles: _Styles) -> Worksheet:
         )
     if spec.tab_color:
         ws.sheet_properties.tabColor = spec.tab_color
+    for row, height in spec.heights().items():
+        ws.row_dimensions[row].height = height
+    _print_setup(ws)
+    if spec.print_rows:
+        ws.print_title_rows = f"{spec.print_rows[0]}:{spec.print_rows[1]}"
+    if spec.print_break:
+        ws.row_breaks.append(Break(id=spec.print_break))
     for chart in spec.charts:
         chart.chart.width = chart.width_cm
         chart.chart.height = chart.height_cm
@@ -233,7 +261,7 @@ def write_with_openpyxl(content: AnnotationContent, dest: Path) -> None:
     render_sheet(wb, build_summary(content, titles), styles)
     render_sheet(wb, build_problems(content, titles), styles)
     wb.save(dest)
-    store_as_excel_does(dest)
+    store_as_excel_does(dest, [w.title for w in wb.worksheets if isinstance(w, Worksheet)])
 
 
 _INLINE = re.compile(rb'<c\b([^>]*?)\st="inlineStr"([^>]*)>\s*<is>(.*?)</is>\s*</c>', re.S)
@@ -243,9 +271,9 @@ _BARE_AV_LIST = b"<avLst/>"
 _AV_LIST = b'<a:avLst xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"/>'
 
 
-def store_as_excel_does(path: Path) -> None:
+def store_as_excel_does(path: Path, worksheets: list[str]) -> None:
     """Move openpyxl's inline strings to a shared-string table and put font children in
-    Excel's order, rewriting the zip in place.
+    Excel's order, and list every worksheet in docProps/app.xml, rewriting the zip in place.
 
     openpyxl writes every text inline and a font's name first; Excel stores text in
     sharedStrings.xml and rewrites a workbook without one on its next save, and validators
@@ -281,6 +309,10 @@ def store_as_excel_does(path: Path) -> None:
     for name in ("xl/styles.xml", "xl/sharedStrings.xml"):
         if name in parts:
             parts[name] = _FONT.sub(_font_in_order, parts[name])
+    app = parts.get("docProps/app.xml")
+    listed = app_with_sheets(app, worksheets) if app is not None else None
+    if listed is not None:
+        parts["docProps/app.xml"] = listed
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
         for name, body in parts.items():
             out.writestr(name, body)
