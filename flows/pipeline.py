@@ -29,6 +29,7 @@ from flows.delivery import (
     deliver,
     resolve_smtp_password,
 )
+from flows.delivery.office_note import send_office_note
 from flows.intake import Roster
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
 from flows.letters.render import safe_filename
@@ -378,6 +379,7 @@ def advising_run(
                 drop.path.name, type(exc).__name__,
             )
     _publish_artifact(outcomes)
+    send_office_note(outcomes, settings)  # counts and IDs to ADVISING_OFFICE_EMAIL, if set
     result = [o.__dict__ for o in outcomes]
     if any(o.status == "failed" for o in outcomes):
         # Fail the flow run, so IT sees it in Prefect, while the CLI still reports every roster.
