@@ -76,7 +76,9 @@ class StyleSpec:
     fill: str | None = None  # RRGGBB solid fill
     wrap: bool = False
     horizontal: str | None = None
-    vertical: str | None = "top"
+    # None: Excel's default, the bottom of the cell, as the office's own cells sit; in a row
+    # made tall for "Next steps", a top-aligned Tier would read as the row above's.
+    vertical: str | None = None
     number_format: int = 0  # a built-in format id: 0 General, 14 short date
     quote: bool = False  # quotePrefix: a typed "=..." stays text when the office edits it
 
@@ -89,7 +91,7 @@ def _styles() -> dict[str, StyleSpec]:
         "count": StyleSpec(),
         "date": StyleSpec(number_format=14, horizontal="left"),
         "link": StyleSpec(link=True),
-        "header": StyleSpec(bold=True, fill=HEADER_FILL, wrap=True, vertical="center"),
+        "header": StyleSpec(bold=True, fill=HEADER_FILL, wrap=True),
         "title": StyleSpec(bold=True, size=14, vertical=None),
         "subtitle": StyleSpec(vertical=None),
         "section": StyleSpec(bold=True, size=12, vertical=None),
