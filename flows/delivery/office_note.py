@@ -103,7 +103,7 @@ def _processed(outcome: RosterOutcome, ledger: Ledger | None) -> RosterNews:
     return item
 
 
-def _at_risk_ids(rows: list[list[object]]) -> list[str]:
+def _at_risk_ids(rows: Sequence[Sequence[object]]) -> list[str]:
     """Return the student IDs of the Summary's at-risk list (empty for any other sheet)."""
     for i, row in enumerate(rows[:-1]):
         if tuple(rows[i + 1][: len(AT_RISK_HEADERS)]) == AT_RISK_HEADERS and row \

@@ -367,8 +367,8 @@ def _write_with_xml(content: AnnotationContent, dest: Path) -> None:
         app = pkg.read("docProps/app.xml")
         if app is not None:
             worksheets = [s.get("name", "") for s in workbook.sheets
-                          if (rel := wb_rels.by_id(workbook.rel_id(s))) is not None
-                          and rel.type == REL_WORKSHEET]
+                          if (link := wb_rels.by_id(workbook.rel_id(s))) is not None
+                          and link.type == REL_WORKSHEET]
             listed = app_with_sheets(app, [*worksheets, *(title for title, _ in new_sheets)])
             if listed is not None:
                 pkg.put("docProps/app.xml", listed)
