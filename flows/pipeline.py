@@ -25,6 +25,7 @@ from flows.delivery import (
     deliver,
     resolve_smtp_password,
 )
+from flows.delivery.office_note import send_office_note
 from flows.files import sha256_file
 from flows.intake import Roster
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
@@ -322,6 +323,7 @@ def advising_run(
                 drop.path.name, type(exc).__name__,
             )
     _publish_artifact(outcomes)
+    send_office_note(outcomes, settings)  # counts and IDs to ADVISING_OFFICE_EMAIL, if set
     if any(o.status is RosterStatus.FAILED for o in outcomes):
         # Fail the flow run, so IT sees it in Prefect, while the CLI still reports every roster.
         raise RunIncomplete(outcomes)

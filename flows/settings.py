@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     mail_from: str = ""
     reply_to: str = ""
+    # The office's address for the morning note after a run with news (blank = no note).
+    office_email: str = ""
     send_rate_per_minute: int = Field(default=0, ge=0)  # 0 = no limit, else for all sessions
     # Sessions open at once with the relay for a large batch (one per 100 letters at most).
     smtp_connections: int = Field(default=3, ge=1, le=10)
@@ -83,6 +85,14 @@ class Settings(BaseSettings):
     def _split_domains(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(d.strip().lower().lstrip("@") for d in value.split(",") if d.strip())
+        return value
+
+    @field_validator("office_email")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        value = value.strip()
+        if value and (value.count("@") != 1 or any(c in value for c in " ,;<>")):
+            raise ValueError("give one email address, e.g. advising@med.example.edu")
         return value
 
     @model_validator(mode="after")

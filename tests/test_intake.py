@@ -164,10 +164,15 @@ def test_first_and_last_name_columns_make_the_name(
 
 
 def test_formulas_are_read_from_cached_values(settings: Settings, table: SpecialtyTable) -> None:
-    """A formula counts as the value Excel last calculated; one never calculated is blank."""
+    """A formula counts as the value Excel last calculated; one never calculated is not read
+    as a blank: its row is held with a problem saying what to do (issue 15)."""
     roster = read("formulas.xlsx", settings, table)
     assert roster.row_ids == {2: "00321", 3: "S002"}
-    assert [(r.step2_score, r.research_count) for r in roster.records] == [(245, 2), (250, None)]
+    assert [(r.step2_score, r.research_count) for r in roster.records] == [(245, 2)]
+    [problem] = roster.problems
+    assert (problem.row, problem.column, problem.holds_row) == (3, "Research Items", True)
+    assert problem.what == "The Research Items cell holds a formula Excel has not calculated"
+    assert problem.fix == "Open the roster in Excel, save it, and drop it again"
 
 
 def test_macro_enabled_workbook_reads_and_nothing_runs(

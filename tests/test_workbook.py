@@ -199,6 +199,7 @@ def make_run(path: Path) -> tuple[Roster, dict[str, Evaluation], dict[str, Lette
         records.append(StudentRecord(
             student_id=sid, name=name, email=f"s{row}@school.edu", step1_result="pass",
             step1_attempts=1, specialty=specialty, step2_score=step2,
+            advisor="Dr. Okafor" if row == 4 else None,
             step2_date=date(2026, 10, 15) if step2 is None else None, row=row,
         ))
     problems = [
@@ -512,19 +513,24 @@ def test_summary_lists_students_at_risk_without_a_score_and_late(
             i += 1
         return rows
 
-    at_risk = listed("At risk (level 1-2, or pending with a late date or a failure): 2")
-    assert at_risk == [
-        ["Emergency Medicine", "000127", 8, 2, "Reach"],
-        ["General Surgery", "000123", 4, 1, "At risk: plan a parallel specialty"],
+    r, _ = _find(ws, "At risk (level 1-2, or pending with a late date or a failure): 2")
+    assert [c.value for c in ws[r + 1]][:7] == [
+        "Name", "Level", "Student ID", "Specialty", "Advisor", "Outlook", "Row"]
+    at_risk = [[ws.cell(row=i, column=j).value for j in range(1, 8)] for i in (r + 2, r + 3)]
+    assert at_risk == [  # level first, then specialty: the morning's call list
+        ["Ana Lima", 1, "000123", "General Surgery", "Dr. Okafor",
+         "At risk: plan a parallel specialty", 4],
+        ["Li Wei", 2, "000127", "Emergency Medicine", None, "Reach", 8],
     ]
+    for i, row in ((r + 2, 4), (r + 3, 8)):  # the name and the row number open the roster row
+        for col in (1, 7):
+            link = ws.cell(row=i, column=col).hyperlink
+            assert link is not None and link.location == f"'Roster'!A{row}"
     no_score = listed("Without a Step 2 CK score: 1")
     assert [r[:3] for r in no_score] == [["General Surgery", "000123", 4]]
     assert no_score[0][3].date() == date(2026, 10, 15) and no_score[0][4] == "yes"
     late = listed("Step 2 CK date too late: 1")
     assert [r[:3] for r in late] == [["General Surgery", "000123", 4]]
-    r, _ = _find(ws, "At risk (level 1-2, or pending with a late date or a failure): 2")
-    link = ws.cell(row=r + 2, column=3).hyperlink
-    assert link is not None and link.location == "'Roster'!A8"
 
 
 def test_problems_sheet_says_what_is_wrong_and_what_to_do(annotated: tuple[Path, Path]) -> None:
@@ -921,3 +927,53 @@ def test_the_step1_column_names_a_step2_failure_on_the_record() -> None:
     assert step1_text(ev) == "clean"
     flagged = replace(ev, step2_failed_before=True, step1_marginal=True)
     assert step1_text(flagged) == "clean (marginal); a Step 2 CK failure on record"
+
+
+# --- the office's morning: rows that fit, pages that print, the sheet list -------------------
+
+
+def test_wrapped_cells_get_a_row_height_that_fits(annotated: tuple[Path, Path]) -> None:
+    """Three "Next steps" lines print on top of each other unless the row says its height."""
+    wb = openpyxl.load_workbook(annotated[1])
+    ws = wb["Roster"]
+    steps = ws.cell(row=5, column=COL["Next steps"])
+    lines = steps.value.count("\n") + 1
+    assert lines >= 2 and steps.alignment.wrap_text
+    assert ws.row_dimensions[5].height >= lines * 15
+    assert ws.row_dimensions[3].height >= 30  # "Step 2 CK impact" wraps in its header
+    summary = wb["Summary"]
+    r, _ = _find(summary, "At risk (level 1-2, or pending with a late date or a failure): 2")
+    outlook = summary.cell(row=r + 2, column=6)  # a long outlook label in its column
+    assert outlook.alignment.wrap_text and summary.row_dimensions[r + 2].height >= 30
+
+
+def test_roster_summary_and_problems_print_landscape_one_page_wide(
+    annotated: tuple[Path, Path],
+) -> None:
+    wb = openpyxl.load_workbook(annotated[1])
+    for title in ("Roster", "Summary", "Problems"):
+        ws = wb[title]
+        assert ws.page_setup.orientation == "landscape", title
+        assert (ws.page_setup.fitToWidth, ws.page_setup.fitToHeight) == (1, 0), title
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, title
+    assert wb["Roster"].print_title_rows == "$3:$3"  # the header row repeats on every page
+    assert wb["Problems"].print_title_rows == "$1:$1"
+    summary = wb["Summary"]
+    r, _ = _find(summary, "At risk (level 1-2, or pending with a late date or a failure): 2")
+    # The lists start a new page, so the tables and their charts print whole above them.
+    assert [b.id for b in summary.row_breaks.brk] == [r - 1]
+    assert all(chart.anchor._from.row + 1 < r - 1 for chart in summary._charts)
+
+
+def test_app_xml_lists_every_sheet(annotated: tuple[Path, Path]) -> None:
+    with zipfile.ZipFile(annotated[1]) as zf:
+        app = ElementTree.fromstring(zf.read("docProps/app.xml"))
+    vt = "{http://schemas.openxmlformats.org/officeDocument/2006/docPropsVTypes}"
+    ep = "{http://schemas.openxmlformats.org/officeDocument/2006/extended-properties}"
+    titles = [e.text for e in app.iter(f"{vt}lpstr") if e.text]
+    listed = app.find(f"{ep}TitlesOfParts")
+    assert listed is not None
+    names = [e.text for e in listed.iter(f"{vt}lpstr")]
+    assert names == ["Roster", "Lists", "Summary", "Problems"], titles
+    pairs = [e.text for e in app.find(f"{ep}HeadingPairs").iter() if e.text]
+    assert pairs[:2] == ["Worksheets", "4"]

@@ -178,6 +178,19 @@ class Ledger:
             for sid, row in rows.items()
         }
 
+    def levels_before(self, student_ids: Iterable[str], when: str) -> dict[str, int]:
+        """Return the outlook level of each student's last letter sent before `when` (an ISO
+        time), to tell a student newly at risk from one the office already knew about."""
+        rows = self._latest(list(student_ids), "status = 'sent' AND updated_at < ?", (when,))
+        return {sid: int(row["level"]) for sid, row in rows.items()}
+
+    def failed_between(self, start: str, end: str) -> list[str]:
+        """Return the students whose letter failed or became uncertain between two ISO times."""
+        rows = self._db.execute(
+            "SELECT DISTINCT student_id FROM deliveries WHERE status IN ('failed', 'uncertain') "
+            "AND updated_at >= ? AND updated_at <= ? ORDER BY student_id", (start, end))
+        return [row[0] for row in rows]
+
     def entries(self, student_id: str) -> list[Entry]:
         """Return every row for one student, oldest first (for tests and support)."""
         rows = self._db.execute(

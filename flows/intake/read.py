@@ -20,6 +20,7 @@ from typing import cast
 import python_calamine as calamine
 
 from flows.intake.roster import Roster
+from flows.intake.sheet_parts import SheetParts, sheet_parts
 from flows.settings import Settings
 from residency_rules.errors import RosterError
 from residency_rules.records import Grade, Problem, Step1Result, StudentRecord
@@ -83,7 +84,7 @@ def ingest(path: Path, settings: Settings, table: SpecialtyTable) -> Roster:
         last_column=max(len(rows[header.row]) if rows else 0, max(header.columns.values()) + 1),
     )
     roster.problems.extend(_header_problems(path, sheet_name, header))
-    _read_rows(roster, rows, header, table)
+    _read_rows(roster, rows, header, table, sheet_parts(data, sheet_name, path.name))
     logger.info(
         "Roster %s: sheet %r, header on row %d, %d student rows, %d readable, %d problems",
         path.name, sheet_name, roster.header_row, len(roster.row_ids), len(roster.records),
@@ -391,7 +392,8 @@ class _RowReader:
             self.specialty_cache[text] = found
         return found
 
-    def read(self, excel_row: int, cells: dict[str, Cell]) -> None:
+    def read(self, excel_row: int, cells: dict[str, Cell],
+             uncalculated: tuple[str, ...] = ()) -> None:
         problems: list[Problem] = []
         raw_id = cells.get("student_id")
         sid_value = norm_student_id(raw_id)
@@ -399,6 +401,14 @@ class _RowReader:
         self.roster.row_ids[excel_row] = sid if sid is not None else cell_text(raw_id)
         if isinstance(sid_value, Invalid):
             problems.append(self.problem(excel_row, "student_id", raw_id, sid_value, None))
+        for name in uncalculated:  # it reads as blank: never let it pass as a blank
+            column = self.header.written.get(name, FIELD_BY_NAME[name].label)
+            problems.append(Problem(
+                file=self.roster.source.name, sheet=self.roster.sheet, row=excel_row,
+                column=column, value="(a formula with no value)",
+                what=f"The {column} cell holds a formula Excel has not calculated",
+                fix="Open the roster in Excel, save it, and drop it again", student_id=sid,
+            ))
 
         def whole(name: str) -> int | None:
             value = cells.get(name)
@@ -485,19 +495,30 @@ class _RowReader:
 
 
 def _read_rows(
-    roster: Roster, rows: list[list[Cell]], header: HeaderMatch, table: SpecialtyTable
+    roster: Roster, rows: list[list[Cell]], header: HeaderMatch, table: SpecialtyTable,
+    parts: SheetParts | None = None,
 ) -> None:
-    """Read every non-blank row under the header; a row blank in every known column is skipped."""
+    """Read every non-blank row under the header; a row blank in every known column is skipped,
+    and so is a table's total row (its "Total" and averages are not a student)."""
     reader = _RowReader(roster, header, table, {})
     names = list(header.columns)
     cols = [header.columns[n] for n in names]
+    parts = parts or SheetParts()
+    formula_rows = {r for r, _ in parts.uncalculated}
     for index in range(header.row + 1, len(rows)):
+        if index + 1 in parts.total_rows:
+            continue
         row = rows[index]
         width = len(row)
         values = [row[c] if c < width else None for c in cols]
-        if all(_blank(v) for v in values):
+        uncalculated: tuple[str, ...] = ()
+        if index + 1 in formula_rows:
+            uncalculated = tuple(n for n, c in zip(names, cols, strict=True)
+                                 if (index + 1, c + 1) in parts.uncalculated)
+        if all(_blank(v) for v in values) and not uncalculated:
             continue
-        reader.read(index + 1, {n: v for n, v in zip(names, values, strict=True) if v != ""})
+        reader.read(index + 1, {n: v for n, v in zip(names, values, strict=True) if v != ""},
+                    uncalculated)
 
 
 def _blank(value: Cell) -> bool:

@@ -76,7 +76,9 @@ class StyleSpec:
     fill: str | None = None  # RRGGBB solid fill
     wrap: bool = False
     horizontal: str | None = None
-    vertical: str | None = "top"
+    # None: Excel's default, the bottom of the cell, as the office's own cells sit; in a row
+    # made tall for "Next steps", a top-aligned Tier would read as the row above's.
+    vertical: str | None = None
     number_format: int = 0  # a built-in format id: 0 General, 14 short date
     quote: bool = False  # quotePrefix: a typed "=..." stays text when the office edits it
 
@@ -89,7 +91,7 @@ def _styles() -> dict[str, StyleSpec]:
         "count": StyleSpec(),
         "date": StyleSpec(number_format=14, horizontal="left"),
         "link": StyleSpec(link=True),
-        "header": StyleSpec(bold=True, fill=HEADER_FILL, wrap=True, vertical="center"),
+        "header": StyleSpec(bold=True, fill=HEADER_FILL, wrap=True),
         "title": StyleSpec(bold=True, size=14, vertical=None),
         "subtitle": StyleSpec(vertical=None),
         "section": StyleSpec(bold=True, size=12, vertical=None),
@@ -97,7 +99,7 @@ def _styles() -> dict[str, StyleSpec]:
     }
     for level, fill in LEVEL_FILLS.items():
         styles[f"level{level}"] = StyleSpec(fill=fill, horizontal="center")
-        styles[f"outlook{level}"] = StyleSpec(fill=fill)
+        styles[f"outlook{level}"] = StyleSpec(fill=fill, wrap=True)
     return styles
 
 
@@ -153,6 +155,7 @@ class RowAnnotation:
     row: int
     cells: tuple[Cell | None, ...]  # one per ANNOTATION_HEADERS entry; None leaves it blank
     link: str | None = None  # relative URL of the letter
+    height: float | None = None  # points, when wrapped text needs more than one line
 
 
 @dataclass
@@ -178,6 +181,8 @@ class SheetSpec:
     links: dict[tuple[int, int], str] = field(default_factory=dict)  # in-workbook locations
     charts: list[ChartSpec] = field(default_factory=list)
     tab_color: str | None = None
+    print_rows: tuple[int, int] | None = None  # rows repeated at the top of each printed page
+    print_break: int = 0  # a page break after this row (0: none)
 
     def put(self, row: int, col: int, value: CellValue, style: str = "text") -> None:
         """Place a value; blanks are skipped so the sheet stays sparse."""
@@ -200,6 +205,38 @@ class SheetSpec:
     def max_col(self) -> int:
         """Return the last column holding a cell (1 for an empty sheet)."""
         return max((c for _, c in self.cells), default=1)
+
+    def heights(self) -> dict[int, float]:
+        """Return the height of each row whose wrapped text needs more than one line."""
+        texts: dict[int, list[tuple[str, float]]] = {}
+        for (r, c), value in self.cells.items():
+            if isinstance(value.value, str) and style_spec(value.style).wrap:
+                texts.setdefault(r, []).append((value.value, self.widths.get(c, 8.43)))
+        out = {}
+        for r, items in texts.items():
+            height = wrapped_height(items)
+            if height is not None:
+                out[r] = height
+        return out
+
+
+LINE_POINTS = 15.0  # one line of 11 pt Calibri, Excel's default row height
+
+
+def wrapped_height(texts: Iterable[tuple[str, float]]) -> float | None:
+    """Return the row height (points) that shows every line of wrapped texts, each in a column
+    of the given width (Excel character units); None when one line is enough.
+
+    Excel and LibreOffice do not grow a row for wrapped text written by a program, so three
+    "Next steps" lines print on top of each other unless the row says how tall it is. Letters
+    are counted a little wide (proportional fonts vary), so the row errs on the tall side.
+    """
+    lines = 1
+    for text, width in texts:
+        per_line = max(1.0, width * 1.1 - 1)
+        count = sum(max(1, -(-len(part) // int(per_line))) for part in text.split("\n"))
+        lines = max(lines, count)
+    return None if lines <= 1 else lines * LINE_POINTS + 2
 
 
 def sheet_location(title: str, row: int, col: int = 1) -> str:
@@ -270,6 +307,14 @@ def problem_text(problem: Problem) -> str:
     return f"{problem.column}: {problem.what}" if problem.column else problem.what
 
 
+@lru_cache(maxsize=1 << 12)
+def _row_height(wrapped: tuple[tuple[str, float], ...]) -> float | None:
+    return wrapped_height(wrapped)
+
+
+HEADER_HEIGHT = wrapped_height(zip(ANNOTATION_HEADERS, ANNOTATION_WIDTHS, strict=True))
+
+
 @dataclass
 class AnnotationContent:
     """Everything the writers need, computed from the run's results before any file is opened."""
@@ -331,7 +376,11 @@ def build_content(
         texts = [problem_text(p) for p in problems_by_row.get(row, [])]
         if texts:
             cells[8] = cell("\n".join(texts), "wrap")
-        rows.append(RowAnnotation(row=row, cells=tuple(cells), link=link))
+        wrapped = [(c.value, ANNOTATION_WIDTHS[i]) for i, c in enumerate(cells)
+                   if c is not None and isinstance(c.value, str) and STYLES[c.style.removesuffix(
+                       "+q")].wrap]
+        rows.append(RowAnnotation(row=row, cells=tuple(cells), link=link,
+                                  height=_row_height(tuple(wrapped)) if wrapped else None))
     return AnnotationContent(
         roster=roster,
         evaluations=evaluations,

@@ -42,11 +42,11 @@ from flows.workbook.ooxml import (
     StyleBook,
     UnsupportedWorkbook,
     add_content_types,
+    app_with_sheets,
     attrs,
     check_plain,
     children,
     content_span,
-    insert_position,
     namespace_prefix,
     range_bounds,
     relative,
@@ -67,6 +67,7 @@ from flows.workbook.xml_parts import (
     Edit,
     apply_edits,
     drawing_xml,
+    insertion,
     render_sheet,
 )
 
@@ -145,27 +146,34 @@ class _Workbook:
     kids: list[Element]
     sheets: list[dict[str, str]]  # attributes of each <sheet>, in order
     date1904: bool
+    local_rel: bytes = b""  # the namespace declaration each new <sheet> repeats, if any
 
     @classmethod
     def read(cls, part: str, xml: bytes) -> _Workbook:
         """Parse the parts of workbook.xml the writer needs."""
         check_plain(xml, part)
         prefix, root_end, root_tag = root_info(xml)
-        rel_prefix = namespace_prefix(root_tag, NS_DOC_REL)
-        if rel_prefix is None:
-            raise UnsupportedWorkbook("workbook.xml does not declare the relationships namespace")
         kids = children(xml, root_end, xml.rfind(b"</"))
         by_name = {k.name: k for k in kids}
         if "sheets" not in by_name:
             raise UnsupportedWorkbook("workbook.xml has no sheets")
-        sheets = [attrs(xml[s.start : s.open_end])
-                  for s in children(xml, *content_span(xml, by_name["sheets"]))
-                  if s.name == "sheet"]
+        sheet_tags = [xml[s.start : s.open_end]
+                      for s in children(xml, *content_span(xml, by_name["sheets"]))
+                      if s.name == "sheet"]
+        sheets = [attrs(tag) for tag in sheet_tags]
+        rel_prefix = namespace_prefix(root_tag, NS_DOC_REL)
+        local_rel = b""
+        if rel_prefix is None and sheet_tags:
+            # openpyxl with lxml installed declares xmlns:r on each <sheet>, not on the root.
+            rel_prefix = namespace_prefix(sheet_tags[0], NS_DOC_REL)
+            local_rel = b" xmlns:" + (rel_prefix or b":")[:-1] + b'="' + NS_DOC_REL + b'"'
+        if not rel_prefix:  # None, or the default namespace: a sheet's r:id needs a prefix
+            raise UnsupportedWorkbook("workbook.xml does not declare the relationships namespace")
         date1904 = False
         if "workbookPr" in by_name:
             pr = by_name["workbookPr"]
             date1904 = attrs(xml[pr.start : pr.open_end]).get("date1904", "") in ("1", "true")
-        return cls(part, xml, prefix, rel_prefix, kids, sheets, date1904)
+        return cls(part, xml, prefix, rel_prefix, kids, sheets, date1904, local_rel)
 
     def child(self, name: str) -> Element | None:
         """Return a top-level element by local name."""
@@ -176,8 +184,9 @@ class _Workbook:
         return sheet.get(self.rel_prefix.decode() + "id", "")
 
     def edited(self, new_sheets: list[tuple[str, str]], roster_index: int,
-               filter_ref: str | None) -> bytes:
-        """Return workbook.xml with our sheets appended and the roster's filter name set."""
+               filter_ref: str | None, print_titles: list[tuple[int, str]]) -> bytes:
+        """Return workbook.xml with our sheets appended, the roster's filter name set and the
+        print titles (sheet index, rows such as 'Roster'!$3:$3) each sheet lacks."""
         q, xml = self.prefix, self.xml
         edits: list[Edit] = []
         ids = [int(s.get("sheetId", "0")) for s in self.sheets if s.get("sheetId", "").isdigit()]
@@ -185,38 +194,46 @@ class _Workbook:
         entries = b""
         for i, (title, rel_id) in enumerate(new_sheets):
             entries += (b"<" + q + b'sheet name="' + xml_attr(title) + b'" sheetId="'
-                        + str(next_id + i).encode() + b'" ' + self.rel_prefix + b'id="'
-                        + rel_id.encode() + b'"/>')
+                        + str(next_id + i).encode() + b'"' + self.local_rel + b" "
+                        + self.rel_prefix + b'id="' + rel_id.encode() + b'"/>')
         sheets = self.child("sheets")
         assert sheets is not None  # checked in read()
         close = xml.rfind(b"</", sheets.start, sheets.end)
         edits.append(Edit(close, close, [entries]))
+        # (name, sheet index, formula, ours to replace): the filter's range is ours to keep
+        # right; a print title the office set is theirs.
+        wanted: list[tuple[str, int, str, bool]] = []
         if filter_ref is not None:
             title = self.sheets[roster_index].get("name", "")
-            text = f"{quote_sheetname(title)}!{absolute_coordinate(filter_ref)}"
-            name = (b"<" + q + b'definedName name="_xlnm._FilterDatabase" localSheetId="'
-                    + str(roster_index).encode() + b'" hidden="1">' + xml_attr(text) + b"</" + q
-                    + b"definedName>")
-            names = self.child("definedNames")
+            wanted.append(("_xlnm._FilterDatabase", roster_index,
+                           f"{quote_sheetname(title)}!{absolute_coordinate(filter_ref)}", True))
+        wanted += [("_xlnm.Print_Titles", index, text, False) for index, text in print_titles]
+        names = self.child("definedNames")
+        existing = children(xml, *content_span(xml, names)) if names is not None else []
+        appended = b""
+        for name_text, index, text, replace in wanted:
+            element = (b"<" + q + b'definedName name="' + name_text.encode() + b'" localSheetId="'
+                       + str(index).encode() + b'"'
+                       + (b' hidden="1"' if name_text == "_xlnm._FilterDatabase" else b"")
+                       + b">" + xml_attr(text) + b"</" + q + b"definedName>")
+            found = [dn for dn in existing
+                     if attrs(xml[dn.start : dn.open_end]).get("name") == name_text
+                     and attrs(xml[dn.start : dn.open_end]).get("localSheetId") == str(index)]
+            if not found:
+                appended += element
+            elif replace:
+                edits += [Edit(dn.start, dn.end, [element]) for dn in found]
+        if appended:
             if names is None:
-                at = insert_position(self.kids, "definedNames", WORKBOOK_ORDER, xml.rfind(b"</"))
-                edits.append(Edit(at, at, [b"<" + q + b"definedNames>" + name + b"</" + q
-                                            + b"definedNames>"]))
+                edits.append(insertion(self.kids, "definedNames", xml.rfind(b"</"), [
+                    b"<" + q + b"definedNames>" + appended + b"</" + q + b"definedNames>"],
+                    WORKBOOK_ORDER))
+            elif names.open_end == names.end:
+                edits.append(Edit(names.start, names.end, [
+                    b"<" + q + b"definedNames>" + appended + b"</" + q + b"definedNames>"]))
             else:
-                replaced = False
-                for dn in children(xml, *content_span(xml, names)):
-                    found = attrs(xml[dn.start : dn.open_end])
-                    if (found.get("name") == "_xlnm._FilterDatabase"
-                            and found.get("localSheetId") == str(roster_index)):
-                        edits.append(Edit(dn.start, dn.end, [name]))
-                        replaced = True
-                if not replaced:
-                    close = xml.rfind(b"</", names.start, names.end)
-                    if names.open_end == names.end:
-                        edits.append(Edit(names.start, names.end, [
-                            b"<" + q + b"definedNames>" + name + b"</" + q + b"definedNames>"]))
-                    else:
-                        edits.append(Edit(close, close, [name]))
+                close = xml.rfind(b"</", names.start, names.end)
+                edits.append(Edit(close, close, [appended]))
         return b"".join(apply_edits(xml, edits))
 
 
@@ -303,7 +320,8 @@ def _write_with_xml(content: AnnotationContent, dest: Path) -> None:
         folder = posixpath.dirname(wb_part)
         overrides: dict[str, str] = {}
         new_sheets: list[tuple[str, str]] = []
-        for spec in (build_summary(content, titles), build_problems(content, titles)):
+        specs = (build_summary(content, titles), build_problems(content, titles))
+        for spec in specs:
             part = pkg.free(posixpath.join(folder, "worksheets/sheet{}.xml"))
             pkg.put(part, b"")  # reserve the name before choosing the next one
             drawing_rel = None
@@ -329,13 +347,31 @@ def _write_with_xml(content: AnnotationContent, dest: Path) -> None:
 
         if strings.changed:
             if sst_part is None:
-                sst_part = pkg.free(posixpath.join(folder, "sharedStrings{}.xml"))
+                sst_part = posixpath.join(folder, "sharedStrings.xml")  # where Excel keeps it
+                if pkg.read(sst_part) is not None:
+                    sst_part = pkg.free(posixpath.join(folder, "sharedStrings{}.xml"))
                 wb_rels.add(REL_SHARED_STRINGS, relative(wb_part, sst_part))
                 overrides[sst_part] = CT_SHARED_STRINGS
             pkg.put(sst_part, strings.to_bytes())
         if styles.changed:
             pkg.put(resolve(wb_part, styles_rels[0].target), styles.to_bytes())
-        pkg.put(wb_part, workbook.edited(new_sheets, roster_index, result.filter_ref))
+        header = roster.header_row
+        print_titles = [(roster_index, f"{quote_sheetname(roster.sheet)}!${header}:${header}")]
+        for offset, spec in enumerate(specs):
+            if spec.print_rows:
+                first, last = spec.print_rows
+                print_titles.append((len(workbook.sheets) + offset,
+                                     f"{quote_sheetname(spec.title)}!${first}:${last}"))
+        pkg.put(wb_part, workbook.edited(new_sheets, roster_index, result.filter_ref,
+                                         print_titles))
+        app = pkg.read("docProps/app.xml")
+        if app is not None:
+            worksheets = [s.get("name", "") for s in workbook.sheets
+                          if (link := wb_rels.by_id(workbook.rel_id(s))) is not None
+                          and link.type == REL_WORKSHEET]
+            listed = app_with_sheets(app, [*worksheets, *(title for title, _ in new_sheets)])
+            if listed is not None:
+                pkg.put("docProps/app.xml", listed)
         pkg.put(rels_name(wb_part), wb_rels.to_bytes())
         types = pkg.read("[Content_Types].xml")
         if types is None:

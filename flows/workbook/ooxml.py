@@ -420,6 +420,10 @@ class SharedStrings:
         return self.xml[:start] + tag + self.xml[root_end:close] + new + self.xml[close:]
 
 
+FONT_ORDER = ("b", "i", "strike", "condense", "extend", "outline", "shadow", "u", "vertAlign",
+              "sz", "color", "name", "family", "charset", "scheme")
+
+
 class StyleBook:
     """The office's styles.xml, with our few fonts, fills and cell formats appended."""
 
@@ -455,21 +459,22 @@ class StyleBook:
             return 0
         if key in self._font_ids:
             return self._font_ids[key]
-        p = re.escape(self.prefix)
         base = self._fonts[0]
-        body = self.xml[base.open_end : base.end]
-        body = body[: body.rfind(b"</")] if base.open_end != base.end else b""
-        head = b""
         q = self.prefix
+        drop = ({"b"} if bold else set()) | ({"sz"} if size is not None else set()) \
+            | ({"u", "color"} if link else set())
+        parts = [(e.name, self.xml[e.start : e.end])
+                 for e in children(self.xml, *content_span(self.xml, base)) if e.name not in drop]
         if bold:
-            body = re.sub(b"<" + p + rb"b\b[^>]*/>", b"", body)
-            head += b"<" + q + b"b/>"
+            parts.append(("b", b"<" + q + b"b/>"))
         if size is not None:
-            body = re.sub(b"<" + p + rb"sz\b[^>]*/>", b"", body)
-            head += b"<" + q + b'sz val="' + f"{size:g}".encode() + b'"/>'
+            parts.append(("sz", b"<" + q + b'sz val="' + f"{size:g}".encode() + b'"/>'))
         if link:
-            body = re.sub(b"<" + p + rb"(?:u|color)\b[^>]*/>", b"", body)
-            head += b"<" + q + b"u/><" + q + b'color rgb="FF0563C1"/>'
+            parts += [("u", b"<" + q + b"u/>"), ("color", b"<" + q + b'color rgb="FF0563C1"/>')]
+        # Excel's own order; validators (and older readers) expect it.
+        parts.sort(key=lambda item: FONT_ORDER.index(item[0]) if item[0] in FONT_ORDER
+                   else len(FONT_ORDER))
+        head, body = b"", b"".join(tag for _, tag in parts)
         element = b"<" + q + b"font>" + head + body + b"</" + q + b"font>"
         self._font_ids[key] = found = self._add("fonts", element)
         return found
@@ -556,3 +561,60 @@ class StyleBook:
 def overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     """Say whether two ranges (min_col, min_row, max_col, max_row) share a cell."""
     return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+NS_VT = b"http://schemas.openxmlformats.org/officeDocument/2006/docPropsVTypes"
+_VARIANT = re.compile(rb"<(?:\w+:)?(lpstr|i4)>([^<]*)</(?:\w+:)?(?:lpstr|i4)>")
+
+
+def app_with_sheets(xml: bytes, worksheets: list[str]) -> bytes | None:
+    """Return docProps/app.xml listing these worksheets (Excel's sheet list in File > Info and
+    in the file browser's preview), other groups (chart sheets, named ranges) kept; None when
+    the part is not laid out as Excel writes it."""
+    prefix, root_end, root_tag = root_info(xml)
+    if prefix:
+        return None
+    kids = {e.name: e for e in children(xml, root_end, xml.rfind(b"</"))}
+    pairs: list[tuple[str, int]] = []
+    titles: list[str] = []
+    if "HeadingPairs" in kids and "TitlesOfParts" in kids:
+        found = _VARIANT.findall(xml, kids["HeadingPairs"].start, kids["HeadingPairs"].end)
+        if len(found) % 2 or any(kind != b"lpstr" for kind, _ in found[::2]) \
+                or any(kind != b"i4" for kind, _ in found[1::2]):
+            return None
+        pairs = [(unescape(found[i][1].decode()), int(found[i + 1][1]))
+                 for i in range(0, len(found), 2)]
+        titles = [unescape(t.decode()) for kind, t in _VARIANT.findall(
+            xml, kids["TitlesOfParts"].start, kids["TitlesOfParts"].end)]
+        if sum(n for _, n in pairs) != len(titles):
+            return None
+    groups: list[tuple[str, list[str]]] = []
+    pos = 0
+    for name, n in pairs:
+        groups.append((name, titles[pos : pos + n]))
+        pos += n
+    if any(name == "Worksheets" for name, _ in groups):
+        groups = [(n, worksheets if n == "Worksheets" else items) for n, items in groups]
+    else:
+        groups.insert(0, ("Worksheets", worksheets))
+    vt = namespace_prefix(root_tag, NS_VT)
+    declare = b""
+    if vt is None or vt == b"":
+        vt, declare = b"vt:", b' xmlns:vt="' + NS_VT + b'"'
+    heading = b"".join(
+        b"<" + vt + b"variant><" + vt + b"lpstr>" + xml_text(name) + b"</" + vt + b"lpstr></"
+        + vt + b"variant><" + vt + b"variant><" + vt + b"i4>%d</" % len(items) + vt + b"i4></"
+        + vt + b"variant>" for name, items in groups)
+    listed = b"".join(b"<" + vt + b"lpstr>" + xml_text(t) + b"</" + vt + b"lpstr>"
+                      for _, items in groups for t in items)
+    block = (b"<HeadingPairs" + declare + b"><" + vt + b'vector size="%d" baseType="variant">'
+             % (2 * len(groups)) + heading + b"</" + vt + b"vector></HeadingPairs><TitlesOfParts"
+             + declare + b"><" + vt + b'vector size="%d" baseType="lpstr">'
+             % sum(len(items) for _, items in groups) + listed + b"</" + vt
+             + b"vector></TitlesOfParts>")
+    if "HeadingPairs" in kids and "TitlesOfParts" in kids:
+        a, b = sorted((kids["HeadingPairs"], kids["TitlesOfParts"]), key=lambda e: e.start)
+        return xml[: a.start] + block + xml[a.end : b.start] + xml[b.end :]
+    after = [kids[n].end for n in ("Application", "DocSecurity", "ScaleCrop") if n in kids]
+    at = max(after) if after else xml.rfind(b"</")
+    return xml[:at] + block + xml[at:]

@@ -7,6 +7,8 @@ writer meets XML it does not handle, and in the tests as the reference it must a
 
 from __future__ import annotations
 
+import re
+import zipfile
 from copy import copy
 from pathlib import Path
 
@@ -17,11 +19,15 @@ from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import column_index_from_string, get_column_letter, range_boundaries
 from openpyxl.worksheet.dimensions import ColumnDimension
 from openpyxl.worksheet.hyperlink import Hyperlink
+from openpyxl.worksheet.pagebreak import Break
+from openpyxl.worksheet.properties import PageSetupProperties
+from openpyxl.worksheet.views import Selection
 from openpyxl.worksheet.worksheet import Worksheet
 
 from flows.workbook.content import (
     ANNOTATION_HEADERS,
     ANNOTATION_WIDTHS,
+    HEADER_HEIGHT,
     MAX_HYPERLINKS,
     AnnotationContent,
     Cell,
@@ -31,7 +37,18 @@ from flows.workbook.content import (
     style_spec,
     unique_sheet_title,
 )
-from flows.workbook.ooxml import overlaps
+from flows.workbook.ooxml import (
+    CT_SHARED_STRINGS,
+    FONT_ORDER,
+    NS_MAIN,
+    REL_SHARED_STRINGS,
+    XML_DECLARATION,
+    Rels,
+    add_content_types,
+    app_with_sheets,
+    children,
+    overlaps,
+)
 from flows.workbook.summary import SheetTitles, build_problems, build_summary
 
 LINK_COLOUR = "0563C1"
@@ -146,6 +163,15 @@ def annotate_roster(ws: Worksheet, content: AnnotationContent, styles: _Styles, 
                     target.hyperlink = ann.link
                     budget -= 1
     end = start + len(ANNOTATION_HEADERS) - 1
+    heights = {a.row: a.height for a in content.rows if a.height}
+    if HEADER_HEIGHT:
+        heights[header_row] = HEADER_HEIGHT
+    for row, height in heights.items():  # an office's taller row is kept
+        dim = ws.row_dimensions[row]
+        if dim.height is None or dim.height < height:
+            dim.height = height
+    _print_setup(ws)
+    ws.print_title_rows = ws.print_title_rows or f"{header_row}:{header_row}"
     _clear_widths(ws, start, end)
     for i, width in enumerate(ANNOTATION_WIDTHS):
         letter = get_column_letter(start + i)
@@ -153,6 +179,8 @@ def annotate_roster(ws: Worksheet, content: AnnotationContent, styles: _Styles, 
     x_split = 0
     if ws.freeze_panes:
         x_split = range_boundaries(ws.freeze_panes)[0] - 1
+    # openpyxl appends a selection per pane to the ones the sheet had: Excel allows four.
+    ws.sheet_view.selection = [Selection()]
     ws.freeze_panes = f"{get_column_letter(x_split + 1)}{header_row + 1}"
     last_row = max([header_row, *(a.row for a in content.rows)])
     ours = (1, header_row, end, last_row)
@@ -168,6 +196,14 @@ def annotate_roster(ws: Worksheet, content: AnnotationContent, styles: _Styles, 
             ws.auto_filter.sortState = None
     first, last = get_column_letter(first_col), get_column_letter(end)
     ws.auto_filter.ref = f"{first}{header_row}:{last}{last_row}"
+
+
+def _print_setup(ws: Worksheet) -> None:
+    """Print landscape, one page wide, as many pages down as it takes."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
 
 
 def render_sheet(wb: Workbook, spec: SheetSpec, styles: _Styles) -> Worksheet:
@@ -189,6 +225,13 @@ def render_sheet(wb: Workbook, spec: SheetSpec, styles: _Styles) -> Worksheet:
         )
     if spec.tab_color:
         ws.sheet_properties.tabColor = spec.tab_color
+    for row, height in spec.heights().items():
+        ws.row_dimensions[row].height = height
+    _print_setup(ws)
+    if spec.print_rows:
+        ws.print_title_rows = f"{spec.print_rows[0]}:{spec.print_rows[1]}"
+    if spec.print_break:
+        ws.row_breaks.append(Break(id=spec.print_break))
     for chart in spec.charts:
         chart.chart.width = chart.width_cm
         chart.chart.height = chart.height_cm
@@ -218,3 +261,68 @@ def write_with_openpyxl(content: AnnotationContent, dest: Path) -> None:
     render_sheet(wb, build_summary(content, titles), styles)
     render_sheet(wb, build_problems(content, titles), styles)
     wb.save(dest)
+    store_as_excel_does(dest, [w.title for w in wb.worksheets if isinstance(w, Worksheet)])
+
+
+_INLINE = re.compile(rb'<c\b([^>]*?)\st="inlineStr"([^>]*)>\s*<is>(.*?)</is>\s*</c>', re.S)
+_FONT = re.compile(rb"<(font|rPr)>(.*?)</(?:font|rPr)>", re.S)
+# openpyxl writes a picture's preset geometry list without its DrawingML prefix.
+_BARE_AV_LIST = b"<avLst/>"
+_AV_LIST = b'<a:avLst xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"/>'
+
+
+def store_as_excel_does(path: Path, worksheets: list[str]) -> None:
+    """Move openpyxl's inline strings to a shared-string table and put font children in
+    Excel's order, and list every worksheet in docProps/app.xml, rewriting the zip in place.
+
+    openpyxl writes every text inline and a font's name first; Excel stores text in
+    sharedStrings.xml and rewrites a workbook without one on its next save, and validators
+    flag the font order. The office's file came from Excel, so it goes back the way Excel keeps it.
+    """
+    with zipfile.ZipFile(path) as zf:
+        parts = {info.filename: zf.read(info) for info in zf.infolist()}
+    index: dict[bytes, int] = {}
+    refs = 0
+
+    def shared(m: re.Match[bytes]) -> bytes:
+        nonlocal refs
+        refs += 1
+        n = index.setdefault(m.group(3), len(index))
+        return b"<c" + m.group(1) + b' t="s"' + m.group(2) + b"><v>%d</v></c>" % n
+
+    for name, body in parts.items():
+        if (name.startswith("xl/worksheets/") and name.endswith(".xml") and b"inlineStr" in body
+                and "xl/sharedStrings.xml" not in parts):  # openpyxl never writes one
+            parts[name] = _INLINE.sub(shared, body)
+        elif name.startswith("xl/drawings/") and _BARE_AV_LIST in body:
+            parts[name] = body.replace(_BARE_AV_LIST, _AV_LIST)
+    if index:
+        parts["xl/sharedStrings.xml"] = (
+            XML_DECLARATION + b'<sst xmlns="' + NS_MAIN + b'" count="%d" uniqueCount="%d">'
+            % (refs, len(index)) + b"".join(b"<si>" + text + b"</si>" for text in index)
+            + b"</sst>")
+        rels = Rels(parts.get("xl/_rels/workbook.xml.rels"))
+        rels.add(REL_SHARED_STRINGS, "sharedStrings.xml")
+        parts["xl/_rels/workbook.xml.rels"] = rels.to_bytes()
+        parts["[Content_Types].xml"] = add_content_types(
+            parts["[Content_Types].xml"], {"xl/sharedStrings.xml": CT_SHARED_STRINGS})
+    for name in ("xl/styles.xml", "xl/sharedStrings.xml"):
+        if name in parts:
+            parts[name] = _FONT.sub(_font_in_order, parts[name])
+    app = parts.get("docProps/app.xml")
+    listed = app_with_sheets(app, worksheets) if app is not None else None
+    if listed is not None:
+        parts["docProps/app.xml"] = listed
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for name, body in parts.items():
+            out.writestr(name, body)
+
+
+def _font_in_order(m: re.Match[bytes]) -> bytes:
+    """Sort a <font> (styles) or <rPr> (rich text run) by Excel's order; rFont is a run's name."""
+    tag, body = m.group(1), m.group(2)
+    found = children(body, 0, len(body))
+    found.sort(key=lambda e: FONT_ORDER.index("name" if e.name == "rFont" else e.name)
+               if e.name in (*FONT_ORDER, "rFont") else len(FONT_ORDER))
+    inner = b"".join(body[e.start : e.end] for e in found)
+    return b"<" + tag + b">" + inner + b"</" + tag + b">"

@@ -13,6 +13,7 @@ from flows.workbook.content import (
     ANNOTATION_HEADERS,
     ANNOTATION_WIDTHS,
     FORMULA_TRIGGERS,
+    HEADER_HEIGHT,
     MAX_HYPERLINKS,
     AnnotationContent,
     Cell,
@@ -33,7 +34,6 @@ from flows.workbook.ooxml import (
     children,
     column_letter,
     content_span,
-    insert_position,
     namespace_prefix,
     overlaps,
     range_bounds,
@@ -43,13 +43,15 @@ from flows.workbook.ooxml import (
 )
 from flows.workbook.xml_parts import (
     CELL_REF,
+    PAGE_SETUP,
+    PAGE_SETUP_ATTRS,
     ROW_NUMBER,
-    SHEET_ORDER,
-    SHEET_UNKNOWN,
     SPANS,
     CellWriter,
     Edit,
     apply_edits,
+    insertion,
+    row_height_attrs,
 )
 
 
@@ -220,8 +222,7 @@ def _cols_edit(sheet: RosterSheet, start: int, widths: Iterable[float]) -> Edit:
     element = b"<" + q + b"cols>" + body + b"</" + q + b"cols>"
     if cols is not None:
         return Edit(cols.start, cols.end, [element])
-    at = insert_position(sheet.head, "cols", SHEET_ORDER, sheet.sd_start)
-    return Edit(at, at, [element])
+    return insertion(sheet.head, "cols", sheet.sd_start, [element])
 
 
 def _view_edit(sheet: RosterSheet, header_row: int) -> Edit:
@@ -260,8 +261,8 @@ def _view_edit(sheet: RosterSheet, header_row: int) -> Edit:
             return Edit(inner[0].start, inner[0].end, [view])
         return Edit(views.start, views.end, [b"<" + q + b"sheetViews>" + view + b"</" + q
                                               + b"sheetViews>"])
-    at = insert_position(sheet.head, "sheetViews", SHEET_ORDER, sheet.sd_start)
-    return Edit(at, at, [b"<" + q + b"sheetViews>" + view + b"</" + q + b"sheetViews>"])
+    return insertion(sheet.head, "sheetViews", sheet.sd_start,
+                     [b"<" + q + b"sheetViews>" + view + b"</" + q + b"sheetViews>"])
 
 
 def _dimension_edit(sheet: RosterSheet, end_col: int, last_row: int) -> Edit | None:
@@ -303,8 +304,7 @@ def _filter_edit(sheet: RosterSheet, header_row: int, end_col: int, last_row: in
     element += (b">" + keep + b"</" + q + b"autoFilter>") if keep else b"/>"
     if existing is not None:
         return Edit(existing.start, existing.end, [element]), ref
-    at = insert_position(sheet.tail, "autoFilter", SHEET_ORDER, sheet.root_close, SHEET_UNKNOWN)
-    return Edit(at, at, [element]), ref
+    return insertion(sheet.tail, "autoFilter", sheet.root_close, [element]), ref
 
 
 def _hyperlinks_edit(sheet: RosterSheet, links: list[bytes]) -> Edit | None:
@@ -319,8 +319,42 @@ def _hyperlinks_edit(sheet: RosterSheet, links: list[bytes]) -> Edit | None:
     element = [b"<" + q + b"hyperlinks>", *links, b"</" + q + b"hyperlinks>"]
     if existing is not None:  # <hyperlinks/>
         return Edit(existing.start, existing.end, element)
-    at = insert_position(sheet.tail, "hyperlinks", SHEET_ORDER, sheet.root_close, SHEET_UNKNOWN)
-    return Edit(at, at, element)
+    return insertion(sheet.tail, "hyperlinks", sheet.root_close, element)
+
+
+def _print_edits(sheet: RosterSheet) -> list[Edit]:
+    """Return the edits printing the sheet landscape, one page wide (the header repeats by the
+    workbook's Print_Titles name); the office's paper size, margins and printer are kept."""
+    xml, q = sheet.xml, sheet.prefix
+    edits: list[Edit] = []
+    fit = b"<" + q + b'pageSetUpPr fitToPage="1"/>'
+    pr = sheet.child("sheetPr", tail=False)
+    if pr is None:
+        edits.append(insertion(sheet.head, "sheetPr", sheet.sd_start,
+                               [b"<" + q + b"sheetPr>" + fit + b"</" + q + b"sheetPr>"]))
+    elif pr.open_end == pr.end:  # <sheetPr .../>
+        tag = xml[pr.start : pr.end]
+        edits.append(Edit(pr.start, pr.end, [tag[:-2].rstrip() + b">" + fit + b"</" + q
+                                             + b"sheetPr>"]))
+    else:
+        inner = children(xml, *content_span(xml, pr))
+        setup = next((e for e in inner if e.name == "pageSetUpPr"), None)
+        if setup is None:  # last in sheetPr's sequence
+            close = xml.rfind(b"</", pr.start, pr.end)
+            edits.append(Edit(close, close, [fit]))
+        else:
+            tag = set_attr(xml[setup.start : setup.open_end], "fitToPage", "1")
+            edits.append(Edit(setup.start, setup.open_end, [tag]))
+    page = sheet.child("pageSetup")
+    if page is None:
+        edits.append(insertion(sheet.tail, "pageSetup", sheet.root_close,
+                               [PAGE_SETUP.replace(b"<", b"<" + q, 1)]))
+    else:
+        tag = xml[page.start : page.open_end]
+        for name, value in PAGE_SETUP_ATTRS.items():
+            tag = set_attr(tag, name, value)
+        edits.append(Edit(page.start, page.open_end, [tag]))
+    return edits
 
 
 def annotate_roster_sheet(
@@ -389,6 +423,26 @@ def annotate_roster_sheet(
 
     row_open = b"<" + q + b"row"
     row_close = b"</" + q + b"row>"
+    heights = {a.row: a.height for a in content.rows if a.height}
+    if HEADER_HEIGHT:
+        heights[header_row] = HEADER_HEIGHT
+
+    def with_height(n: int, row_attrs: bytes) -> bytes:
+        """Return a row's attributes with the height our wrapped text needs (an office's
+        taller row is kept)."""
+        height = heights.get(n)
+        if height is None:
+            return row_attrs
+        if b"ht" in row_attrs:
+            tag = b"<row" + row_attrs + b">"
+            found = attrs(tag)
+            if "ht" in found:
+                if float(found["ht"] or 0) >= height:
+                    return row_attrs
+                tag = set_attr(set_attr(tag, "ht", f"{height:g}"), "customHeight", "1")
+                return tag[4:-1]
+        return row_attrs + row_height_attrs(height)
+
     pending = sorted(targets)
     k = 0
     body: list[bytes] = []
@@ -398,8 +452,8 @@ def annotate_roster_sheet(
         while k < len(pending) and pending[k] < n:  # a student row with no <row>: add one
             body.append(xml[pos:row_start])
             pos = row_start
-            body.append(row_open + b' r="' + str(pending[k]).encode() + b'">' + ours(pending[k])
-                        + row_close)
+            body.append(row_open + with_height(pending[k], b' r="%d"' % pending[k]) + b">"
+                        + ours(pending[k]) + row_close)
             k += 1
         if k < len(pending) and pending[k] == n:
             k += 1
@@ -410,11 +464,12 @@ def annotate_roster_sheet(
                 inner, tail = sheet.row_without_cells_from(inner, start, end)
             if b"spans" in row_attrs:
                 row_attrs = SPANS.sub(b"", row_attrs)
+            row_attrs = with_height(n, row_attrs)
             body.append(row_open + row_attrs + b">" + inner + ours(n) + tail + row_close)
             pos = row_end
     body.append(xml[pos : sheet.data_end])
     for n in pending[k:]:
-        body.append(row_open + b' r="' + str(n).encode() + b'">' + ours(n) + row_close)
+        body.append(row_open + with_height(n, b' r="%d"' % n) + b">" + ours(n) + row_close)
     if sheet.self_closing:
         body = [sheet.sd_open, *body, b"</" + q + b"sheetData>"]
         edits.append(Edit(sheet.sd_start, sheet.sd_end, body))
@@ -427,6 +482,7 @@ def annotate_roster_sheet(
     for optional in (_dimension_edit(sheet, end, last_row), _hyperlinks_edit(sheet, links)):
         if optional is not None:
             edits.append(optional)
+    edits += _print_edits(sheet)
     filter_edit, filter_ref = _filter_edit(sheet, header_row, end, last_row, tables)
     if filter_edit is not None:
         edits.append(filter_edit)

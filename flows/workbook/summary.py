@@ -120,7 +120,9 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
     """Lay out totals, the level legend, the two tables with their charts, and the three lists."""
     roster = content.roster
     sheet = SheetSpec(title=titles.summary, tab_color="2F5597")
-    sheet.widths = {1: 34, 2: 12, **{c: 11 for c in range(3, 9)}, 9: 3}
+    # A-H hold the tables and lists (the at-risk list needs room for specialty, advisor and
+    # outlook in D-F); the charts start at J.
+    sheet.widths = {1: 34, 2: 12, 3: 11, 4: 20, 5: 20, 6: 30, 7: 11, 8: 11, 9: 3}
     evaluated: list[tuple[int, Evaluation]] = sorted(content.evaluation_by_row.items())
     # Pending students with a late date, an overdue score or a Step 1 failure are at risk too.
     at_risk = [(r, ev) for r, ev in evaluated if ev.level <= 2 or ev.pending_at_risk]
@@ -243,12 +245,8 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
     # The three lists, one under the other; the totals above link to each.
     anchors: dict[str, int] = {}
     anchors["at_risk"] = row
-    row = _student_list(
-        sheet, content, titles, row,
-        f"At risk (level 1-2, or pending with a late date or a failure): {len(at_risk)}",
-        ("Specialty", "Student ID", "Row", "Level", "Outlook"),
-        [(r, ev, (cell(ev.level, f"level{ev.level}"), cell(ev.label))) for r, ev in at_risk],
-    )
+    sheet.print_break = row - 1  # the lists start a page: the tables and charts stay whole above
+    row = _at_risk_list(sheet, content, titles, row, at_risk)
     anchors["no_score"] = row
     row = _student_list(
         sheet, content, titles, row, f"Without a Step 2 CK score: {len(no_score)}",
@@ -334,6 +332,41 @@ def _student_list(
     return r + 1
 
 
+AT_RISK_HEADERS = ("Name", "Level", "Student ID", "Specialty", "Advisor", "Outlook", "Row")
+
+
+def _at_risk_list(sheet: SheetSpec, content: AnnotationContent, titles: SheetTitles, row: int,
+                  at_risk: list[tuple[int, Evaluation]]) -> int:
+    """Write the morning's call list: level 1 first, then by specialty; each name and row
+    number opens the student's roster row. Returns the next free row, one blank row below."""
+    heading = f"At risk (level 1-2, or pending with a late date or a failure): {len(at_risk)}"
+    sheet.put(row, 1, heading, "section")
+    _header(sheet, row + 1, 1, AT_RISK_HEADERS)
+    r = row + 2
+
+    def name(excel_row: int) -> str:
+        record = content.record_by_row.get(excel_row)
+        return record.name if record is not None else ""
+
+    for excel_row, ev in sorted(at_risk, key=lambda item: (item[1].level, item[1].specialty,
+                                                           name(item[0]), item[0])):
+        record = content.record_by_row.get(excel_row)
+        location = sheet_location(titles.roster, excel_row)
+        sheet.put_link(r, 1, name(excel_row) or content.roster.row_ids.get(excel_row) or "?",
+                       location)
+        sheet.put(r, 2, ev.level, f"level{ev.level}" if ev.level in LEVEL_FILLS else "number")
+        sheet.put(r, 3, content.roster.row_ids.get(excel_row) or ev.student_id)
+        sheet.put(r, 4, ev.specialty, "wrap")
+        sheet.put(r, 5, record.advisor if record is not None else None, "wrap")
+        sheet.put(r, 6, ev.label, "wrap")
+        sheet.put_link(r, 7, excel_row, location)
+        r += 1
+    if not at_risk:
+        sheet.put(r, 1, "None.")
+        r += 1
+    return r + 1
+
+
 def _problem_sort_key(problem: Problem) -> tuple[int, int, str]:
     return (0 if problem.row is None else 1, problem.row or 0, problem.column or "")
 
@@ -341,7 +374,7 @@ def _problem_sort_key(problem: Problem) -> tuple[int, int, str]:
 def build_problems(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
     """List every problem with what is wrong and what to do; each row number links to the roster."""
     roster = content.roster
-    sheet = SheetSpec(title=titles.problems, freeze_row=1,
+    sheet = SheetSpec(title=titles.problems, freeze_row=1, print_rows=(1, 1),
                       tab_color="C00000" if roster.problems else "70AD47")
     sheet.widths = {i + 1: w for i, w in enumerate(PROBLEM_WIDTHS)}
     _header(sheet, 1, 1, PROBLEM_HEADERS)

@@ -5,6 +5,7 @@ a part's bytes, and our cells and sheets as XML.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -16,10 +17,12 @@ from flows.workbook.content import (
 from flows.workbook.ooxml import (
     REL,
     XML_DECLARATION,
+    Element,
     SharedStrings,
     StyleBook,
     UnsupportedWorkbook,
     column_letter,
+    insert_position,
     xml_attr,
 )
 
@@ -48,18 +51,36 @@ _EMU_PER_CM = 360000
 
 @dataclass
 class Edit:
-    """Replace xml[start:end] with data (a list of chunks, so big bodies are not joined)."""
+    """Replace xml[start:end] with data (a list of chunks, so big bodies are not joined).
+
+    rank orders insertions that land on one spot: two new elements inserted before the same
+    existing one (or at the end of the sheet) go in by their place in the schema, not by the
+    order the edits were made in. Excel repairs a sheet with <hyperlinks> before <autoFilter>.
+    """
 
     start: int
     end: int
     data: list[bytes]
+    rank: int = 0
+
+
+def insertion(found: Sequence[Element], name: str, fallback: int, data: list[bytes],
+              order: Sequence[str] = SHEET_ORDER,
+              unknown: dict[str, str] | None = None) -> Edit:
+    """Return the edit inserting a new child `name` where the schema's order puts it.
+
+    Ties with other insertions at the same spot are broken by the same order (Edit.rank).
+    """
+    unknown = SHEET_UNKNOWN if unknown is None and order is SHEET_ORDER else unknown
+    at = insert_position(found, name, order, fallback, unknown)
+    return Edit(at, at, data, order.index(name))
 
 
 def apply_edits(xml: bytes, edits: list[Edit]) -> list[bytes]:
     """Return the part as chunks with non-overlapping edits applied."""
     out: list[bytes] = []
     pos = 0
-    for edit in sorted(edits, key=lambda e: (e.start, e.end)):
+    for edit in sorted(edits, key=lambda e: (e.start, e.end, e.rank)):
         if edit.start < pos:
             raise UnsupportedWorkbook("overlapping edits")
         out.append(xml[pos : edit.start])
@@ -136,8 +157,10 @@ def render_sheet(spec: SheetSpec, writer: CellWriter, drawing_rel: str | None) -
     """Return the XML of one of our sheets (Summary, Problems)."""
     out = [XML_DECLARATION, b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/'
            b'2006/main" xmlns:r="' + REL.encode() + b'">']
+    out.append(b"<sheetPr>")
     if spec.tab_color:
-        out.append(b'<sheetPr><tabColor rgb="FF' + spec.tab_color.encode() + b'"/></sheetPr>')
+        out.append(b'<tabColor rgb="FF' + spec.tab_color.encode() + b'"/>')
+    out.append(b'<pageSetUpPr fitToPage="1"/></sheetPr>')
     out.append(b'<dimension ref="A1:' + column_letter(spec.max_col()).encode()
                + str(spec.max_row()).encode() + b'"/>')
     out.append(b'<sheetViews><sheetView workbookViewId="0">')
@@ -158,12 +181,15 @@ def render_sheet(spec: SheetSpec, writer: CellWriter, drawing_rel: str | None) -
     current = 0
     number = b""
     letters = {c: column_letter(c).encode() for c in range(1, spec.max_col() + 1)}
+    heights = spec.heights()
     for r, c in sorted(spec.cells):
         if r != current:
             if current:
                 out.append(b"</row>")
             current, number = r, str(r).encode()
-            out.append(b'<row r="' + number + b'">')
+            height = heights.get(r)
+            out.append(b'<row r="' + number + b'"' + (row_height_attrs(height) if height else b"")
+                       + b">")
         out.append(writer.cell(letters[c] + number, spec.cells[(r, c)]))
     if current:
         out.append(b"</row>")
@@ -179,11 +205,24 @@ def render_sheet(spec: SheetSpec, writer: CellWriter, drawing_rel: str | None) -
                        + xml_attr(location) + b'"/>')
         out.append(b"</hyperlinks>")
     out.append(b'<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" '
-               b'footer="0.3"/>')
+               b'footer="0.3"/>' + PAGE_SETUP)
+    if spec.print_break:
+        out.append(b'<rowBreaks count="1" manualBreakCount="1"><brk id="%d" max="16383" '
+                   b'man="1"/></rowBreaks>' % spec.print_break)
     if drawing_rel:
         out.append(b'<drawing r:id="' + drawing_rel.encode() + b'"/>')
     out.append(b"</worksheet>")
     return b"".join(out)
+
+
+# Landscape, as wide as the page, as many pages down as it takes (fitToPage in sheetPr).
+PAGE_SETUP = b'<pageSetup orientation="landscape" fitToWidth="1" fitToHeight="0"/>'
+PAGE_SETUP_ATTRS = {"orientation": "landscape", "fitToWidth": "1", "fitToHeight": "0"}
+
+
+def row_height_attrs(height: float) -> bytes:
+    """Return the attributes giving a row its height in points."""
+    return b' ht="' + f"{height:g}".encode() + b'" customHeight="1"'
 
 
 def drawing_xml(anchors: list[tuple[int, int, float, float, str]]) -> bytes:
