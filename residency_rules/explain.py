@@ -27,9 +27,14 @@ def plural(n: int, word: str) -> str:
 _NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+def number_word(n: int) -> str:
+    """Write a small count as a word ("one", "two"); 10 and above as digits."""
+    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+
+
 def counted(n: int, word: str) -> str:
     """Write a count the way a person says it: "one failed attempt", "two failed attempts"."""
-    number = _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+    number = number_word(n)
     return f"{number} {word}" if n == 1 else f"{number} {word}s"
 
 
@@ -39,8 +44,7 @@ def times(n: int) -> str:
         return "once"
     if n == 2:
         return "twice"
-    number = _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
-    return f"{number} times"
+    return f"{number_word(n)} times"
 
 
 @cache

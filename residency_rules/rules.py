@@ -355,9 +355,17 @@ def _levers(
         alt = _decide(compiled, spec, status, marginal, failed, raw, "strong", False, missing,
                       step2_failed)
         if alt.level > decision.level:
+            if need == to_come == 1:
+                where = "the clerkship still to be graded"
+            elif need == to_come == 2:
+                where = "both clerkships still to be graded"
+            elif need == to_come:
+                where = f"all {explain.number_word(to_come)} clerkships still to be graded"
+            else:
+                where = (f"{explain.counted(need, 'clerkship')} of the "
+                         f"{explain.number_word(to_come)} still to be graded")
             found.append(
-                f"Honors or High Pass in {explain.counted(need, 'clerkship')} of the "
-                f"{to_come} still to be graded would make your clinical grades strong and "
+                f"Honors or High Pass in {where} would make your clinical grades strong and "
                 f'lift your outlook to "{alt.label}".'
             )
     if spec.tier == "hyper":

@@ -690,3 +690,25 @@ def test_a_pending_retake_after_a_failure_is_flagged_and_its_range_reads_the_fai
     )
     assert max(n.level for n in result.next_levels) == 3  # the failure row's best for EM
     assert "Very competitive" not in {n.label for n in result.next_levels}
+
+
+@pytest.mark.parametrize(
+    ("grades", "says"),
+    [
+        ((("Internal Medicine", "P"), ("Surgery", None)), "in the clerkship still to be graded"),
+        ((("Internal Medicine", None), ("Surgery", None)),
+         "in one clerkship of the two still to be graded"),
+        ((("Internal Medicine", "P"), ("Surgery", "P"), ("Pediatrics", None),
+          ("Psychiatry", None)), "in both clerkships still to be graded"),
+    ],
+)
+def test_the_clerkship_lever_counts_in_words(
+    grades: tuple[tuple[str, str | None], ...], says: str
+) -> None:
+    """A 237 in Internal Medicine is just under solid: strong clinical grades would lift it, and
+    the lever says how many Honors it takes in words, never "of the 1 still to be graded"."""
+    result = run(student(step2_score=237, clerkships=grades))
+    assert result.raw_band == "borderline"
+    (lever,) = result.levers
+    assert says in lever and "Strong candidate" in lever
+    assert not any(ch.isdigit() for ch in lever.split("lift")[0])
