@@ -368,6 +368,19 @@ def _levers(
                 f"Honors or High Pass in {where} would make your clinical grades strong and "
                 f'lift your outlook to "{alt.label}".'
             )
+    # Weak only for want of any Honors or High Pass (no Fail): one in a clerkship still to be
+    # graded makes the grades neutral, which can be enough when strong is out of reach.
+    if strength == "weak" and not failed_one and good == 0 and to_come > 0 and not found:
+        missing = _missing(spec.name, "neutral", record, compiled.rules)
+        alt = _decide(compiled, spec, status, marginal, failed, raw, "neutral", False, missing,
+                      step2_failed)
+        if alt.level > decision.level:
+            where = ("the clerkship still to be graded" if to_come == 1 else
+                     f"one of the {explain.number_word(to_come)} clerkships still to be graded")
+            found.append(
+                f"Honors or High Pass in {where} would end the weak reading of your clinical "
+                f'grades and lift your outlook to "{alt.label}".'
+            )
     if spec.tier == "hyper":
         missing = _missing(spec.name, strength, record, compiled.rules)
         pieces = tuple(m for m in missing if "clinical" not in m)

@@ -712,3 +712,17 @@ def test_the_clerkship_lever_counts_in_words(
     (lever,) = result.levers
     assert says in lever and "Strong candidate" in lever
     assert not any(ch.isdigit() for ch in lever.split("lift")[0])
+
+
+def test_a_weak_reading_that_one_honors_would_end_is_a_lever() -> None:
+    """Internal Medicine 252 with five Pass grades and two to come reads weak (level 4, where the
+    score alone is "Very competitive"); one Honors would make the grades neutral: say so."""
+    grades = tuple((name, "P") for name in ("Internal Medicine", "Surgery", "Pediatrics",
+                                            "Psychiatry", "Neurology"))
+    grades += (("Family Medicine", None), ("Obstetrics and Gynecology", None))
+    result = run(student(step2_score=252, clerkships=grades))
+    assert result.clerkships == "weak" and result.level == 4
+    assert result.levers == (
+        "Honors or High Pass in one of the two clerkships still to be graded would end the weak "
+        'reading of your clinical grades and lift your outlook to "Very competitive".',
+    )
