@@ -197,6 +197,7 @@ def deploy_offices(offices: list[Office], pool: str) -> int:
         )
     check_server(api_url)
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.deployments.runner import RunnerDeployment
     from prefect.schedules import Cron
     from prefect.types.entrypoint import EntrypointType
 
@@ -222,6 +223,7 @@ def deploy_offices(offices: list[Office], pool: str) -> int:
             tags=["advising", f"office:{office.name}"],
             description=f"Office {office.name}: every roster dropped into {settings.input_dir}.",
         )
+        assert isinstance(deployment, RunnerDeployment)  # called outside an event loop
         deployment.apply(work_pool_name=pool)
         print(
             f"  {advising_run.name}/{office.name}: '{settings.schedule_cron}' "

@@ -6,6 +6,7 @@ import difflib
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -113,11 +114,7 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            name = f"ADVISING_{loc.upper()}" if loc else "settings"
-            lines.append(f"{name}: {err['msg']}")
+        lines = _describe_errors(exc, lambda key: f"ADVISING_{key.upper()}" if key else "settings")
         raise SettingsError("Settings are not valid:\n  " + "\n  ".join(lines)) from None
 
 
@@ -212,7 +209,8 @@ def _load_office(path: Path, base: Path, index: int, entry: object) -> Office:
     try:
         settings = Settings(**values)
     except ValidationError as exc:
-        raise SettingsError(f"{where}: " + "; ".join(_describe_errors(exc))) from None
+        lines = _describe_errors(exc, lambda key: key)
+        raise SettingsError(f"{where}: " + "; ".join(lines)) from None
     overrides = settings.model_dump(mode="json", include=set(values))
     return Office(name, settings, overrides)
 
@@ -244,12 +242,13 @@ def _check_distinct(path: Path, offices: list[Office]) -> None:
             folders.append((folder, office.name, key))
 
 
-def _describe_errors(exc: ValidationError) -> list[str]:
-    """Turn pydantic's report into one line per key."""
+def _describe_errors(exc: ValidationError, name: Callable[[str], str]) -> list[str]:
+    """Turn pydantic's report into one line per setting, named as the reader wrote it."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        lines.append(f"{loc}: {err['msg']}" if loc else str(err["msg"]).removeprefix("Value error, "))
+        label = name(".".join(str(p) for p in err["loc"]))
+        message = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{label}: {message}" if label else message)
     return lines
 
 

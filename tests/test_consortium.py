@@ -316,7 +316,8 @@ class Api:
 
     def start_run(self, office: str) -> str:
         deployment_id = self.deployment(office)["id"]
-        return str(self._call("POST", f"/deployments/{deployment_id}/create_flow_run", json={})["id"])
+        run = self._call("POST", f"/deployments/{deployment_id}/create_flow_run", json={})
+        return str(run["id"])
 
     def state(self, run_id: str) -> str:
         return str(self._call("GET", f"/flow_runs/{run_id}")["state"]["type"])
@@ -324,8 +325,8 @@ class Api:
     def finished_runs(self, office: str) -> Counter[str]:
         """Count the office's runs by final state (scheduled and pending ones left out)."""
         body = {"flow_runs": {"deployment_id": {"any_": [self.deployment(office)["id"]]}}}
-        return Counter(r["state"]["type"] for r in self._call("POST", "/flow_runs/filter", json=body)
-                       if r["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED"))
+        states = [r["state"]["type"] for r in self._call("POST", "/flow_runs/filter", json=body)]
+        return Counter(s for s in states if s in ("COMPLETED", "FAILED", "CRASHED"))
 
 
 def _taken_by(machines: Machines, run_id: str) -> str | None:
