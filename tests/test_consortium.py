@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
 import pytest
 
 from flows.delivery.ledger import Ledger
@@ -28,6 +26,7 @@ from flows.intake.demo import write_demo_roster
 from flows.run_record import LEDGER_NAME
 from flows.settings import load_offices
 from residency_rules.errors import SettingsError
+from tests.support.prefect_api import Api, free_port
 from tests.support.smtp_sink import Sink, running_sink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,12 +268,6 @@ def machines(tmp_path: Path) -> Iterator[Machines]:
         running.kill_all()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -282,51 +275,6 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-class Api:
-    """The few Prefect REST calls the test makes, with nothing of the test process's Prefect."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.http = httpx.Client(base_url=url, timeout=30)
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Make the call, again after a pause when the busy SQLite server answers 503.
-
-        Prefect's own client does the same (a database lock under load is not an error).
-        """
-        for _ in range(20):
-            resp = self.http.request(method, path, **kwargs)
-            if resp.status_code != 503:
-                break
-            time.sleep(0.5)
-        resp.raise_for_status()
-        return resp.json()
-
-    def healthy(self) -> bool:
-        try:
-            return self.http.get("/health").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def deployment(self, office: str) -> dict[str, Any]:
-        data: dict[str, Any] = self._call("GET", f"/deployments/name/advising-nightly/{office}")
-        return data
-
-    def start_run(self, office: str) -> str:
-        deployment_id = self.deployment(office)["id"]
-        run = self._call("POST", f"/deployments/{deployment_id}/create_flow_run", json={})
-        return str(run["id"])
-
-    def state(self, run_id: str) -> str:
-        return str(self._call("GET", f"/flow_runs/{run_id}")["state"]["type"])
-
-    def finished_runs(self, office: str) -> Counter[str]:
-        """Count the office's runs by final state (scheduled and pending ones left out)."""
-        body = {"flow_runs": {"deployment_id": {"any_": [self.deployment(office)["id"]]}}}
-        states = [r["state"]["type"] for r in self._call("POST", "/flow_runs/filter", json=body)]
-        return Counter(s for s in states if s in ("COMPLETED", "FAILED", "CRASHED"))
 
 
 def _taken_by(machines: Machines, run_id: str) -> str | None:
@@ -342,7 +290,7 @@ def test_offices_on_a_work_pool_run_once_each_and_survive_a_killed_worker(
     tmp_path: Path, machines: Machines
 ) -> None:
     """Three offices on two workers; a worker killed mid-run; nobody mailed twice."""
-    port = _free_port()
+    port = free_port()
     api = Api(f"http://127.0.0.1:{port}/api")
     machines.start(
         "server",
