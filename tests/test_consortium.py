@@ -278,11 +278,13 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def _taken_by(machines: Machines, run_id: str) -> str | None:
-    """Return the worker whose log says it submitted this run."""
-    for name in ("worker-1", "worker-2"):
-        if re.search(rf"submitting flow run '{run_id}'", machines.log(name)):
-            return name
-    return None
+    """Return the worker that ran this run: its flow-run process's log comes through it.
+
+    Both workers may try to submit the same run; the server lets one, and aborts the other.
+    """
+    found = [name for name in ("worker-1", "worker-2")
+             if re.search(rf"runs/flow-run/{run_id}\b", machines.log(name))]
+    return found[0] if len(found) == 1 else None
 
 
 @pytest.mark.slow
