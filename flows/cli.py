@@ -7,6 +7,7 @@ Heavy imports (Prefect, GX, pandas) stay inside the commands that need them, so 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from flows.run_record import RosterOutcome, RosterStatus
 from flows.runtime import TemporaryServer, apply_prefect_defaults, skip_final_collection
-from flows.settings import Settings, load_settings
+from flows.settings import Office, Settings, load_offices, load_settings
 from residency_rules.errors import AdvisingError
 
 EPILOG = """\
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--input", type=Path, help="drop folder to read (default: input/)")
     run.add_argument("--output", type=Path, help="folder for the results (default: output/)")
+    run.add_argument("--offices", type=Path, metavar="FILE",
+                     help="a consortium: run every office of this TOML file once, one after "
+                     "the other (default: ADVISING_OFFICES_FILE, if set)")
     run.add_argument("-v", "--verbose", action="store_true", help="also show Prefect's own log")
 
     check = sub.add_parser(
@@ -103,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
                              help='how letters cite the figures, e.g. "NRMP Charting Outcomes '
                              '2027, Table 5" (default: the table\'s current report)')
 
+    deploy = sub.add_parser(
+        "deploy",
+        help="register one deployment per office of a consortium on a Prefect work pool",
+        description="Read the offices file and, on the Prefect server in PREFECT_API_URL, "
+        "create the process work pool if it is missing and register one deployment per "
+        "office, named after it, with its cron schedule and time zone, its folders and "
+        "settings, and at most one run at a time per office. Workers then take the runs: "
+        "`prefect worker start --pool POOL` on any machine with the product installed and the "
+        "office folders mounted at the same paths.",
+    )
+    deploy.add_argument("--work-pool", required=True, metavar="POOL",
+                        help="the Prefect work pool (created as a process pool if missing)")
+    deploy.add_argument("--offices", type=Path, metavar="FILE",
+                        help="the offices file (default: ADVISING_OFFICES_FILE)")
+
     sub.add_parser(
         "serve",
         help="register the nightly schedule on the Prefect server and run it",
@@ -143,9 +162,15 @@ STATUS_WORDS = {
 }
 
 
-def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
-    """Run the flow over the drop folder once and print what happened, roster by roster."""
-    settings = load_settings(
+def run_once(
+    input_dir: Path | None, output_dir: Path | None, office: Office | None = None
+) -> int:
+    """Run the flow over the drop folder once and print what happened, roster by roster.
+
+    With an office of a consortium, its settings from the offices file go to the flow as they
+    would from its deployment.
+    """
+    settings = office.settings if office else load_settings(
         **{k: v for k, v in (("input_dir", input_dir), ("output_dir", output_dir)) if v}
     )
     from flows.drop_folder import is_ignored
@@ -177,7 +202,10 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
         server.wait_ready()  # stopped at exit, once Prefect has flushed its logs to it
     try:
         with _no_heartbeats(server is not None):
-            outcomes = advising_run(str(settings.input_dir), str(settings.output_dir))
+            outcomes = advising_run(
+                str(settings.input_dir), str(settings.output_dir),
+                office.overrides if office else None,
+            )
     except RunIncomplete as exc:
         for outcome in exc.outcomes:
             print(describe(outcome))
@@ -200,12 +228,24 @@ def _no_heartbeats(temporary: bool) -> AbstractContextManager[object]:
     return temporary_settings(updates={"flows.heartbeat_frequency": None})
 
 
+def run_offices(path: Path) -> int:
+    """Run every office of a consortium once, one after the other, on one temporary server."""
+    offices = load_offices(path)
+    code = 0
+    for office in offices:
+        print(f"Office {office.name} ({office.settings.input_dir}):")
+        code = max(code, run_once(None, None, office))
+    return code
+
+
+@functools.cache
 def _start_services() -> TemporaryServer | None:
     """Start the temporary Prefect server and Great Expectations side by side.
 
     Both take seconds; the server starts in a subprocess on the other core while this process
     imports GX and Prefect's client. With PREFECT_API_URL set, that server is used instead;
-    otherwise TemporaryServer sets it, before anything imports Prefect.
+    otherwise TemporaryServer sets it, before anything imports Prefect. Once a process: the
+    offices of a consortium run one after the other on the same server.
     """
 
     server = None
@@ -445,8 +485,17 @@ def serve() -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Process the drop folder once and print a short human summary."""
-    code = run_once(args.input, args.output)
+    """Process the drop folder (or every office's) once and print a short human summary."""
+    offices = args.offices
+    if offices is None and not (args.input or args.output):
+        offices = load_settings().offices_file
+    if offices is not None:
+        if args.input or args.output:
+            raise AdvisingError("--input and --output go without --offices: each office's "
+                                "folders are in the offices file")
+        code = run_offices(offices)
+    else:
+        code = run_once(args.input, args.output)
     skip_final_collection()  # the process ends next
     return code
 
@@ -476,6 +525,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve()
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Register one deployment per office on the work pool."""
+    from flows.runtime import deploy_offices  # imports the flow, and so Prefect
+
+    path = args.offices or load_settings().offices_file
+    if path is None:
+        raise AdvisingError("name the offices file: --offices FILE, or ADVISING_OFFICES_FILE")
+    return deploy_offices(load_offices(path), args.work_pool)
+
+
 def cmd_uncertain(args: argparse.Namespace) -> int:
     """List or release letters whose delivery is uncertain."""
     return uncertain(args.release, args.release_all)
@@ -488,6 +547,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "uncertain": cmd_uncertain,
     "specialties": cmd_specialties,
+    "deploy": cmd_deploy,
     "serve": cmd_serve,
 }
 

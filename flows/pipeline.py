@@ -286,10 +286,16 @@ def process_roster(
 
 @flow(name="advising-nightly", log_prints=False)
 def advising_run(
-    input_dir: str | None = None, output_dir: str | None = None
+    input_dir: str | None = None,
+    output_dir: str | None = None,
+    office: dict[str, Any] | None = None,
 ) -> list[RosterOutcome]:
-    """Process every ready roster in the drop folder once (what the nightly schedule runs)."""
-    overrides: dict[str, Any] = {}
+    """Process every ready roster in the drop folder once (what the nightly schedule runs).
+
+    office holds one consortium office's settings from the offices file (JSON values, keys as
+    in Settings): a deployment's parameters, checked again here through the one settings gate.
+    """
+    overrides: dict[str, Any] = dict(office or {})
     if input_dir:
         overrides["input_dir"] = Path(input_dir)
     if output_dir:

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 
-from flows.settings import Settings
+from flows.settings import Office, Settings
 from residency_rules.errors import AdvisingError, SettingsError
 
 # Prefect reads these when it is imported: the CLI and the tests apply them before any Prefect
@@ -201,6 +201,88 @@ def serve_nightly(settings: Settings) -> int:
         print_starting_message=False,
     )
     return 0
+
+
+def deploy_offices(offices: list[Office], pool: str) -> int:
+    """Register one deployment per office on a process work pool, creating the pool if missing.
+
+    Workers run the flow from the installed product (a module-path entrypoint), so nothing is
+    uploaded and no image is built: every worker machine has the product installed and the
+    office folders mounted at the same paths. Each deployment allows one run at a time, so a
+    late night and a manual run of one office never overlap; other offices run meanwhile.
+    """
+    api_url = os.environ.get("PREFECT_API_URL", "")
+    if not api_url:
+        raise SettingsError(
+            "`advising deploy` registers the offices on a lasting Prefect server: start "
+            "`prefect server start` (see README, 'A consortium'), set "
+            "PREFECT_API_URL=http://HOST:4200/api and run `advising deploy` again."
+        )
+    check_server(api_url)
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.deployments.runner import RunnerDeployment
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.pipeline import advising_run
+
+    created = _ensure_process_pool(pool)
+    print(f"Work pool {pool!r}: {'created (process type)' if created else 'found'}.")
+    for office in offices:
+        settings = office.settings
+        params = {k: v for k, v in office.overrides.items() if k not in ("input_dir", "output_dir")}
+        deployment = advising_run.to_deployment(
+            name=office.name,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            schedules=[Cron(settings.schedule_cron, timezone=settings.schedule_timezone)],
+            parameters={
+                "input_dir": str(settings.input_dir),
+                "output_dir": str(settings.output_dir),
+                "office": params,
+            },
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+            ),
+            tags=["advising", f"office:{office.name}"],
+            description=f"Office {office.name}: every roster dropped into {settings.input_dir}.",
+        )
+        assert isinstance(deployment, RunnerDeployment)  # called outside an event loop
+        deployment.apply(work_pool_name=pool)
+        print(
+            f"  {advising_run.name}/{office.name}: '{settings.schedule_cron}' "
+            f"({settings.schedule_timezone}), {settings.input_dir} -> {settings.output_dir}"
+        )
+    print(
+        f"\nStart workers on any machine with the product installed and these folders mounted "
+        f"at the same paths:\n  PREFECT_API_URL={api_url} prefect worker start --pool {pool}\n"
+        f"Run an office now: prefect deployment run '{advising_run.name}/{offices[0].name}'"
+    )
+    return 0
+
+
+def _ensure_process_pool(pool: str) -> bool:
+    """Create the work pool as a process pool unless it exists; True when it was created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            found = client.read_work_pool(pool)
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(
+                name=pool, type=ProcessWorker.type,
+                base_job_template=ProcessWorker.get_default_base_job_template(),
+                description="Residency advising: one deployment per office",
+            ))
+            return True
+    if found.type != ProcessWorker.type:
+        raise SettingsError(
+            f"Work pool {pool!r} is of type {found.type!r}; the offices run on a process pool, "
+            "where workers run the installed product. Name another pool (it is created)."
+        )
+    return False
 
 
 @contextmanager

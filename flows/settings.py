@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
-from dataclasses import replace
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -73,6 +78,8 @@ class Settings(BaseSettings):
 
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "America/New_York"
+    # A consortium: the TOML file listing every office (`advising run/deploy --offices`).
+    offices_file: Path | None = None
 
     # A roster larger than this is rejected unread (size guard against zip bombs).
     max_roster_mb: float = Field(default=50.0, gt=0)
@@ -83,8 +90,11 @@ class Settings(BaseSettings):
     @field_validator("allowed_email_domains", mode="before")
     @classmethod
     def _split_domains(cls, value: object) -> object:
+        # A comma-separated variable, or a list (an office in the offices file): one spelling.
         if isinstance(value, str):
-            return tuple(d.strip().lower().lstrip("@") for d in value.split(",") if d.strip())
+            value = value.split(",")
+        if isinstance(value, list | tuple) and all(isinstance(d, str) for d in value):
+            return tuple(d.strip().lower().lstrip("@") for d in value if d.strip())
         return value
 
     @field_validator("office_email")
@@ -144,11 +154,7 @@ def load_settings(**overrides: object) -> Settings:
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            name = f"ADVISING_{loc.upper()}" if loc else "settings"
-            lines.append(f"{name}: {err['msg']}")
+        lines = _describe_errors(exc, lambda key: f"ADVISING_{key.upper()}" if key else "settings")
         raise SettingsError("Settings are not valid:\n  " + "\n  ".join(lines)) from None
     check_settings(settings)
     return settings
@@ -225,3 +231,143 @@ def check_settings(settings: Settings) -> None:
             )
     if problems:
         raise SettingsError("Delivery settings are not valid:\n  " + "\n  ".join(problems))
+
+
+# --- A consortium: the offices file (DESIGN.md section 6, issue #18) ---------------------------
+
+_OFFICE_NAME = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
+# Settings that are folders: a relative path in the file is read from the file's own folder.
+_PATH_KEYS = ("input_dir", "output_dir", "templates_dir", "specialty_table")
+# Secrets stay out of a file that is copied to every worker and kept in version control.
+_SECRET_KEYS = {
+    "smtp_password": "smtp_password_block (the name of a Prefect Secret block holding it)",
+}
+
+
+@dataclass(frozen=True)
+class Office:
+    """One school of a consortium: its name, its checked settings and what the file set."""
+
+    name: str
+    settings: Settings
+    # The settings the file gives for this office, JSON-ready: what a deployment passes to the
+    # flow as its parameters (the flow checks them again through load_settings).
+    overrides: dict[str, Any]
+
+
+def load_offices(path: Path) -> list[Office]:
+    """Read and check the offices file: every office's settings through the one Settings gate.
+
+    Errors name the file, the office and the key: a consortium's file is edited by hand and
+    deployed to many machines, so it is checked whole before anything is registered or run.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(
+            f"{path}: no such offices file; give its path with --offices or ADVISING_OFFICES_FILE"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read the offices file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc}); fix the file and try again") from None
+    extra = sorted(set(data) - {"office"})
+    if extra:
+        raise SettingsError(
+            f"{path}: unknown table or key {', '.join(extra)}; the file holds only "
+            "[[office]] tables, one per school"
+        )
+    entries = data.get("office")
+    if not isinstance(entries, list) or not entries:
+        raise SettingsError(
+            f"{path}: no office; add one [[office]] table per school with name, input_dir "
+            "and output_dir"
+        )
+    base = path.resolve().parent
+    offices = [_load_office(path, base, i, entry) for i, entry in enumerate(entries, 1)]
+    _check_distinct(path, offices)
+    return offices
+
+
+def _load_office(path: Path, base: Path, index: int, entry: object) -> Office:
+    """Check one [[office]] table and return it with its settings."""
+    where = f"{path}: office #{index}"
+    if not isinstance(entry, dict):
+        raise SettingsError(f"{where}: write it as an [[office]] table")
+    name = entry.get("name")
+    if not isinstance(name, str) or not _OFFICE_NAME.fullmatch(name):
+        raise SettingsError(
+            f"{where}: name {name!r} must be letters, digits and single dashes "
+            "(it names the office's Prefect deployment), e.g. name = \"north-campus\""
+        )
+    where = f"{path}: office {name!r}"
+    known = set(Settings.model_fields)
+    for key in entry:
+        if key == "offices_file":
+            raise SettingsError(f"{where}: offices_file names this file; remove it from the office")
+        if key in _SECRET_KEYS:
+            raise SettingsError(
+                f"{where}: {key} must not be in the offices file (it is copied to every worker); "
+                f"use {_SECRET_KEYS[key]}"
+            )
+        if key != "name" and key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise SettingsError(f"{where}: unknown key {key!r}{hint}")
+    for key in ("input_dir", "output_dir"):
+        if key not in entry:
+            raise SettingsError(f"{where}: {key} is missing; every office has its own folders")
+    values = {k: v for k, v in entry.items() if k != "name"}
+    for key in _PATH_KEYS:
+        if isinstance(values.get(key), str):
+            values[key] = str(base / Path(values[key]).expanduser())
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        lines = _describe_errors(exc, lambda key: key)
+        raise SettingsError(f"{where}: " + "; ".join(lines)) from None
+    try:
+        check_settings(settings)
+    except SettingsError as exc:
+        raise SettingsError(f"{where}: {exc}") from None
+    overrides = settings.model_dump(mode="json", include=set(values))
+    return Office(name, settings, overrides)
+
+
+def _check_distinct(path: Path, offices: list[Office]) -> None:
+    """Refuse two offices with one name, or one folder (a shared folder mixes two schools)."""
+    seen: dict[str, str] = {}
+    for office in offices:
+        key = office.name.lower()
+        if key in seen:
+            raise SettingsError(
+                f"{path}: office {office.name!r}: name is already used by office {seen[key]!r}; "
+                "each office needs its own name"
+            )
+        seen[key] = office.name
+    folders: list[tuple[Path, str, str]] = []
+    for office in offices:
+        for key in ("input_dir", "output_dir"):
+            folder = Path(os.path.abspath(getattr(office.settings, key)))
+            for other, other_office, other_key in folders:
+                if other_office == office.name:
+                    continue
+                if folder == other or folder in other.parents or other in folder.parents:
+                    raise SettingsError(
+                        f"{path}: office {office.name!r}: {key} {folder} is shared with office "
+                        f"{other_office!r} ({other_key} {other}); every office needs folders of "
+                        "its own, so its ledger, locks and letters stay its own"
+                    )
+            folders.append((folder, office.name, key))
+
+
+def _describe_errors(exc: ValidationError, name: Callable[[str], str]) -> list[str]:
+    """Turn pydantic's report into one line per setting, named as the reader wrote it."""
+    lines = []
+    for err in exc.errors():
+        label = name(".".join(str(p) for p in err["loc"]))
+        message = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{label}: {message}" if label else message)
+    return lines
+
+

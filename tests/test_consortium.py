@@ -1,0 +1,357 @@
+"""A consortium (#18): the offices file, `advising run --offices`, and offices on a work pool.
+
+The work-pool test runs what a consortium runs: a real `prefect server start`, `advising
+deploy`, two `prefect worker start --limit 1` processes and a real SMTP relay, all on
+127.0.0.1. Every process it starts is killed at the end, also when an assertion fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import pytest
+
+from flows.delivery.ledger import Ledger
+from flows.intake.demo import write_demo_roster
+from flows.run_record import LEDGER_NAME
+from flows.settings import load_offices
+from residency_rules.errors import SettingsError
+from tests.support.prefect_api import Api, free_port
+from tests.support.smtp_sink import Sink, running_sink
+
+ROOT = Path(__file__).resolve().parent.parent
+ADVISING = [sys.executable, "-m", "flows.cli"]
+SHARED_ID = "0100000"  # every demo roster starts its IDs here: each office has this student
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- The offices file, checked at load ------------------------------------------------------
+
+
+def test_an_offices_file_gives_each_office_its_checked_settings(tmp_path: Path) -> None:
+    """Relative folders are read from the file's folder; values go through Settings."""
+    path = _write(tmp_path / "offices.toml", """
+[[office]]
+name = "north-campus"
+input_dir = "north/input"
+output_dir = "north/output"
+school_name = "North School of Medicine"
+review_start = 2026-09-30
+allowed_email_domains = ["North.edu", "@med.north.edu"]
+
+[[office]]
+name = "south"
+input_dir = "/srv/south/input"
+output_dir = "/srv/south/output"
+schedule_cron = "30 1 * * *"
+schedule_timezone = "America/Chicago"
+""")
+    north, south = load_offices(path)
+    assert north.name == "north-campus"
+    assert north.settings.input_dir == tmp_path / "north" / "input"
+    assert north.settings.allowed_email_domains == ("north.edu", "med.north.edu")
+    assert north.settings.review_start.isoformat() == "2026-09-30"
+    # What a deployment passes: only what the file set, as JSON.
+    assert north.overrides == {
+        "input_dir": str(tmp_path / "north" / "input"),
+        "output_dir": str(tmp_path / "north" / "output"),
+        "school_name": "North School of Medicine",
+        "review_start": "2026-09-30",
+        "allowed_email_domains": ["north.edu", "med.north.edu"],
+    }
+    json.dumps(north.overrides)
+    assert south.settings.schedule_timezone == "America/Chicago"
+    assert str(south.settings.output_dir) == "/srv/south/output"
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ('name = "north"\ninput_dir = "a"\noutput_dir = "b"\nschool_nam = "X"',
+         "office 'north': unknown key 'school_nam'; did you mean school_name?"),
+        ('name = "north"\ninput_dir = "a"\noutput_dir = "b"\nsmtp_password = "hunter2"',
+         "office 'north': smtp_password must not be in the offices file"),
+        ('name = "north"\ninput_dir = "a"\noutput_dir = "b"\n\n[[office]]\nname = "North"\n'
+         'input_dir = "c"\noutput_dir = "d"',
+         "office 'North': name is already used by office 'north'"),
+        ('name = "north"\ninput_dir = "a"\noutput_dir = "shared"\n\n[[office]]\n'
+         'name = "south"\ninput_dir = "c"\noutput_dir = "shared"',
+         "office 'south': output_dir"),
+        ('name = "north"\ninput_dir = "a"\noutput_dir = "b"\n\n[[office]]\n'
+         'name = "south"\ninput_dir = "a/south"\noutput_dir = "d"',
+         "office 'south': input_dir"),
+        ('name = "north campus"\ninput_dir = "a"\noutput_dir = "b"',
+         "office #1: name 'north campus' must be letters, digits and single dashes"),
+        ('name = "north"\ninput_dir = "a"',
+         "office 'north': output_dir is missing"),
+        ('name = "north"\ninput_dir = "a"\noutput_dir = "b"\nsmtp_port = 99999',
+         "office 'north': smtp_port: Input should be less than or equal to 65535"),
+        ('name = "north"\ninput_dir = "a"\noutput_dir = "b"\ndelivery = "smtp"',
+         "office 'north': ADVISING_DELIVERY=smtp needs"),
+    ],
+)
+def test_a_wrong_offices_file_names_the_office_and_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: str, message: str
+) -> None:
+    for key in list(os.environ):
+        if key.startswith("ADVISING_"):
+            monkeypatch.delenv(key)
+    path = _write(tmp_path / "offices.toml", "[[office]]\n" + entries + "\n")
+    with pytest.raises(SettingsError) as caught:
+        load_offices(path)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_shared_folder_error_says_which_two_offices(tmp_path: Path) -> None:
+    path = _write(tmp_path / "offices.toml", """
+[[office]]
+name = "north"
+input_dir = "north/in"
+output_dir = "shared/out"
+
+[[office]]
+name = "south"
+input_dir = "south/in"
+output_dir = "shared/out"
+""")
+    with pytest.raises(SettingsError, match=r"shared with office 'north' \(output_dir"):
+        load_offices(path)
+
+
+def test_the_cli_says_what_is_wrong_with_the_offices_file(tmp_path: Path) -> None:
+    """`advising run --offices` with a missing file: one sentence, status 2, no traceback."""
+    missing = tmp_path / "nowhere.toml"
+    done = subprocess.run([*ADVISING, "run", "--offices", str(missing)], cwd=tmp_path,
+                          env=_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{missing}: no such offices file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# --- Real processes --------------------------------------------------------------------------
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The environment of a machine with the product installed and nothing else set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADVISING_", "PREFECT_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def _offices_toml(root: Path, sink: Sink, rosters: dict[str, tuple[int, int]],
+                  slow: str = "") -> Path:
+    """Write an offices file: SMTP to the sink, each office its own sender and folders."""
+    blocks = []
+    for name, (students, seed) in rosters.items():
+        write_demo_roster(root / name / "input" / "class-2027.xlsx", students, seed)
+        blocks.append(f"""
+[[office]]
+name = "{name}"
+input_dir = "{name}/input"
+output_dir = "{name}/output"
+school_name = "{name.title()} School of Medicine"
+schedule_cron = "0 3 1 1 *"
+today = 2026-11-24
+quiet_seconds = 0
+delivery = "smtp"
+smtp_host = "{sink.host}"
+smtp_port = {sink.port}
+smtp_security = "none"
+mail_from = "advising@{name}.example.edu"
+allowed_email_domains = ["students.example.edu"]
+send_rate_per_minute = {300 if name == slow else 0}
+""")
+    return _write(root / "offices.toml", "".join(blocks))
+
+
+def _per_office(sink: Sink) -> dict[str, Counter[str]]:
+    """Messages the relay took, per office (its sender) and recipient."""
+    counts: dict[str, Counter[str]] = {}
+    for msg in list(sink.received):
+        office = msg.mail_from.split("@")[1].split(".")[0]
+        counts.setdefault(office, Counter()).update(msg.rcpt_tos)
+    return counts
+
+
+def _run_json(root: Path, office: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        (root / office / "output" / "class-2027" / "run.json").read_text())
+    return data
+
+
+def _mailed_once_each(root: Path, office: str, sink: Sink) -> None:
+    """Every letter of the office's run reached the relay exactly once, from this office."""
+    counts = _per_office(sink)[office]
+    assert max(counts.values()) == 1, f"{office}: a student was mailed twice"
+    record = _run_json(root, office)
+    assert record["status"] == "complete"
+    letters = record["counts"]["letters_written"]
+    assert letters > 0 and len(counts) == letters
+    assert (root / office / "output" / "class-2027" / "letters" / f"{SHARED_ID}.html").is_file()
+    with Ledger(root / office / "output" / LEDGER_NAME) as ledger:
+        assert SHARED_ID in ledger.previous_summaries([SHARED_ID])
+
+
+def test_advising_run_offices_runs_every_office_once_each_with_its_own_ledger(
+    tmp_path: Path,
+) -> None:
+    """One process, the embedded temporary server: both offices' students with one ID mailed."""
+    with running_sink() as sink:
+        offices = _offices_toml(tmp_path, sink, {"north": (12, 1), "south": (15, 2)})
+        done = subprocess.run(
+            [*ADVISING, "run", "--offices", str(offices)], cwd=tmp_path,
+            env=_env(PREFECT_HOME=str(tmp_path / ".prefect")),
+            capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.count("class-2027.xlsx: processed") == 2, done.stdout
+        assert "Office north" in done.stdout and "Office south" in done.stdout
+        for office in ("north", "south"):
+            _mailed_once_each(tmp_path, office, sink)
+            assert not (tmp_path / office / "input" / "class-2027.xlsx").exists()
+        assert not (tmp_path / LEDGER_NAME).exists()
+
+
+class Machines:
+    """The processes of the consortium test, each in its own session; all killed at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[TextIO] = []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{name}.log").open("w")
+        self._logs.append(log)
+        proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the process and what it started
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+        for log in self._logs:
+            log.close()
+
+
+@pytest.fixture
+def machines(tmp_path: Path) -> Iterator[Machines]:
+    running = Machines(tmp_path)
+    try:
+        yield running
+    finally:
+        running.kill_all()
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _taken_by(machines: Machines, run_id: str) -> str | None:
+    """Return the worker that ran this run: its flow-run process's log comes through it.
+
+    Both workers may try to submit the same run; the server lets one, and aborts the other.
+    """
+    found = [name for name in ("worker-1", "worker-2")
+             if re.search(rf"runs/flow-run/{run_id}\b", machines.log(name))]
+    return found[0] if len(found) == 1 else None
+
+
+@pytest.mark.slow
+def test_offices_on_a_work_pool_run_once_each_and_survive_a_killed_worker(
+    tmp_path: Path, machines: Machines
+) -> None:
+    """Three offices on two workers; a worker killed mid-run; nobody mailed twice."""
+    port = free_port()
+    api = Api(f"http://127.0.0.1:{port}/api")
+    machines.start(
+        "server",
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)],
+        _env(PREFECT_HOME=str(tmp_path / "server-home"), PREFECT_UI_ENABLED="0",
+             PREFECT_SERVER_ANALYTICS_ENABLED="false"),
+    )
+    with running_sink() as sink:
+        offices = _offices_toml(
+            tmp_path, sink, {"north": (20, 1), "south": (20, 2), "west": (30, 3)}, slow="west"
+        )
+        _wait(api.healthy, 150, "the Prefect server")
+        env = _env(PREFECT_API_URL=api.url, PREFECT_HOME=str(tmp_path / "worker-home"),
+                   PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                   PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="INFO")  # which worker took a run
+        deployed = subprocess.run([*ADVISING, "deploy", "--work-pool", "schools", "--offices",
+                                   str(offices)], cwd=tmp_path, env=env, capture_output=True,
+                                  text=True, timeout=180)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert "prefect worker start --pool schools" in deployed.stdout
+        west = api.deployment("west")
+        assert west["work_pool_name"] == "schools"
+        assert west["global_concurrency_limit"]["limit"] == 1
+        assert west["schedules"][0]["schedule"]["cron"] == "0 3 1 1 *"
+        assert west["parameters"]["office"]["mail_from"] == "advising@west.example.edu"
+
+        for name in ("worker-1", "worker-2"):
+            machines.start(name, [sys.executable, "-m", "prefect", "worker", "start", "--pool",
+                                  "schools", "--limit", "1", "--name", name], env)
+
+        # Two offices at once: one worker each (--limit 1), each run completes once.
+        runs = {office: api.start_run(office) for office in ("north", "south")}
+        for office, run_id in runs.items():
+            _wait(lambda r=run_id: api.state(r) in ("COMPLETED", "FAILED", "CRASHED"), 180,
+                  f"{office}'s run")
+            assert api.state(run_id) == "COMPLETED", machines.log("worker-1")[-3000:]
+        assert {_taken_by(machines, r) for r in runs.values()} == {"worker-1", "worker-2"}
+        for office in ("north", "south"):
+            _mailed_once_each(tmp_path, office, sink)  # the shared ID: one letter at each
+
+        # The third office: its worker is killed while the relay is taking its letters.
+        first = api.start_run("west")
+        _wait(lambda: len(_per_office(sink).get("west", ())) >= 5, 180, "west's delivery")
+        victim = _taken_by(machines, first)
+        assert victim is not None
+        machines.procs[victim].send_signal(signal.SIGKILL)
+        _wait(lambda: api.state(first) == "CRASHED", 120, "the killed run to be crashed")
+        assert not (tmp_path / "west" / "output" / "class-2027" / "run.json").exists()
+        assert (tmp_path / "west" / "input" / "class-2027.xlsx").exists()
+
+        again = api.start_run("west")
+        _wait(lambda: api.state(again) in ("COMPLETED", "FAILED", "CRASHED"), 180,
+              "west's second run")
+        survivor = ({"worker-1", "worker-2"} - {victim}).pop()
+        assert api.state(again) == "COMPLETED", machines.log(survivor)[-3000:]
+        assert _taken_by(machines, again) == survivor
+        _mailed_once_each(tmp_path, "west", sink)
+
+        assert api.finished_runs("north") == Counter({"COMPLETED": 1})
+        assert api.finished_runs("south") == Counter({"COMPLETED": 1})
+        assert api.finished_runs("west") == Counter({"CRASHED": 1, "COMPLETED": 1})
