@@ -199,6 +199,24 @@ def test_a_relay_without_starttls_stops_the_roster_without_a_traceback(
     assert len(stopped) == 1 and "does not offer STARTTLS" in stopped[0].getMessage()
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_wrong_setting_fails_the_flow_run_in_one_line(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A setting checked inside the flow: Failed, naming it; Prefect's record has no traceback."""
+    from flows.pipeline import advising_run
+
+    write_demo_roster(workdir / "input" / "any.xlsx", 2, seed=2)
+    monkeypatch.setenv("ADVISING_MAIL_FROM", "the advising office")
+    with _records_given_to_prefects_handlers() as records:
+        state = advising_run(return_state=True)
+    assert state.is_failed() and "ADVISING_MAIL_FROM" in str(state.message)
+    assert [r for r in records if r.exc_info] == []
+    assert any("ADVISING_MAIL_FROM" in r.getMessage() and r.levelno == logging.ERROR
+               for r in records)
+    assert (workdir / "input" / "any.xlsx").exists()  # nothing was touched
+
+
 # --- A real Prefect server, and `advising run` as IT starts it by hand -----------------------
 
 
@@ -325,20 +343,7 @@ def test_an_exception_in_any_stage_leaves_nothing_personal_in_prefect(
 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     run = _flow_run(prefect_server)
-    assert run["state"]["type"] == "FAILED"
     tasks = _of_run(prefect_server, "task_runs", run["id"])
-    failed = {t["name"]: t["state"]["message"] for t in tasks if t["state"]["type"] == "FAILED"}
-    # Each injected stage failed in its own roster's task run, named for it.
-    assert sorted(failed) == sorted(f"{s}: {s.split()[0]}.xlsx" for s in STAGES)
-    assert "render letters: render.xlsx" in failed
-    assert re.search(r"\(student \d{7}\)", failed["render letters: render.xlsx"])
-    for stage in STAGES:
-        name = f"{stage.split()[0]}.xlsx"
-        assert f"{stage} of {name} stopped by an unexpected ValueError" in run["state"]["message"]
-        log = workdir / "output" / name.removesuffix(".xlsx") / "error.log"
-        assert secret in log.read_text()  # the exception really carried the values
-        assert stat.S_IMODE(log.stat().st_mode) == 0o600
-
     seen = {
         "console": proc.stdout + proc.stderr,
         "logs": "\n".join(log["message"] for log in _of_run(prefect_server, "logs", run["id"])),
@@ -354,3 +359,32 @@ def test_an_exception_in_any_stage_leaves_nothing_personal_in_prefect(
         if where == "logs":  # messages only: no timestamp whose milliseconds match
             assert not re.search(rf"\b{score}\b", text), "the score reached the logs"
         assert "Traceback" not in text, f"a traceback reached the {where}"
+    assert run["state"]["type"] == "FAILED"
+    failed = {t["name"]: t["state"]["message"] for t in tasks if t["state"]["type"] == "FAILED"}
+    # Each injected stage failed in its own roster's task run, named for it.
+    assert sorted(failed) == sorted(f"{s}: {s.split()[0]}.xlsx" for s in STAGES)
+    assert "render letters: render.xlsx" in failed
+    assert re.search(r"\(student \d{7}\)", failed["render letters: render.xlsx"])
+    for stage in STAGES:
+        name = f"{stage.split()[0]}.xlsx"
+        assert f"{stage} of {name} stopped by an unexpected ValueError" in run["state"]["message"]
+        log = workdir / "output" / name.removesuffix(".xlsx") / "error.log"
+        assert secret in log.read_text()  # the exception really carried the values
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+@pytest.mark.slow
+def test_a_wrong_setting_exits_2_and_the_run_is_failed(
+    workdir: Path, prefect_server: str
+) -> None:
+    """`advising run` with a bad sender: status 2, one sentence, no traceback; run Failed."""
+    write_demo_roster(workdir / "input" / "any.xlsx", 2, seed=2)
+
+    proc = _advising(workdir, prefect_server, ADVISING_MAIL_FROM="the advising office")
+
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "advising run: Delivery settings are not valid:" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    run = _flow_run(prefect_server)
+    assert run["state"]["type"] == "FAILED"
+    assert "ADVISING_MAIL_FROM" in run["state"]["message"]
