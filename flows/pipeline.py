@@ -156,6 +156,7 @@ def workbook_stage(
 def _write_workbook(
     roster: Roster, evaluations: list[Evaluation], report: DeliveryReport, out_path: Path
 ) -> None:
+    """Give each row its letter cell (held, or the delivery status and the letter's link)."""
     by_id = {e.student_id: e for e in evaluations}
     held = roster.held_rows()
     cells: dict[str, LetterCell] = {}

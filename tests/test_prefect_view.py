@@ -255,7 +255,9 @@ def _post(api: str, path: str, body: dict[str, Any] | None = None) -> Any:
         return json.loads(resp.read())
 
 
-def _advising(workdir: Path, api: str, *module: str, **extra: str) -> subprocess.CompletedProcess[str]:
+def _advising(
+    workdir: Path, api: str, *module: str, **extra: str
+) -> subprocess.CompletedProcess[str]:
     """Run `advising run` (or a module standing in for it) against the server, like IT by hand."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({"PREFECT_API_URL": api, "PREFECT_HOME": str(workdir / ".prefect"),
