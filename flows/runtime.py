@@ -1,4 +1,5 @@
-"""Run-time plumbing: the temporary Prefect server, the nightly schedule, garbage-collector pauses.
+"""Run-time plumbing: the temporary Prefect server, the nightly schedule, garbage-collector pauses,
+and the filter that keeps Prefect's failure records to one plain line.
 
 The temporary server for one `advising run` is started before anything imports Prefect.
 
