@@ -20,7 +20,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed, State
+from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import quote
 
 from flows import drop_folder, intake
@@ -80,17 +80,19 @@ class RunIncomplete(AdvisingError):
 # Each task run is named for its roster ("ingest: cohort-b.xlsx"), and each body runs inside
 # stage_guard, so an unexpected exception reaches Prefect stripped of what it quoted.
 @task(name="ingest", task_run_name="ingest: {path.name}", cache_policy=NO_CACHE)
-def ingest_stage(path: Path, settings: Settings, table: SpecialtyTable) -> Roster | RosterError:
+def ingest_stage(path: Path, settings: Settings, table: SpecialtyTable) -> Roster | State:
     """Read the roster workbook into normalised records and row problems.
 
-    An unreadable roster comes back as its RosterError rather than raised: a rejection is an
-    everyday event that the flow reports in one line, not a task failure with a traceback.
+    An unreadable roster ends the task in a state named Rejected that holds its RosterError:
+    the stage did its job (it found why the file cannot be read), and a rejection is an
+    everyday event the flow reports in one line; a raised error would be logged by Prefect's
+    task engine with a traceback.
     """
     with stage_guard("ingest", path, settings.output_dir):
         try:
             return intake.ingest(path, settings, table)
         except RosterError as exc:
-            return exc
+            return Completed(name="Rejected", message=plain_reason(str(exc)), data=exc)
 
 
 @task(name="validate", task_run_name="validate: {roster.source.name}", cache_policy=NO_CACHE)
@@ -262,8 +264,8 @@ def process_roster(
     drop_folder.sweep_temporary(out_dir)
     with _timed(timings, "ingest"):
         roster = ingest_stage(path, settings, quote(table))
-    if isinstance(roster, RosterError):
-        return _reject(path, settings, started, roster)
+    if isinstance(roster, State):  # Rejected: it holds the RosterError
+        return _reject(path, settings, started, roster.result())
     # The render process takes a second to start: it starts now, while validation runs.
     with (RenderPool() if len(roster.records) > LETTER_BATCH else nullcontext()) as pool:
         with _timed(timings, "validate"):
