@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import cast
 
-from flows.run_record import RosterOutcome, RosterStatus
+from flows.run_record import RosterOutcome, RosterStatus, exit_status
 from flows.runtime import TemporaryServer, apply_prefect_defaults, skip_final_collection
 from flows.settings import Office, Settings, load_offices, load_settings
 from residency_rules.errors import AdvisingError
@@ -23,6 +24,18 @@ EPILOG = """\
 Settings come from ADVISING_* environment variables or a .env file in the current folder
 (see README.md): delivery (outbox or smtp), the SMTP relay, allowed email domains, the date
 programs start reviewing applications, the nightly schedule.
+"""
+
+
+RUN_EXIT_STATUS = """\
+exit status (the Prefect flow run's state says the same: Completed or Failed):
+  0  every letter was delivered (emailed, or written to the outbox), unchanged since the
+     last one, or held for a row problem listed on the workbook's Problems sheet
+  1  a roster was rejected (see input/rejected/*.problems.txt) or stopped (see its
+     output/<roster>/error.log), a letter failed or is uncertain, or no student of a
+     roster could get a letter (all held, e.g. ADVISING_ALLOWED_EMAIL_DOMAINS does not
+     match the roster's addresses)
+  2  a setting or the command line is wrong: the message says which and how to fix it
 """
 
 
@@ -43,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Process every roster (.xlsx/.xlsm) in the input folder once: validate it, "
         "apply the outlook rules, write output/<roster>/ (annotated workbook, letters, outbox, "
         "run.json), deliver the letters, and move the roster to input/processed/. "
-        "Needs no Prefect server: a temporary one starts and stops with the run.",
+        "Needs no Prefect server: a temporary one starts and stops with the run "
+        "(export PREFECT_API_URL to record the run on your Prefect server instead).",
+        epilog=RUN_EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--input", type=Path, help="drop folder to read (default: input/)")
     run.add_argument("--output", type=Path, help="folder for the results (default: output/)")
@@ -202,17 +218,16 @@ def run_once(
         server.wait_ready()  # stopped at exit, once Prefect has flushed its logs to it
     try:
         with _no_heartbeats(server is not None):
-            outcomes = advising_run(
+            # A Failed flow state raises RunIncomplete here; otherwise the flow returns the list.
+            outcomes = cast(list[RosterOutcome], advising_run(
                 str(settings.input_dir), str(settings.output_dir),
                 office.overrides if office else None,
-            )
+            ))
     except RunIncomplete as exc:
-        for outcome in exc.outcomes:
-            print(describe(outcome))
-        return 1
+        outcomes = exc.outcomes
     for outcome in outcomes:
         print(describe(outcome))
-    return 1 if any(o.status is RosterStatus.REJECTED for o in outcomes) else 0
+    return exit_status(settled + outcomes)
 
 
 def _no_heartbeats(temporary: bool) -> AbstractContextManager[object]:
@@ -289,9 +304,13 @@ def describe(outcome: RosterOutcome) -> str:
         ]
         if outcome.notice:
             lines.append(f"  cycle: {outcome.notice} Letters were still written.")
+        why = outcome.attention()
+        if why:
+            lines.append(f"  needs attention: {why}")
         return "\n".join(lines)
     if outcome.status is RosterStatus.REJECTED:
-        return f"{head}: {outcome.message}\n  moved to {outcome.output} with a .problems.txt"
+        return (f"{head}: {outcome.message}\n  moved to {outcome.output}; "
+                f"why: {outcome.problems or 'the .problems.txt beside it'}")
     return f"{head}: {outcome.message}"
 
 

@@ -20,10 +20,10 @@ from residency_rules.errors import AdvisingError
 FILE_MODE = 0o640
 
 
-def write_file(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Write data to path, all of it: a nearly full disk may take only part of one write."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             view = memoryview(data)
             while view:
@@ -35,13 +35,15 @@ def write_file(path: Path, data: bytes) -> None:
 
 
 def write_atomic(
-    path: Path, data: bytes | Callable[[Path], None], *, fsync: bool = True
+    path: Path, data: bytes | Callable[[Path], None], *, fsync: bool = True,
+    mode: int = FILE_MODE,
 ) -> None:
     """Write a file so a reader never sees half of it: a temporary name beside it, then rename.
 
     data is the content, or a function that writes the temporary file it is given (the
     workbook writers). fsync makes the content durable before the rename; files swapped in
     later as part of a whole folder (letters, .eml files) skip it, since a crash redoes them.
+    mode applies to content given as bytes (error.log: 0o600, for the office's eyes only).
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
     try:
@@ -51,7 +53,7 @@ def write_atomic(
                 pass
             data(tmp)
         else:
-            write_file(tmp, data)
+            write_file(tmp, data, mode)
         if fsync:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())

@@ -2,20 +2,25 @@
 
 Tasks are stages (ingest, validate, evaluate, render, deliver, write); per-student work is
 batched inside them, never a task of its own. Logs carry counts and student IDs only.
+
+What Prefect sees is what IT sees: each task run is named for its roster, an exception reaches
+Prefect only as its type, the roster file and the student ID (run_record.stage_guard), and a
+run that needs attention ends Failed with a message naming the rosters and why.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from prefect import flow, get_run_logger, task
+from prefect import State, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 
 from flows import drop_folder, intake
@@ -35,15 +40,20 @@ from flows.run_record import (
     LEDGER_NAME,
     RosterOutcome,
     RosterStatus,
+    StageCrash,
     count_roster,
+    crash_outcome,
     cycle_record,
     fingerprint,
     load_table,
+    plain_reason,
     record_crash,
+    run_verdict,
     settle_if_unchanged,
+    stage_guard,
     write_run_json,
 )
-from flows.runtime import gc_paused, gc_skips_old
+from flows.runtime import gc_paused, gc_skips_old, quiet_anticipated_failures
 from flows.settings import Settings, load_settings
 from flows.workbook import LetterCell, write_annotated
 from residency_rules.calendar import stale
@@ -54,12 +64,15 @@ from residency_rules.specialties import SpecialtyTable
 
 
 class RunIncomplete(AdvisingError):
-    """At least one roster stopped; carries every roster's outcome for the summary."""
+    """A roster needs attention; the Failed state's data, so a direct call raises it.
 
-    def __init__(self, outcomes: list[RosterOutcome]) -> None:
-        stopped = [o.file for o in outcomes if o.status is RosterStatus.FAILED]
-        super().__init__(f"{len(stopped)} roster(s) stopped: {', '.join(stopped)}")
-        self.outcomes = outcomes
+    Carries every roster's outcome, for the CLI's summary. Returned inside a Failed state
+    rather than raised: raised, Prefect's flow engine would log it with a traceback.
+    """
+
+    def __init__(self, message: str, outcomes: Sequence[RosterOutcome] = ()) -> None:
+        super().__init__(message)  # one argument, so it pickles like any exception
+        self.outcomes = list(outcomes)
 
 
 T = TypeVar("T")
@@ -79,31 +92,46 @@ def _as_is(value: T) -> T:
 # arguments go through _as_is (Prefect's quote()): otherwise Prefect walks every record of
 # every argument looking for upstream futures, which cost more than the stages themselves at
 # 100k students.
-@task(name="ingest", cache_policy=NO_CACHE)
-def ingest_stage(path: Path, settings: Settings, table: SpecialtyTable) -> Roster:
-    """Read the roster workbook into normalised records and row problems."""
-    return intake.ingest(path, settings, table)
+# Each task run is named for its roster ("ingest: cohort-b.xlsx"), and each body runs inside
+# stage_guard, so an unexpected exception reaches Prefect stripped of what it quoted.
+@task(name="ingest", task_run_name="ingest: {path.name}", cache_policy=NO_CACHE)
+def ingest_stage(path: Path, settings: Settings, table: SpecialtyTable) -> Roster | State:
+    """Read the roster workbook into normalised records and row problems.
+
+    An unreadable roster ends the task in a state named Rejected that holds its RosterError:
+    the stage did its job (it found why the file cannot be read), and a rejection is an
+    everyday event the flow reports in one line; a raised error would be logged by Prefect's
+    task engine with a traceback.
+    """
+    with stage_guard("ingest", path, settings.output_dir):
+        try:
+            return intake.ingest(path, settings, table)
+        except RosterError as exc:
+            return Completed(name="Rejected", message=plain_reason(str(exc)), data=exc)
 
 
-@task(name="validate", cache_policy=NO_CACHE)
+@task(name="validate", task_run_name="validate: {roster.source.name}", cache_policy=NO_CACHE)
 def validate_stage(
     roster: Roster, settings: Settings, table: SpecialtyTable, docs_dir: Path
 ) -> Roster:
     """Run the Great Expectations suite and hold every row with a problem."""
-    return intake.validate(roster, settings, table, docs_dir)
+    with stage_guard("validate", roster.source, settings.output_dir):
+        return intake.validate(roster, settings, table, docs_dir)
 
 
-@task(name="evaluate", cache_policy=NO_CACHE)
+@task(name="evaluate", task_run_name="evaluate: {roster.source.name}", cache_policy=NO_CACHE)
 def evaluate_stage(roster: Roster, settings: Settings, table: SpecialtyTable) -> list[Evaluation]:
     """Apply the outlook rules to every row that passed validation."""
-    with gc_paused():
+    with stage_guard("evaluate", roster.source, settings.output_dir), gc_paused():
         return evaluate_all(
             roster.records, table, cycle=settings.cycle(table), today=settings.run_date()
         )
 
 
-@task(name="render letters", cache_policy=NO_CACHE)
+@task(name="render letters", task_run_name="render letters: {source.name}",
+      cache_policy=NO_CACHE)
 def render_stage(
+    source: Path,
     records: list[StudentRecord],
     by_id: dict[str, Evaluation],
     table: SpecialtyTable,
@@ -113,28 +141,41 @@ def render_stage(
     pool: RenderPool | None,
 ) -> list[Letter]:
     """Render a batch of letters to disk first, so sending is a separate, resumable step."""
-    if pool is None:
-        return render_letters(records, by_id, table, settings, previous, letters_dir)
-    return pool.submit(records, by_id, table, settings, previous, letters_dir).result()
+    with stage_guard("render letters", source, settings.output_dir):
+        if pool is None:
+            return render_letters(records, by_id, table, settings, previous, letters_dir)
+        return pool.submit(records, by_id, table, settings, previous, letters_dir).result()
 
 
-@task(name="deliver", cache_policy=NO_CACHE)
+@task(name="deliver", task_run_name="deliver: {source.name}", cache_policy=NO_CACHE)
 def deliver_stage(
-    letters: list[Letter], settings: Settings, ledger: Ledger, outbox_dir: Path
+    source: Path, letters: list[Letter], settings: Settings, ledger: Ledger, outbox_dir: Path
 ) -> DeliveryReport:
     """Hand the letters to the outbox or the relay; the ledger skips what was already sent."""
-    return deliver(letters, settings, ledger, outbox_dir, resolve_smtp_password(settings))
+    with stage_guard("deliver", source, settings.output_dir):
+        return deliver(letters, settings, ledger, outbox_dir, resolve_smtp_password(settings))
 
 
-@task(name="write workbook", cache_policy=NO_CACHE)
+@task(name="write workbook", task_run_name="write workbook: {roster.source.name}",
+      cache_policy=NO_CACHE)
 def workbook_stage(
     roster: Roster,
     evaluations: list[Evaluation],
     report: DeliveryReport,
+    settings: Settings,
     out_path: Path,
     notice: str = "",
 ) -> None:
     """Write the office's workbook back with annotations, a Summary and a Problems sheet."""
+    with stage_guard("write workbook", roster.source, settings.output_dir):
+        _write_workbook(roster, evaluations, report, out_path, notice)
+
+
+def _write_workbook(
+    roster: Roster, evaluations: list[Evaluation], report: DeliveryReport, out_path: Path,
+    notice: str,
+) -> None:
+    """Give each row its letter cell (held, or the delivery status and the letter's link)."""
     by_id = {e.student_id: e for e in evaluations}
     held = roster.held_rows()
     cells: dict[str, LetterCell] = {}
@@ -168,6 +209,7 @@ def _merge(total: DeliveryReport, part: DeliveryReport) -> None:
 
 
 def _letters_and_delivery(
+    source: Path,
     records: list[StudentRecord],
     evaluations: list[Evaluation],
     table: SpecialtyTable,
@@ -190,8 +232,8 @@ def _letters_and_delivery(
         def render(k: int, elsewhere: RenderPool | None) -> Any:
             batch = batches[k]
             previous = ledger.previous_summaries(r.student_id for r in batch)
-            args = (_as_is(batch), _as_is(by_id), _as_is(table), settings, _as_is(previous),
-                    staging)
+            args = (source, _as_is(batch), _as_is(by_id), _as_is(table), settings,
+                    _as_is(previous), staging)
             if elsewhere is None:
                 return render_stage(*args, None)
             return render_stage.submit(*args, _as_is(elsewhere))
@@ -210,7 +252,8 @@ def _letters_and_delivery(
                 # Read here: in a worker thread, each read would wait for the GIL afresh.
                 letters = with_bodies(letters, staging)
             with _timed(timings, "delivery"):
-                _merge(report, deliver_stage(_as_is(letters), settings, ledger, out_dir / "outbox"))
+                _merge(report, deliver_stage(source, _as_is(letters), settings, ledger,
+                                             out_dir / "outbox"))
             written += len(letters)
             del letters
     return report, written
@@ -236,13 +279,10 @@ def process_roster(
         return settled
 
     drop_folder.sweep_temporary(out_dir)
-    try:
-        with _timed(timings, "ingest"):
-            roster = ingest_stage(path, settings, _as_is(table))
-    except RosterError as exc:
-        target = drop_folder.move_rejected(path, settings.input_dir, started, exc.problems)
-        logger.warning("Roster %s rejected: moved to %s", path.name, target)
-        return RosterOutcome(path.name, RosterStatus.REJECTED, str(exc), None, str(target))
+    with _timed(timings, "ingest"):
+        roster = ingest_stage(path, settings, _as_is(table))
+    if isinstance(roster, State):  # Rejected: it holds the RosterError
+        return _reject(path, settings, started, roster.result())
     # The render process takes a second to start: it starts now, while validation runs.
     with (RenderPool() if len(roster.records) > LETTER_BATCH else nullcontext()) as pool:
         with _timed(timings, "validate"):
@@ -253,7 +293,7 @@ def process_roster(
         # Letters are written into a hidden folder, swapped in once every batch is rendered.
         staging = drop_folder.staging_dir(out_dir / "letters")
         report, written = _letters_and_delivery(
-            roster.records, evaluations, table, settings, staging, out_dir, pool, timings
+            path, roster.records, evaluations, table, settings, staging, out_dir, pool, timings
         )
     with _timed(timings, "letters"):
         remover = drop_folder.publish_dir(staging, out_dir / "letters")
@@ -263,7 +303,7 @@ def process_roster(
     if cycle_warning:
         logger.info("Roster %s: %s", path.name, cycle_warning)  # the CLI summary says it
     with _timed(timings, "workbook"):
-        workbook_stage(_as_is(roster), _as_is(evaluations), _as_is(report),
+        workbook_stage(_as_is(roster), _as_is(evaluations), _as_is(report), settings,
                        out_dir / f"{path.stem}-annotated{path.suffix}",
                        f"Cycle: {cycle_warning}" if cycle_warning else "")
     if remover is not None:
@@ -276,25 +316,53 @@ def process_roster(
                    cycle_record(cycle, settings.run_date(), cycle_warning))
     moved = drop_folder.move_processed(path, settings.input_dir, ended)
     logger.info(
-        "Roster %s: %d rows, %d evaluated, %d held, %d letters, %d sent, %d unchanged, %d failed",
+        "Roster %s: %d rows, %d evaluated, %d held, %d letters, %d %s, %d unchanged, "
+        "%d failed or uncertain",
         path.name, counts.rows, counts.evaluated, counts.held_with_problems,
-        counts.letters_written, counts.emails_sent, counts.emails_unchanged, counts.emails_failed,
+        counts.letters_written, counts.emails_sent, DELIVERED[settings.delivery],
+        counts.emails_unchanged, counts.emails_failed,
     )
     return RosterOutcome(path.name, RosterStatus.DONE, f"kept in {moved.parent}", counts,
                          str(out_dir), settings.delivery, cycle_warning)
 
 
-@flow(name="advising-nightly", log_prints=False)
+def _reject(path: Path, settings: Settings, started: datetime, exc: RosterError) -> RosterOutcome:
+    """Move an unreadable roster to input/rejected/ with its .problems.txt; one WARNING line."""
+    target = drop_folder.move_rejected(path, settings.input_dir, started, exc.problems).resolve()
+    problems = target.with_name(target.name + ".problems.txt")
+    reason = plain_reason(str(exc))
+    get_run_logger().warning(
+        "Roster %s rejected (%s): moved to %s; see %s", path.name, reason, target, problems
+    )
+    return RosterOutcome(path.name, RosterStatus.REJECTED, str(exc), None, str(target),
+                         reason=reason, problems=str(problems))
+
+
+# How the artifact and the log name what delivery did: nothing is sent in outbox mode.
+DELIVERED = {"outbox": "written to outbox", "smtp": "emailed"}
+
+
+def _run_name() -> str:
+    """Name a flow run for when it started, so the runs list reads as a calendar."""
+    return f"rosters {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+
+
+@flow(name="advising-nightly", flow_run_name=_run_name, log_prints=False)
 def advising_run(
     input_dir: str | None = None,
     output_dir: str | None = None,
     office: dict[str, Any] | None = None,
-) -> list[RosterOutcome]:
+) -> list[RosterOutcome] | State:
     """Process every ready roster in the drop folder once (what the nightly schedule runs).
 
     office holds one consortium office's settings from the offices file (JSON values, keys as
     in Settings): a deployment's parameters, checked again here through the one settings gate.
+    Returns the outcomes; when a roster needs attention (run_record.RosterOutcome.attention),
+    a Failed state naming the rosters instead, so monitoring that watches flow-run states sees
+    what the exit status of `advising run` says. Called directly, the flow then raises
+    RunIncomplete, which holds the outcomes.
     """
+    quiet_anticipated_failures()
     overrides: dict[str, Any] = dict(office or {})
     if input_dir:
         overrides["input_dir"] = Path(input_dir)
@@ -321,41 +389,67 @@ def advising_run(
             ))
         except AdvisingError as exc:
             logger.error("Roster %s stopped: %s", drop.path.name, exc)
-            outcomes.append(RosterOutcome(drop.path.name, RosterStatus.FAILED, str(exc)))
+            outcomes.append(RosterOutcome(drop.path.name, RosterStatus.FAILED, str(exc),
+                                          reason=plain_reason(str(exc))))
+        except StageCrash as crash:  # a stage's bug, already in error.log and stripped
+            logger.error("Roster %s stopped: %s", drop.path.name, crash)
+            outcomes.append(crash_outcome(drop.path, crash))
         except Exception as exc:  # noqa: BLE001 - one roster's bug must not stop the others
-            outcomes.append(record_crash(drop.path, settings.output_dir, exc))
-            logger.error(
-                "Roster %s stopped by an unexpected %s; see its error.log",
-                drop.path.name, type(exc).__name__,
-            )
-    _publish_artifact(outcomes)
+            recorded = record_crash(drop.path, settings.output_dir, exc)
+            logger.error("Roster %s stopped: %s", drop.path.name, recorded)
+            outcomes.append(crash_outcome(drop.path, recorded))
+    _publish_artifact(outcomes, settings.delivery, table)
     send_office_note(outcomes, settings)  # counts and IDs to ADVISING_OFFICE_EMAIL, if set
-    if any(o.status is RosterStatus.FAILED for o in outcomes):
-        # Fail the flow run, so IT sees it in Prefect, while the CLI still reports every roster.
-        raise RunIncomplete(outcomes)
+    verdict = run_verdict(outcomes)
+    if verdict is not None:
+        # Failed, so IT sees it in Prefect; the outcomes ride along for the CLI's summary.
+        return Failed(message=verdict, data=RunIncomplete(verdict, outcomes))
     return outcomes
 
 
-def _publish_artifact(outcomes: list[RosterOutcome]) -> None:
-    """Publish a per-run summary table to Prefect: counts only, never names, scores or grades."""
-    lines = [
-        "| roster | status | rows | evaluated | held | L1 | L2 | L3 | L4 | L5 | letters "
-        "| sent | unchanged | failed |",
-        "|---" * 14 + "|",
-    ]
+def _publish_artifact(
+    outcomes: list[RosterOutcome], delivery: str, table: SpecialtyTable
+) -> None:
+    """Publish a per-run summary table to Prefect: counts only, never names, scores or grades.
+
+    Written for IT reading the Prefect UI: why a roster needs attention and which file says
+    more, what delivery did in words that fit the mode, and what the levels mean.
+    """
+    columns = ["roster", "status", "reason", "rows", "held", "evaluated",
+               "L1", "L2", "L3", "L4", "L5", "letters", DELIVERED[delivery], "unchanged",
+               "failed or uncertain", "see"]
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for o in outcomes:
         c = o.counts
+        see = o.problems or o.output
+        reason = o.attention() if o.status is RosterStatus.DONE else o.reason or o.message
+        cells: list[object]
         if c is None:
-            lines.append(f"| {o.file} | {o.status} |" + " |" * 12)
-            continue
-        lv = c.by_outlook_level
-        lines.append(
-            f"| {o.file} | {o.status} | {c.rows} | {c.evaluated} | {c.held_with_problems} | "
-            + " | ".join(str(lv.get(str(k), 0)) for k in range(1, 6))
-            + f" | {c.letters_written} | {c.emails_sent} | {c.emails_unchanged} "
-            f"| {c.emails_failed} |"
-        )
+            cells = [o.file, o.status, reason or "", *[""] * (len(columns) - 4), see]
+        else:
+            lv = c.by_outlook_level
+            cells = [o.file, o.status, reason or "", c.rows, c.held_with_problems, c.evaluated,
+                     *(lv.get(str(k), 0) for k in range(1, 6)), c.letters_written,
+                     c.emails_sent, c.emails_unchanged, c.emails_failed, see]
+        lines.append("| " + " | ".join(_cell(v) for v in cells) + " |")
     if not outcomes:
-        lines.append("| (no roster in the input folder) | | | | | | | | | | | | | |")
+        lines.append("| (no roster in the input folder) |" + " |" * (len(columns) - 1))
+    verdict = run_verdict(outcomes)
+    lines[:0] = [f"**{verdict}**" if verdict else "Every roster went through.", ""]
+    lines += [
+        "",
+        "held: rows with a problem listed on the workbook's Problems sheet (no letter). "
+        + ("written to outbox: .eml files in output/<roster>/outbox; nothing is sent."
+           if delivery == "outbox" else "emailed: accepted by the school's relay."),
+        "",
+        f"Outlook levels (rules version {table.version}):",
+        *(f"- L{level}: " + "; ".join(labels)
+          for level, labels in table.rules.labels_by_level().items()),
+    ]
     create_markdown_artifact("\n".join(lines), key="advising-run-summary",
                              description="Rosters processed in this run (counts only)")
+
+
+def _cell(value: object) -> str:
+    """Put a value in a markdown table cell: one line, no column break."""
+    return " ".join(str(value).split()).replace("|", "\\|")

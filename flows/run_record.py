@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import traceback
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime
 from enum import StrEnum
@@ -30,6 +34,8 @@ if TYPE_CHECKING:  # the types only: this module runs before Prefect, GX and the
 
 LEDGER_NAME = "delivery-ledger.sqlite"
 RUN_JSON = "run.json"
+ERROR_LOG = "error.log"
+ERROR_LOG_MODE = 0o600  # a traceback may quote row values: the office's account only
 
 
 class RosterStatus(StrEnum):
@@ -82,11 +88,67 @@ class RosterOutcome:
 
     file: str
     status: RosterStatus
-    message: str = ""
+    message: str = ""  # for the office, on the console
     counts: RosterCounts | None = None
     output: str = ""
     delivery: str = ""
     notice: str = ""  # for the office, e.g. the configured cycle is over; letters still went
+    reason: str = ""  # why it was rejected or stopped, in words fit for Prefect (no row values)
+    problems: str = ""  # the .problems.txt beside a rejected roster
+
+    def attention(self) -> str | None:
+        """Say why this roster makes the run need attention (exit 1, flow run Failed), or None.
+
+        Every letter delivered, unchanged, or held for a row problem the Problems sheet lists
+        is a good night. A roster rejected or stopped, a letter failed or uncertain, or a roster
+        where no student could get a letter at all (all held, say, because the allowed domain
+        does not match the roster's addresses) is not, even though nothing crashed.
+        """
+        if self.status is RosterStatus.REJECTED:
+            where = f"; see {self.problems}" if self.problems else ""
+            return f"rejected ({self.reason}){where}"
+        if self.status is RosterStatus.FAILED:
+            return f"stopped ({self.reason})"
+        c = self.counts
+        if self.status is not RosterStatus.DONE or c is None:
+            return None
+        if c.emails_failed:
+            return f"{c.emails_failed} {_plural(c.emails_failed, 'letter')} failed or uncertain"
+        if c.rows and c.emails_sent + c.emails_unchanged == 0:
+            return (
+                f"no student could get a letter: {c.held_with_problems} of {c.rows} held for "
+                f"problems, {c.emails_skipped} without a usable address"
+            )
+        return None
+
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else f"{word}s"
+
+
+def exit_status(outcomes: list[RosterOutcome]) -> int:
+    """Return the run's exit status: 1 when any roster needs attention, else 0 (README)."""
+    return 1 if any(o.attention() for o in outcomes) else 0
+
+
+def run_verdict(outcomes: list[RosterOutcome]) -> str | None:
+    """Name every roster that needs attention and why, for the flow run's Failed state."""
+    needy = [(o.file, why) for o in outcomes if (why := o.attention())]
+    if not needy:
+        return None
+    verb = "needs" if len(needy) == 1 else "need"
+    head = f"{len(needy)} of {len(outcomes)} {_plural(len(outcomes), 'roster')} {verb} attention"
+    return f"{head}: " + "; ".join(f"{file} {why}" for file, why in needy)
+
+
+def plain_reason(message: str) -> str:
+    """Keep what is wrong from a product message: its first clause, without quoted details.
+
+    The product's messages say what is wrong, then after a semicolon what to do; details in
+    parentheses may quote a library's words about the file. Prefect gets the first part only.
+    """
+    first = message.split(";", 1)[0]
+    return " ".join(re.sub(r"\s*\([^()]*\)", "", first).split())
 
 
 def load_table(settings: Settings) -> SpecialtyTable:
@@ -243,20 +305,72 @@ def write_run_json(
     write_atomic(out_dir / RUN_JSON, json.dumps(record, indent=2).encode("utf-8"))
 
 
-def record_crash(path: Path, output_dir: Path, exc: Exception) -> RosterOutcome:
-    """Keep a bug's details for IT in the roster's output folder, out of the logs.
+class StageCrash(Exception):
+    """An unexpected error, reduced to what Prefect may keep: type, roster file, student ID.
+
+    Prefect logs a failed task's exception and stores its message in the task run's state,
+    where anyone with the UI reads it; an exception's message may quote a cell (a name, an
+    address, a score). The original, with its traceback, is only in error.log.
+    """
+
+    def __init__(
+        self, message: str, *, file: str = "", kind: str = "", log: str = ""
+    ) -> None:
+        super().__init__(message)  # one argument, so it pickles like any exception
+        self.file = file
+        self.kind = kind
+        self.log = log
+
+
+def record_crash(
+    path: Path, output_dir: Path, exc: BaseException, stage: str = "the run"
+) -> StageCrash:
+    """Keep a bug's details for IT in error.log (mode 600), and return what Prefect may see.
 
     The traceback may quote row values, so it goes to output/ (office eyes only), never to the
     console or Prefect. The roster stays in input/ and the next run starts it again.
     """
-    import traceback
-
-    log = output_dir / path.stem / "error.log"
+    log = output_dir / path.stem / ERROR_LOG
     details = "".join(traceback.format_exception(exc))
     stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-    write_atomic(log, f"{stamp} processing {path.name}\n{details}".encode())
+    kind = type(exc).__name__
+    sid = getattr(exc, "student_id", None)
+    student = f" (student {sid})" if isinstance(sid, str) and sid else ""
+    written = str(log)
+    try:
+        write_atomic(log, f"{stamp} {stage}, {path.name}{student}\n{details}".encode(),
+                     mode=ERROR_LOG_MODE)
+        told = f"the details are in {log}"
+    except AdvisingError:  # a full disk, most likely: say so rather than raise from here
+        told = f"{log} could not be written either (is the disk full?)"
+        written = ""
+    return StageCrash(
+        f"{stage} of {path.name} stopped by an unexpected {kind}{student}; {told}",
+        file=path.name, kind=kind, log=written,
+    )
+
+
+def crash_outcome(path: Path, crash: StageCrash) -> RosterOutcome:
+    """Tell the office that a bug stopped a roster, and where IT finds the details."""
+    send = f"Please send {crash.log} to IT." if crash.log else "Please tell IT."
     return RosterOutcome(
         path.name, RosterStatus.FAILED,
-        f"stopped by an unexpected error ({type(exc).__name__}); the roster stays in the input "
-        f"folder for the next run. Please send {log} to IT.",
+        f"stopped by an unexpected error ({crash.kind}); the roster stays in the input "
+        f"folder for the next run. {send}",
+        reason=str(crash),
     )
+
+
+@contextmanager
+def stage_guard(stage: str, roster: Path, output_dir: Path) -> Iterator[None]:
+    """Let the product's own errors through; turn any other into a StageCrash first.
+
+    Used inside every stage task, so the exception Prefect sees (and logs, and keeps in the
+    task run's state) is already stripped of any value it quoted.
+    """
+    try:
+        yield
+    except (AdvisingError, StageCrash):
+        raise  # anticipated: plain words the product wrote, naming files and settings only
+    except Exception as exc:  # noqa: BLE001 - any bug, whatever it quotes
+        raise record_crash(roster, output_dir, exc, stage) from None

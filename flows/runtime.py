@@ -1,4 +1,5 @@
-"""Run-time plumbing: the temporary Prefect server, the nightly schedule, garbage-collector pauses.
+"""Run-time plumbing: the temporary Prefect server, the nightly schedule, garbage-collector pauses,
+and the filter that keeps Prefect's failure records to one plain line.
 
 The temporary server for one `advising run` is started before anything imports Prefect.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import gc
+import logging
 import os
 import random
 import signal
@@ -27,6 +29,7 @@ from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 
+from flows.run_record import StageCrash
 from flows.settings import Office, Settings
 from residency_rules.errors import AdvisingError, SettingsError
 
@@ -197,7 +200,7 @@ def serve_nightly(settings: Settings) -> int:
             "output_dir": str(settings.output_dir.resolve()),
         },
         global_limit=1,  # the nightly run and a manual trigger never overlap
-        description="Process every roster dropped into the input folder.",
+        description=schedule_description(settings),
         print_starting_message=False,
     )
     return 0
@@ -283,6 +286,52 @@ def _ensure_process_pool(pool: str) -> bool:
             "where workers run the installed product. Name another pool (it is created)."
         )
     return False
+
+
+def schedule_description(settings: Settings) -> str:
+    """Say when the runs start, time zone included: the UI shows the cron in the browser's zone."""
+    return (
+        f"Process every roster dropped into {settings.input_dir.resolve()}. Scheduled by the "
+        f"cron '{settings.schedule_cron}' in the time zone {settings.schedule_timezone} "
+        "(ADVISING_SCHEDULE_CRON, ADVISING_SCHEDULE_TIMEZONE); a browser elsewhere shows the "
+        "next run in its own time. A Failed run names the rosters that need attention: see "
+        "its artifact and README, 'When a run is Failed'."
+    )
+
+
+class _AnticipatedFailures(logging.Filter):
+    """Keep Prefect's failure records to one plain line for what the product anticipated.
+
+    Prefect's task engine logs "Task run failed with exception" with the traceback for every
+    task that raises, before the flow can say anything. The product's own errors
+    (AdvisingError: a full disk, a relay that refuses) are reported by the flow in one line
+    and kept in the task run's Failed state: the task engine's record of them is dropped.
+    A StageCrash (a bug, already written to error.log and stripped of what it quoted) keeps
+    its line, without the traceback, which would show only the guard's frames. The flow
+    engine's record of an AdvisingError (a wrong setting) keeps its line, without traceback.
+    """
+
+    def __init__(self, drop_anticipated: bool) -> None:
+        super().__init__()
+        self.drop_anticipated = drop_anticipated
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, (AdvisingError, StageCrash)):
+            return True
+        if self.drop_anticipated and isinstance(exc, AdvisingError):
+            return False
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def quiet_anticipated_failures() -> None:
+    """Install the filter on Prefect's task-run and flow-run loggers, once per process."""
+    for name, drop in (("prefect.task_runs", True), ("prefect.flow_runs", False)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _AnticipatedFailures) for f in logger.filters):
+            logger.addFilter(_AnticipatedFailures(drop))
 
 
 @contextmanager

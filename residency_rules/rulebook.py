@@ -58,6 +58,18 @@ class Rules:
         found |= {self.step1_not_passed.label, self.step1_not_taken.label}
         return frozenset(found)
 
+    def labels_by_level(self) -> dict[int, tuple[str, ...]]:
+        """List the labels each level carries, most used first: what "L3" means to a reader."""
+        outlooks = [*self.matrix.values(), self.package_cap, self.failing,
+                    self.step1_not_passed, self.step1_not_taken]
+        uses: dict[int, dict[str, int]] = {level: {} for level in LEVELS}
+        for o in outlooks:
+            uses[o.level][o.label] = uses[o.level].get(o.label, 0) + 1
+        return {
+            level: tuple(sorted(found, key=lambda label: -found[label]))
+            for level, found in uses.items()
+        }
+
 
 _SCORE = {"low": 1, "high": 300}
 

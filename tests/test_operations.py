@@ -98,6 +98,8 @@ def test_serve_registers_a_nightly_deployment_that_runs_on_a_real_server(workdir
         assert crons == ["0 2 * * *"]
         tz = [s["schedule"].get("timezone") for s in dep["schedules"]]
         assert tz == ["America/New_York"]
+        # The UI shows the cron in the browser's zone: the description names the schedule's.
+        assert "'0 2 * * *' in the time zone America/New_York" in dep["description"]
 
         run = subprocess.run(
             [str(VENV_BIN / "prefect"), "deployment", "run", "advising-nightly/nightly"],
@@ -152,7 +154,7 @@ def test_logs_carry_no_names_scores_or_grades(workdir: Path) -> None:
     # The run summary artifact: a table of counts per roster, and nothing personal.
     assert len(artifacts) == 1
     summary = json.loads(artifacts[0]) if artifacts[0].startswith('"') else artifacts[0]
-    assert f"| privacy.xlsx | done | {students} | {students} |" in summary
+    assert f"| privacy.xlsx | done |  | {students} | 0 | {students} |" in summary
     log = proc.stdout + proc.stderr + stored + summary
     for row in demo_rows(students, seed=11):
         for value in (row[1], row[2], row[3]):

@@ -802,7 +802,12 @@ def render_letters(
         ev = evaluations.get(record.student_id)
         if ev is None:
             continue  # held back by a problem: no letter
-        letter = _render_letter(run, templates, record, ev, previous.get(record.student_id))
+        try:
+            letter = _render_letter(run, templates, record, ev, previous.get(record.student_id))
+        except Exception as exc:
+            # Which student: run_record.record_crash names the ID (never the row's values).
+            exc.student_id = record.student_id  # type: ignore[attr-defined]
+            raise
         stem = safe_filename(record.student_id)
         for path, data in (
             (letters_dir / f"{stem}.html", letter.html.encode("utf-8")),
