@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from residency_rules import advice
 from residency_rules.calendar import Cycle, Phase
-from residency_rules.explain import join, when
+from residency_rules.explain import join, plural, when
 from residency_rules.records import AdviceItem, Band, ProgramMix, Step1Status, Tier
 
 CALENDAR = "The application calendar (ERAS and NRMP dates)"
@@ -340,7 +340,7 @@ def _add_programs(
     also = ", and to your parallel specialty" if has_parallel else ""
     if interviews is not None:
         text = (
-            f"With {interviews} interview invitation{'' if interviews == 1 else 's'} so far "
+            f"With {plural(interviews, 'interview invitation')} so far "
             f"(we look for about {target} by now), apply to more programs now, mostly safety "
             f"programs{also}."
         )

@@ -28,6 +28,7 @@ from flows.letters.model import Letter, LetterSummary
 from flows.settings import Settings
 from residency_rules import calendar
 from residency_rules.errors import SettingsError
+from residency_rules.explain import plural
 from residency_rules.records import Evaluation, Specialty, StudentRecord
 from residency_rules.schema import domain_allowed, has_line_break, is_address
 from residency_rules.specialties import nrmp_citation
@@ -221,11 +222,81 @@ def _strip_marks(text: str) -> str:
     return text.replace(_VOL_OPEN, "").replace(_VOL_CLOSE, "")
 
 
+TEXT_WIDTH = 72
+# Words never split from the word before them: a date ("23 September 2026", "Thu 26 Nov") and
+# an exam's name ("Step 2 CK"). Set lookups per word: a regex over every line cost ~20 us a line.
+_MONTH_WORDS = frozenset((*_MONTHS, *(m[:3] for m in _MONTHS)))
+_WEEKDAY_WORDS = frozenset(_WEEKDAYS)
+_GLUE_BEFORE = _MONTH_WORDS | _WEEKDAY_WORDS | {"Step"}  # and numbers: a quick first look
+
+
+def _glued(before: str, word: str) -> bool:
+    if before.isdigit() and len(before) <= 2:  # 26 Nov, 23 September
+        return word.rstrip(".,;:)") in _MONTH_WORDS
+    if before in _WEEKDAY_WORDS:  # Thu 26
+        return word.rstrip(".,;:)").isdigit()
+    if before in _MONTH_WORDS:  # Nov 2026
+        return word[:4].isdigit()
+    if before == "Step":
+        return word.rstrip(".,;:)") in ("1", "2")
+    return before == "2" and word.startswith("CK")
+
+
+def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
+    """Wrap the plain-text part at width characters, as mail clients show it unwrapped.
+
+    A list item ("- ") or callout ("! ") continues under its own text (a hanging indent).
+    Lines break at spaces only, so a URL, an email address or a range like 245-262 is never
+    split; a word longer than the width stands alone on its line. Dates and exam names stay on
+    one line. The content hash is taken before wrapping: how lines fall is not content.
+    """
+    out: list[str] = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = "  " if line.startswith(("- ", "! ")) else ""
+        units: list[str] = []
+        before = ""
+        for word in line.split():
+            if units and (before in _GLUE_BEFORE or before.isdigit()) and _glued(before, word):
+                units[-1] = f"{units[-1]} {word}"
+            else:
+                units.append(word)
+            before = word
+        parts = [units[0]]
+        used = len(units[0])
+        for unit in units[1:]:
+            if used + 1 + len(unit) > width:
+                out.append(" ".join(parts))
+                parts = [indent + unit]
+                used = len(parts[0])
+            else:
+                parts.append(unit)
+                used += 1 + len(unit)
+        out.append(" ".join(parts))
+    return "\n".join(out)
+
+
 # --- templates --------------------------------------------------------------------------------
 
 _JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _PLACEHOLDER = re.compile(r"<!--jinja:(\d+)-->|jinjaexpr(\d+)x")
 _CLASS_ATTR = re.compile(r'\sclass="[^"]*"')
+_START_TAG_OR_MARK = re.compile(r"<!--jinja:(\d+)-->|jinjaexpr(\d+)x|<[A-Za-z][^>]*>")
+_EXPR_MARK = re.compile(r"jinjaexpr(\d+)x")
+
+
+def _mark_order(inlined: str) -> list[int]:
+    """The placeholders in document order; those in one start tag sorted, since the inliner
+    may reorder a tag's attributes (a bgcolor and a style both holding an expression)."""
+    seen: list[int] = []
+    for match in _START_TAG_OR_MARK.finditer(inlined):
+        if match.group(1) or match.group(2):
+            seen.append(int(match.group(1) or match.group(2)))
+        else:
+            seen.extend(sorted(int(n) for n in _EXPR_MARK.findall(match.group(0))))
+    return seen
 
 
 def inline_template_css(source: str, css: str, name: str) -> str:
@@ -256,8 +327,7 @@ def inline_template_css(source: str, css: str, name: str) -> str:
         raise SettingsError(f"{name}: the styles could not be inlined ({exc})") from None
     # Once inlined, class attributes only weigh on 20,000 letters (the <style> is gone).
     inlined = _CLASS_ATTR.sub(lambda m: m.group(0) if "jinjaexpr" in m.group(0) else "", inlined)
-    seen = [int(a or b) for a, b in _PLACEHOLDER.findall(inlined)]
-    if seen != list(range(len(tags))):
+    if _mark_order(inlined) != list(range(len(tags))):
         raise SettingsError(
             f"{name}: a Jinja tag sits where HTML does not allow it (inside a tag, or text "
             "between table rows); move it between elements or into an attribute value"
@@ -417,9 +487,8 @@ def _chart(ev: Evaluation, spec: Specialty | None, citation: str) -> _Chart:
             f"{ev.excellent - score} under excellent ({ev.excellent})."
         )
     else:
-        gap = ev.solid - score
-        points = "1 point" if gap == 1 else f"{gap} points"
-        note = f"Your {score} is {points} under the solid mark ({ev.solid})."
+        gap = plural(ev.solid - score, "point")
+        note = f"Your {score} is {gap} under the solid mark ({ev.solid})."
     return _Chart(tuple(rows), note + nrmp_note, lo, hi, source)
 
 
@@ -772,7 +841,7 @@ def _render_letter(
         reply_to=ctx["_reply_to"],
         subject=subject,
         html=html,
-        text=_strip_marks(text),
+        text=wrap_text(_strip_marks(text)),
         content_hash=_content_hash(to, text),
         changes=changes,
         summary=summary,
