@@ -30,7 +30,7 @@ from flows.files import sha256_file
 from flows.intake import Roster
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
 from flows.letters.batches import LETTER_BATCH, batch_bounds, render_in_turn
-from flows.letters.render import safe_filename
+from flows.files import student_file_stem
 from flows.run_record import (
     LEDGER_NAME,
     RosterOutcome,
@@ -127,7 +127,7 @@ def workbook_stage(
             cells[sid] = LetterCell("Held: see Problems", None)
         else:
             cells[sid] = LetterCell(
-                report.status.get(sid, "Written"), f"letters/{safe_filename(sid)}.html"
+                report.status.get(sid, "Written"), f"letters/{student_file_stem(sid)}.html"
             )
     write_annotated(roster, by_id, cells, out_path)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import css_inline
 import jinja2
 
-from flows.files import write_file
+from flows.files import student_file_stem, write_file
 from flows.settings import Settings
 from residency_rules.errors import SettingsError
 from residency_rules.records import Evaluation, Specialty, StudentRecord
@@ -162,14 +162,6 @@ class _Parallel:
 
 _MARK_COLOUR = "#7b8794"
 _RANGE_COLOUR = "#9fb3c8"
-
-
-def safe_filename(student_id: str) -> str:
-    """Return a file stem for a student's files: the ID itself when safe, else cleaned + hash."""
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", student_id):
-        return student_id
-    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", student_id)[:48].strip("_") or "student"
-    return f"{cleaned}-{hashlib.sha256(student_id.encode('utf-8')).hexdigest()[:10]}"
 
 
 def summarize(evaluation: Evaluation) -> LetterSummary:
@@ -658,7 +650,7 @@ def with_bodies(letters: Sequence[Letter], letters_dir: Path) -> list[Letter]:
         if letter.html:
             out.append(letter)
             continue
-        stem = letters_dir / safe_filename(letter.student_id)
+        stem = letters_dir / student_file_stem(letter.student_id)
         html = stem.with_name(stem.name + ".html").read_bytes().decode("utf-8")
         text = stem.with_name(stem.name + ".txt").read_bytes().decode("utf-8")
         out.append(replace(letter, html=html, text=text))
@@ -744,7 +736,7 @@ def render_letters(
         if ev is None:
             continue  # held back by a problem: no letter
         letter = _render_letter(run, templates, record, ev, previous.get(record.student_id))
-        stem = safe_filename(record.student_id)
+        stem = student_file_stem(record.student_id)
         for path, data in (
             (letters_dir / f"{stem}.html", letter.html.encode("utf-8")),
             (letters_dir / f"{stem}.txt", letter.text.encode("utf-8")),
