@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="send these students' letters again on the next run")
     uncertain.add_argument("--release-all", action="store_true",
                            help="send every uncertain letter again on the next run")
+    uncertain.add_argument("--output", type=Path,
+                           help="the output folder whose ledger to read (default: output/, "
+                           "or ADVISING_OUTPUT_DIR)")
 
     specialties = sub.add_parser(
         "specialties",
@@ -159,6 +162,7 @@ STATUS_WORDS = {
     RosterStatus.BUSY: "skipped",
     RosterStatus.FAILED: "STOPPED",
     RosterStatus.WAITING: "waiting",
+    RosterStatus.SKIPPED: "skipped",
 }
 
 
@@ -167,16 +171,16 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
     settings = load_settings(
         **{k: v for k, v in (("input_dir", input_dir), ("output_dir", output_dir)) if v}
     )
-    from flows.drop_folder import is_ignored
+    from flows.drop_folder import entries
 
-    folder = settings.input_dir
-    if not folder.is_dir() or not any(
-        p.is_file() and not is_ignored(p) for p in folder.iterdir()
-    ):
+    listed = entries(settings.input_dir)
+    if not any(d.kind != "skipped" for d in listed):
         print(
             f"No roster in {settings.input_dir}/. Drop an .xlsx roster there, "
             "or run `advising demo` to create a sample one."
         )
+        for drop in listed:
+            print(describe(RosterOutcome(drop.path.name, RosterStatus.SKIPPED, drop.reason)))
         return 0
     # An identical re-drop is settled here, before Prefect and GX start: seconds saved nightly.
     from flows.run_record import settle_unchanged_drops
@@ -327,12 +331,12 @@ def demo(students: int, out: Path | None, seed: int) -> int:
     return 0
 
 
-def uncertain(release: list[str] | None, release_all: bool) -> int:
+def uncertain(release: list[str] | None, release_all: bool, output: Path | None = None) -> int:
     """List the uncertain letters, or release some or all of them to be sent again."""
     from flows.delivery.ledger import Ledger
-    from flows.run_record import LEDGER_NAME
+    from flows.run_record import ledger_path
 
-    path = load_settings().output_dir / LEDGER_NAME
+    path = ledger_path(load_settings(**({"output_dir": output} if output else {})).output_dir)
     if not path.is_file():
         print("No letter has been delivered yet: nothing is uncertain.")
         return 0
@@ -495,7 +499,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_uncertain(args: argparse.Namespace) -> int:
     """List or release letters whose delivery is uncertain."""
-    return uncertain(args.release, args.release_all)
+    return uncertain(args.release, args.release_all, args.output)
 
 
 COMMANDS = {

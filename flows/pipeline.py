@@ -26,17 +26,17 @@ from flows.delivery import (
     deliver,
     resolve_smtp_password,
 )
-from flows.files import sha256_file
+from flows.files import roster_folder_name, roster_output_dir, sha256_file
 from flows.intake import Roster
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
 from flows.letters.batches import LETTER_BATCH, batch_bounds, render_in_turn
 from flows.files import student_file_stem
 from flows.run_record import (
-    LEDGER_NAME,
     RosterOutcome,
     RosterStatus,
     count_roster,
     fingerprint,
+    ledger_path,
     load_table,
     record_crash,
     settle_if_unchanged,
@@ -169,7 +169,7 @@ def _letters_and_delivery(
     # Batches bound memory (a rendered letter is ~12 KB: 1.2 GB for 100,000 at once).
     bounds = batch_bounds(len(records), LETTER_BATCH, settings.delivery == "smtp")
     batches = [records[a:b] for a, b in bounds]
-    with Ledger(settings.output_dir / LEDGER_NAME) as ledger:
+    with Ledger(ledger_path(settings.output_dir)) as ledger:
 
         def render(k: int, elsewhere: RenderPool | None) -> Any:
             batch = batches[k]
@@ -211,7 +211,7 @@ def process_roster(
     """
     logger = get_run_logger()
     started = datetime.now().astimezone()
-    out_dir = settings.output_dir / path.stem
+    out_dir = roster_output_dir(settings.output_dir, path)
     timings: dict[str, float] = {}
     sha = sha256_file(path)
     settled = settle_if_unchanged(path, settings, print_fp, sha)
@@ -243,7 +243,7 @@ def process_roster(
         remover = drop_folder.publish_dir(staging, out_dir / "letters")
     with _timed(timings, "workbook"):
         workbook_stage(quote(roster), quote(evaluations), quote(report),
-                       out_dir / f"{path.stem}-annotated{path.suffix}")
+                       out_dir / f"{roster_folder_name(path)}-annotated{path.suffix.lower()}")
     if remover is not None:
         remover.join()
 
@@ -278,11 +278,17 @@ def advising_run(
     logger = get_run_logger()
     outcomes: list[RosterOutcome] = []
     for drop in drop_folder.scan(settings.input_dir, settings.quiet_seconds):
+        if drop.kind == "link":
+            outcomes.append(_reject_link(drop, settings))
+            continue
+        if drop.kind == "skipped":
+            outcomes.append(RosterOutcome(drop.path.name, RosterStatus.SKIPPED, drop.reason))
+            continue
         if not drop.ready:
             outcomes.append(RosterOutcome(drop.path.name, RosterStatus.WAITING, drop.reason))
             continue
         try:
-            with drop_folder.roster_lock(settings.output_dir, drop.path.stem), \
+            with drop_folder.roster_lock(settings.output_dir, drop.path), \
                     gc_skips_old() as set_aside:
                 if not drop.path.exists():  # another run finished it while we waited
                     continue
@@ -305,6 +311,18 @@ def advising_run(
         # Fail the flow run, so IT sees it in Prefect, while the CLI still reports every roster.
         raise RunIncomplete(outcomes)
     return outcomes
+
+
+def _reject_link(drop: drop_folder.DropFile, settings: Settings) -> RosterOutcome:
+    """Move a symbolic link (the link, never what it points to) to input/rejected/."""
+    try:
+        target = drop_folder.move_rejected(
+            drop.path, settings.input_dir, datetime.now().astimezone(), [drop.reason]
+        )
+    except FileNotFoundError:  # another run moved it meanwhile
+        return RosterOutcome(drop.path.name, RosterStatus.BUSY, "another run moved it")
+    get_run_logger().warning("%s is a symbolic link: moved to %s", drop.path.name, target)
+    return RosterOutcome(drop.path.name, RosterStatus.REJECTED, drop.reason, None, str(target))
 
 
 def _publish_artifact(outcomes: list[RosterOutcome]) -> None:

@@ -7,9 +7,13 @@ rename instead of seconds of server and library start-up.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import sqlite3
 from collections import Counter
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -17,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows import drop_folder
-from flows.files import sha256_file, write_atomic
+from flows.files import product_dir, roster_output_dir, sha256_file, write_atomic
 from flows.settings import Settings
 from residency_rules.errors import AdvisingError
 from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
@@ -29,6 +33,7 @@ if TYPE_CHECKING:  # the types only: this module runs before Prefect, GX and the
 
 LEDGER_NAME = "delivery-ledger.sqlite"
 RUN_JSON = "run.json"
+ERROR_LOG = "error.log"
 
 
 class RosterStatus(StrEnum):
@@ -40,6 +45,7 @@ class RosterStatus(StrEnum):
     BUSY = "busy"  # another run holds its lock
     FAILED = "failed"  # stopped by an error: left in input/ for the next run
     WAITING = "waiting"  # still being copied, or too new to be sure it is complete
+    SKIPPED = "skipped"  # not a roster at all (a lock file, a hidden file, a folder): left alone
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,42 @@ class RosterOutcome:
     counts: RosterCounts | None = None
     output: str = ""
     delivery: str = ""
+
+
+def ledger_path(output_dir: Path) -> Path:
+    """Return the delivery ledger's path, output/.advising/, moving an older one there first.
+
+    Earlier versions kept it at output/delivery-ledger.sqlite, where a roster named
+    delivery-ledger.sqlite.xlsx wanted its output folder. Its history is copied whole (SQLite's
+    backup reads through the WAL) under a temporary name, renamed into place, and the old
+    files are moved into output/.advising/ beside it, renamed, never deleted.
+    """
+    folder = product_dir(output_dir)
+    new = folder / LEDGER_NAME
+    old = output_dir / LEDGER_NAME
+    if new.exists() or old.is_symlink() or not old.is_file():
+        return new
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "move-ledger.lock").open("a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # two runs starting together: one moves
+            if new.exists() or not old.is_file():
+                return new
+            tmp = folder / f".{LEDGER_NAME}.{os.getpid()}.tmp"
+            tmp.unlink(missing_ok=True)
+            with closing(sqlite3.connect(old)) as src, closing(sqlite3.connect(tmp)) as dst:
+                src.backup(dst)
+            os.replace(tmp, new)
+            for suffix in ("", "-wal", "-shm"):
+                leftover = output_dir / f"{LEDGER_NAME}{suffix}"
+                if leftover.exists():
+                    os.replace(leftover, folder / f"moved-from-output.{LEDGER_NAME}{suffix}")
+    except (OSError, sqlite3.Error) as exc:
+        raise AdvisingError(
+            f"{old}: cannot move the delivery ledger to {new} ({exc}); check the free space "
+            f"and the permissions of {output_dir}. Nothing was sent"
+        ) from None
+    return new
 
 
 def load_table(settings: Settings) -> SpecialtyTable:
@@ -131,7 +173,7 @@ def settle_if_unchanged(
     Identical means: same bytes, same table, templates and settings, and the last run finished
     with no failed email (a failed one must be retried). The caller holds the roster's lock.
     """
-    out_dir = settings.output_dir / path.stem
+    out_dir = roster_output_dir(settings.output_dir, path)
     previous = previous_run(out_dir)
     if (
         previous.get("status") != "complete"
@@ -159,13 +201,17 @@ def settle_unchanged_drops(settings: Settings) -> tuple[list[RosterOutcome], boo
     table = load_table(settings)
     print_fp = fingerprint(settings, table)
     outcomes: list[RosterOutcome] = []
+    skipped: list[RosterOutcome] = []
     left = False
     for drop in drop_folder.scan(settings.input_dir, settings.quiet_seconds):
+        if drop.kind == "skipped":
+            skipped.append(RosterOutcome(drop.path.name, RosterStatus.SKIPPED, drop.reason))
+            continue
         if not drop.ready or drop.path.suffix.lower() not in drop_folder.ROSTER_SUFFIXES:
             left = True
             continue
         try:
-            with drop_folder.roster_lock(settings.output_dir, drop.path.stem):
+            with drop_folder.roster_lock(settings.output_dir, drop.path):
                 if not drop.path.exists():  # another run finished it while we waited
                     continue
                 outcome = settle_if_unchanged(drop.path, settings, print_fp)
@@ -176,7 +222,8 @@ def settle_unchanged_drops(settings: Settings) -> tuple[list[RosterOutcome], boo
             left = True
         else:
             outcomes.append(outcome)
-    return outcomes, left
+    # When the flow runs, it lists the skipped files itself; otherwise they are listed here.
+    return (outcomes if left else outcomes + skipped), left
 
 
 def count_roster(
@@ -217,18 +264,27 @@ def write_run_json(
     write_atomic(out_dir / RUN_JSON, json.dumps(record, indent=2).encode("utf-8"))
 
 
-def record_crash(path: Path, output_dir: Path, exc: Exception) -> RosterOutcome:
+def record_crash(path: Path, output_dir: Path, exc: BaseException) -> RosterOutcome:
     """Keep a bug's details for IT in the roster's output folder, out of the logs.
 
     The traceback may quote row values, so it goes to output/ (office eyes only), never to the
-    console or Prefect. The roster stays in input/ and the next run starts it again.
+    console or Prefect. The roster stays in input/ and the next run starts it again. When even
+    error.log cannot be written (a full disk), the outcome says so in one sentence instead.
     """
     import traceback
 
-    log = output_dir / path.stem / "error.log"
+    log = roster_output_dir(output_dir, path) / ERROR_LOG
     details = "".join(traceback.format_exception(exc))
     stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-    write_atomic(log, f"{stamp} processing {path.name}\n{details}".encode())
+    try:
+        write_atomic(log, f"{stamp} processing {path.name}\n{details}".encode())
+    except AdvisingError as unwritable:
+        return RosterOutcome(
+            path.name, RosterStatus.FAILED,
+            f"stopped by an unexpected error ({type(exc).__name__}), and its details could not "
+            f"be kept either ({unwritable}); the roster stays in the input folder for the next "
+            "run",
+        )
     return RosterOutcome(
         path.name, RosterStatus.FAILED,
         f"stopped by an unexpected error ({type(exc).__name__}); the roster stays in the input "

@@ -1,0 +1,174 @@
+"""Hostile drops (#16): names that collide, links, dotted names, the product's own files.
+
+Each case is a real run of the nightly flow over real .xlsx files in a real drop folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from flows.delivery.ledger import Ledger
+from flows.files import PRODUCT_DIR, roster_output_dir, student_file_stem
+from flows.intake.demo import write_demo_roster
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+DATA = Path(__file__).parent / "data"
+
+
+def _run() -> dict[str, object]:
+    from flows.pipeline import advising_run
+
+    return {o.file: o for o in advising_run()}
+
+
+def _old(path: Path) -> Path:
+    os.utime(path, (0, 0), follow_symlinks=False)
+    return path
+
+
+def _letter_links(workbook: Path) -> set[str]:
+    """The letters the annotated workbook links to."""
+    ws = openpyxl.load_workbook(workbook)["Roster"]
+    return {c.hyperlink.target for row in ws.iter_rows() for c in row if c.hyperlink}
+
+
+def test_twins_and_a_roster_named_like_the_ledger_keep_their_own_folders(workdir: Path) -> None:
+    """twin.xlsx and twin.xlsm, delivery-ledger.sqlite.xlsx and ...xlsx: each its own folder.
+
+    Before #16 the .xlsm deleted the .xlsx's letters and the ledger's name crashed the run.
+    """
+    inp, out = workdir / "input", workdir / "output"
+    write_demo_roster(inp / "twin.xlsx", 4, seed=7)
+    shutil.copy(DATA / "macro_enabled.xlsm", inp / "twin.xlsm")
+    write_demo_roster(inp / "delivery-ledger.sqlite.xlsx", 3, seed=8)
+    write_demo_roster(inp / "...xlsx", 2, seed=9)
+    for p in inp.iterdir():
+        _old(p)
+
+    outcomes = _run()
+
+    assert {f: o.status for f, o in outcomes.items()} == {
+        "twin.xlsx": "done", "twin.xlsm": "done", "delivery-ledger.sqlite.xlsx": "done",
+        "...xlsx": "done"}
+    folders = {f: roster_output_dir(out, f) for f in outcomes}
+    assert len(set(folders.values())) == 4
+    assert all(p.parent == out and not p.name.startswith(".") for p in folders.values())
+    for file, folder in folders.items():
+        run = json.loads((folder / "run.json").read_text())
+        assert run["input"]["file"] == file  # each run.json describes its own roster
+        letters = {p.name for p in (folder / "letters").iterdir()}
+        assert len(letters) == 2 * run["counts"]["letters_written"] > 0
+        workbook = next(folder.glob("*-annotated.xls[xm]"))
+        linked = {Path(t).name for t in _letter_links(workbook)}
+        assert linked and linked <= letters  # every link finds its letter
+    assert (out / PRODUCT_DIR / "delivery-ledger.sqlite").is_file()
+    assert (out / "delivery-ledger.sqlite").is_dir()  # that roster's own folder, nothing else
+
+
+def test_a_symlink_is_rejected_and_what_it_points_to_is_left_alone(workdir: Path) -> None:
+    """A link in input/ is moved to rejected/ as a link, with a note; its target is untouched."""
+    elsewhere = write_demo_roster(workdir / "elsewhere.xlsx", 3, seed=7)
+    before = elsewhere.read_bytes()
+    link = workdir / "input" / "linked.xlsx"
+    link.symlink_to(elsewhere)
+    write_demo_roster(workdir / "input" / "good.xlsx", 2, seed=8)
+    _old(workdir / "input" / "good.xlsx")
+
+    outcomes = _run()
+
+    assert {f: o.status for f, o in outcomes.items()} == {"linked.xlsx": "rejected",
+                                                           "good.xlsx": "done"}
+    assert elsewhere.read_bytes() == before and not link.exists()
+    rejected = sorted((workdir / "input" / "rejected").iterdir())
+    moved = [p for p in rejected if p.is_symlink()]
+    assert len(moved) == 1 and moved[0].resolve() == elsewhere.resolve()
+    note = next(p for p in rejected if p.name.endswith(".problems.txt")).read_text()
+    assert "symbolic link" in note
+    assert not (workdir / "output" / "linked").exists()
+    assert not any((workdir / "input" / "processed").rglob("linked*"))
+
+
+def test_every_file_in_the_drop_folder_gets_a_line(workdir: Path) -> None:
+    """Skipped files are listed with their reason, in the outcomes the CLI and artifact show."""
+    inp = workdir / "input"
+    write_demo_roster(inp / "roster.xlsx", 2, seed=7)
+    (inp / ".DS_Store").write_bytes(b"\0")
+    (inp / "~$roster.xlsx").write_bytes(b"owner")
+    (inp / "notes").mkdir()
+    for p in inp.iterdir():
+        _old(p)
+
+    outcomes = _run()
+
+    assert {f: o.status for f, o in outcomes.items()} == {
+        "roster.xlsx": "done", ".DS_Store": "skipped", "~$roster.xlsx": "skipped",
+        "notes": "skipped"}
+    assert "Excel" in outcomes["~$roster.xlsx"].message
+    from flows.cli import describe
+
+    assert describe(outcomes[".DS_Store"]) == ".DS_Store: skipped: a hidden file, not a roster"
+
+
+def test_an_old_ledger_is_moved_with_its_history(workdir: Path) -> None:
+    """output/delivery-ledger.sqlite of an earlier version moves to output/.advising/ whole:
+    a letter it records as sent is not sent again."""
+    inp, out = workdir / "input", workdir / "output"
+    write_demo_roster(inp / "class.xlsx", 3, seed=7)
+    _old(inp / "class.xlsx")
+    first = _run()
+    assert first["class.xlsx"].status == "done"
+    ledger = out / PRODUCT_DIR / "delivery-ledger.sqlite"
+    with sqlite3.connect(ledger) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        sent = db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'").fetchone()[0]
+    assert sent == 3
+    os.replace(ledger, out / "delivery-ledger.sqlite")  # as an earlier version left it
+    shutil.rmtree(out / PRODUCT_DIR)
+    shutil.rmtree(out / "class")
+    for p in (inp / "processed").rglob("*.xlsx"):
+        os.replace(p, inp / "class.xlsx")
+
+    again = _run()
+
+    assert again["class.xlsx"].counts.emails_unchanged == 3
+    assert again["class.xlsx"].counts.emails_sent == 0
+    assert not (out / "delivery-ledger.sqlite").exists()
+    with Ledger(ledger) as moved:
+        assert moved.entries(next(iter(_ids(inp))))
+    assert (out / PRODUCT_DIR / "moved-from-output.delivery-ledger.sqlite").is_file()
+
+
+def _ids(inp: Path) -> list[str]:
+    roster = next((inp / "processed").rglob("*.xlsx"))
+    ws = openpyxl.load_workbook(roster)["Roster"]
+    header = [c.value for c in ws[3]]
+    col = header.index("Student ID")
+    return [str(row[col]) for row in ws.iter_rows(min_row=4, values_only=True) if row[col]]
+
+
+def test_a_literal_id_spelled_like_a_cleaned_one_gets_its_own_letter(workdir: Path) -> None:
+    """`A/1` and a student whose ID is literally what `A/1` used to become: two letters."""
+    roster = write_demo_roster(workdir / "input" / "ids.xlsx", 2, seed=7)
+    wb = openpyxl.load_workbook(roster)
+    ws = wb["Roster"]
+    header = [c.value for c in ws[3]]
+    col = header.index("Student ID") + 1
+    cleaned = student_file_stem("A/1")
+    ws.cell(4, col, "A/1")
+    ws.cell(5, col, cleaned)
+    wb.save(roster)
+    _old(roster)
+
+    outcomes = _run()
+
+    assert outcomes["ids.xlsx"].counts.letters_written == 2
+    folder = roster_output_dir(workdir / "output", "ids.xlsx")
+    assert len(list((folder / "letters").glob("*.html"))) == 2
+    assert len(list((folder / "outbox").glob("*.eml"))) == 2
