@@ -24,15 +24,19 @@ FILE_MODE = 0o640
 def write_file(path: Path, data: bytes) -> None:
     """Write data to path, all of it: a nearly full disk may take only part of one write."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        _write_all(path, data)
     except OSError as exc:
         raise unwritable(path, exc) from None
+
+
+def _write_all(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def write_atomic(
@@ -52,7 +56,7 @@ def write_atomic(
                 pass
             data(tmp)
         else:
-            write_file(tmp, data)
+            _write_all(tmp, data)  # an error names the final file: the temporary is ours
         if fsync:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())

@@ -1,0 +1,177 @@
+"""Out of disk at every stage (#16): one plain sentence, nothing half-written, the ledger right.
+
+The ledger's refusals are SQLite's own error ("database or disk is full"), raised by a thin
+wrapper around the real connection at a chosen moment; files meet a real ENOSPC from os.write.
+Delivery goes to the real aiosmtpd sink.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows import files
+from flows.delivery import deliver
+from flows.delivery import smtp as delivery
+from flows.delivery.ledger import Ledger, LedgerUnwritable
+from flows.files import write_atomic
+from residency_rules.errors import AdvisingError, DeliveryError
+from residency_rules.specialties import SpecialtyTable
+from tests.support.smtp_sink import running_sink
+from tests.test_delivery import make_letters, smtp_settings
+
+_WRITES = ("UPDATE", "INSERT", "COMMIT", "BEGIN")
+
+
+class _FullDisk:
+    """The real SQLite connection, refusing writes as SQLite does on a full disk while full()."""
+
+    def __init__(self, db: sqlite3.Connection, full: Callable[[], bool]) -> None:
+        object.__setattr__(self, "_db", db)
+        object.__setattr__(self, "full", full)
+        object.__setattr__(self, "refused", 0)
+
+    def _check(self, sql: str) -> None:
+        if sql.lstrip().upper().startswith(_WRITES) and self.full():
+            object.__setattr__(self, "refused", self.refused + 1)
+            raise sqlite3.OperationalError("database or disk is full")
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self._check(sql)
+        return self._db.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> Any:
+        self._check(sql)
+        return self._db.executemany(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._db, name, value)
+
+
+@pytest.fixture(autouse=True)
+def _short_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(delivery, "RETRY_DELAYS", (0.01, 0.02, 0.04))
+    monkeypatch.setattr(delivery, "RECONNECT_DELAYS", (0.01, 0.02))
+    monkeypatch.setattr(delivery, "LEDGER_RETRY_DELAYS", (0.0, 0.0, 0.0))
+
+
+def _statuses(ledger: Ledger, ids: list[str]) -> dict[str, list[str]]:
+    return {sid: [e.status for e in ledger.entries(sid)] for sid in ids}
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_a_letter_the_relay_accepted_is_recorded_sent_once_the_disk_takes_it(
+    tmp_path: Path, table: SpecialtyTable, connections: int
+) -> None:
+    """The ledger refuses a write after the 3rd 250: delivery stops, the accepted letters are
+    recorded as sent when a retry succeeds, and the next run sends the rest, each once."""
+    letters = make_letters(tmp_path, table, 12 if connections == 1 else 230)
+    ids = [lt.student_id for lt in letters]
+    with Ledger(tmp_path / "ledger.sqlite") as ledger, running_sink() as sink:
+        refusals = {"left": 2}  # the step, then the first retry; the second retry succeeds
+
+        def full() -> bool:
+            if len(sink.received) < 3 or refusals["left"] == 0:
+                return False
+            refusals["left"] -= 1
+            return True
+
+        ledger._db = _FullDisk(ledger._db, full)  # type: ignore[assignment]
+        settings = smtp_settings(sink, smtp_connections=connections)
+        with pytest.raises(DeliveryError) as stopped:
+            deliver(letters, settings, ledger, tmp_path / "outbox")
+        message = str(stopped.value)
+        assert "database or disk is full" in message and "recorded as sent" in message
+        assert "\n" not in message and "Traceback" not in message
+        accepted = {r for m in sink.received for r in m.rcpt_tos}
+        statuses = _statuses(ledger, ids)
+        sent = {lt.to for lt in letters if statuses[lt.student_id] == ["sent"]}
+        assert sent == accepted  # every 250 seen is recorded, nothing else
+        assert not any("sending" in s or "uncertain" in s for s in statuses.values())
+
+        again = deliver(letters, settings, ledger, tmp_path / "outbox")
+        assert again.unchanged == len(accepted) and again.sent == len(letters) - len(accepted)
+        assert set(sink.handler.per_recipient().values()) == {1}
+        assert len(sink.handler.per_recipient()) == len(letters)
+
+
+def test_when_the_disk_stays_full_the_accepted_letter_is_named_and_never_sent_twice(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """No retry succeeds: the sentence names the student whose letter arrived; the next run
+    holds it as uncertain (not sent again) and sends every other letter."""
+    letters = make_letters(tmp_path, table, 8)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger, running_sink() as sink:
+        disk = {"full": False}
+        ledger._db = _FullDisk(  # type: ignore[assignment]
+            ledger._db, lambda: disk["full"] or len(sink.received) >= 2
+        )
+        disk_full_from_now = ledger._db
+        with pytest.raises(DeliveryError) as stopped:
+            deliver(letters, smtp_settings(sink), ledger, tmp_path / "outbox")
+        second = letters[1].student_id
+        assert f"students {second}" in str(stopped.value)
+        assert "do not release them" in str(stopped.value)
+        assert disk_full_from_now.refused == 1 + len(delivery.LEDGER_RETRY_DELAYS)
+        ledger._db = ledger._db._db  # type: ignore[attr-defined]  # space freed
+
+        again = deliver(letters, smtp_settings(sink), ledger, tmp_path / "outbox")
+        assert again.unchanged == 1 and again.sent == len(letters) - 2 and again.failed == 1
+        assert [e.status for e in ledger.entries(second)] == ["uncertain"]
+        assert set(sink.handler.per_recipient().values()) == {1}
+
+
+def test_a_ledger_that_cannot_plan_says_so_and_sends_nothing(
+    tmp_path: Path, table: SpecialtyTable
+) -> None:
+    """A full disk before the first letter: one sentence, no message sent, no row left open."""
+    letters = make_letters(tmp_path, table, 3)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger, running_sink() as sink:
+        ledger._db = _FullDisk(ledger._db, lambda: True)  # type: ignore[assignment]
+        with pytest.raises(LedgerUnwritable, match="cannot record deliveries"):
+            deliver(letters, smtp_settings(sink), ledger, tmp_path / "outbox")
+        assert sink.received == []
+        ledger._db = ledger._db._db  # type: ignore[attr-defined]
+        assert all(ledger.entries(lt.student_id) == [] for lt in letters)
+
+
+def _enospc_after(limit: int, under: Path) -> Callable[..., int]:
+    """An os.write that fails with ENOSPC once `limit` bytes went to files under `under`."""
+    real = os.write
+    written = {"n": 0}
+
+    def write(fd: int, data: Any) -> int:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            target = ""
+        if target.startswith(str(under)):
+            if written["n"] + len(data) > limit:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written["n"] += len(data)
+        return real(fd, data)
+
+    return write
+
+
+def test_a_file_the_disk_cannot_take_is_never_left_under_its_final_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC part way: one sentence naming the file, the old content kept, no temporary."""
+    target = tmp_path / "out" / "run.json"
+    write_atomic(target, b"old")
+    monkeypatch.setattr(files.os, "write", _enospc_after(10, tmp_path))
+    with pytest.raises(AdvisingError) as full:
+        write_atomic(target, b"x" * 1000)
+    assert str(full.value).startswith(f"{target}: cannot write it (No space left on device)")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["run.json"]
