@@ -187,7 +187,7 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
 
     settled, left = settle_unchanged_drops(settings)
     for outcome in settled:
-        print(describe(outcome))
+        report(outcome)
     if not left:
         return 0
     server = _start_services()
@@ -203,10 +203,10 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
             outcomes = advising_run(str(settings.input_dir), str(settings.output_dir))
     except RunIncomplete as exc:
         for outcome in exc.outcomes:
-            print(describe(outcome))
+            report(outcome)
         return 1
     for outcome in outcomes:
-        print(describe(outcome))
+        report(outcome)
     return 1 if any(o.status is RosterStatus.REJECTED for o in outcomes) else 0
 
 
@@ -238,6 +238,12 @@ def _start_services() -> TemporaryServer | None:
 
     warm_up()
     return server
+
+
+def report(outcome: RosterOutcome) -> None:
+    """Print a roster's lines: on stderr when it stopped (IT's mail from cron shows it)."""
+    stopped = outcome.status is RosterStatus.FAILED
+    print(describe(outcome), file=sys.stderr if stopped else sys.stdout)
 
 
 def describe(outcome: RosterOutcome) -> str:

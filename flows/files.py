@@ -8,6 +8,7 @@ beside rejected rosters. A full disk or a missing permission becomes one plain s
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -74,6 +75,20 @@ def unwritable(path: Path, exc: OSError) -> AdvisingError:
         f"{path}: cannot write it ({exc.strerror or exc}); check the free space and the "
         f"permissions of {path.parent}"
     )
+
+
+def no_space(exc: BaseException | None) -> OSError | None:
+    """Return the "disk full" (or quota) OSError behind exc, if that is what stopped it.
+
+    Libraries wrap it (Great Expectations, openpyxl, zipfile): the cause chain is followed.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def sha256_file(path: Path) -> str:

@@ -26,7 +26,7 @@ from flows.delivery import (
     deliver,
     resolve_smtp_password,
 )
-from flows.files import roster_folder_name, roster_output_dir, sha256_file
+from flows.files import no_space, roster_folder_name, roster_output_dir, sha256_file
 from flows.intake import Roster
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
 from flows.letters.batches import LETTER_BATCH, batch_bounds, render_in_turn
@@ -301,6 +301,10 @@ def advising_run(
             logger.error("Roster %s stopped: %s", drop.path.name, exc)
             outcomes.append(RosterOutcome(drop.path.name, RosterStatus.FAILED, str(exc)))
         except Exception as exc:  # noqa: BLE001 - one roster's bug must not stop the others
+            if (full := no_space(exc)) is not None:  # not a bug: no error.log (nor room)
+                outcomes.append(_disk_full(drop.path, full, settings))
+                logger.error("Roster %s stopped: the disk is full", drop.path.name)
+                continue
             outcomes.append(record_crash(drop.path, settings.output_dir, exc))
             logger.error(
                 "Roster %s stopped by an unexpected %s; see its error.log",
@@ -311,6 +315,17 @@ def advising_run(
         # Fail the flow run, so IT sees it in Prefect, while the CLI still reports every roster.
         raise RunIncomplete(outcomes)
     return outcomes
+
+
+def _disk_full(path: Path, exc: OSError, settings: Settings) -> RosterOutcome:
+    """Say in one sentence that a library's write found the disk full, and what to do."""
+    where = exc.filename or settings.output_dir
+    return RosterOutcome(
+        path.name, RosterStatus.FAILED,
+        f"stopped: the disk is full ({exc.strerror or exc}, writing {where}); free space and "
+        "run again: the roster stays in the input folder, no file is left half-written, and "
+        "no letter already delivered goes out twice",
+    )
 
 
 def _reject_link(drop: drop_folder.DropFile, settings: Settings) -> RosterOutcome:

@@ -8,9 +8,13 @@ Delivery goes to the real aiosmtpd sink.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sqlite3
-from collections.abc import Callable
+import subprocess
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +25,10 @@ from flows.delivery import deliver
 from flows.delivery import smtp as delivery
 from flows.delivery.ledger import Ledger, LedgerUnwritable
 from flows.files import write_atomic
+from flows.intake.demo import write_demo_roster
 from residency_rules.errors import AdvisingError, DeliveryError
 from residency_rules.specialties import SpecialtyTable
-from tests.support.smtp_sink import running_sink
+from tests.support.smtp_sink import Sink, running_sink
 from tests.test_delivery import make_letters, smtp_settings
 
 _WRITES = ("UPDATE", "INSERT", "COMMIT", "BEGIN")
@@ -175,3 +180,106 @@ def test_a_file_the_disk_cannot_take_is_never_left_under_its_final_name(
     assert str(full.value).startswith(f"{target}: cannot write it (No space left on device)")
     assert target.read_bytes() == b"old"
     assert [p.name for p in target.parent.iterdir()] == ["run.json"]
+
+
+# --- a real full disk: output/ on a small tmpfs (root only) ----------------------------------
+
+STUDENTS = 12
+
+
+def _mount(point: Path, kib: int, remount: bool = False) -> None:
+    options = f"{'remount,' if remount else ''}size={kib}k"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], check=True,
+                   capture_output=True)
+
+
+@pytest.fixture
+def small_output(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """output/ on its own tmpfs, which tests size; skipped where mounting is not allowed."""
+    out = workdir / "output"
+    try:
+        _mount(out, 64 * 1024)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield out
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=False)
+
+
+def _smtp_env(monkeypatch: pytest.MonkeyPatch, sink: Sink) -> None:
+    for key, value in {
+        "ADVISING_DELIVERY": "smtp", "ADVISING_SMTP_HOST": sink.host,
+        "ADVISING_SMTP_PORT": str(sink.port), "ADVISING_SMTP_SECURITY": "none",
+        "ADVISING_MAIL_FROM": "advising@example.edu",
+        "ADVISING_ALLOWED_EMAIL_DOMAINS": "students.example.edu",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
+def _whole(out: Path) -> None:
+    """Every file under a final name is complete (temporary names start with a dot)."""
+    for path in out.rglob("*"):
+        parts = path.relative_to(out).parts
+        if not path.is_file() or any(p.startswith(".") for p in parts):
+            continue
+        if path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as zf:
+                assert zf.testzip() is None, path
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".html" and parts[-2] == "letters":
+            assert path.read_text(encoding="utf-8").rstrip().endswith("</html>"), path
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+# Sizes measured for this roster: where each fills (if the outputs grow, adjust the sizes).
+@pytest.mark.parametrize(("kib", "stage"), [
+    (40, "the disk is full"),  # Great Expectations' validation pages
+    (120, "cannot open the delivery ledger"),
+    (200, ".letters."),  # the letters' staging folder
+    (320, "cannot record deliveries"),  # SMTP delivery, a letter accepted
+    (364, "-annotated.xlsx"),  # the workbook
+])
+def test_a_real_full_disk_stops_the_roster_in_one_sentence_and_loses_nothing(
+    workdir: Path, small_output: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], kib: int, stage: str,
+) -> None:
+    """output/ on a tmpfs of `kib` KiB fills at a different stage for each size (validation
+    pages, letters, the ledger, the workbook, run.json). Each time: one plain sentence on
+    stderr, the roster left in input/, nothing half-written, the ledger sound; with space
+    again, the next run finishes and no student is mailed twice."""
+    from flows.cli import report
+    from flows.pipeline import RunIncomplete, advising_run
+
+    roster = write_demo_roster(workdir / "input" / "class.xlsx", STUDENTS, seed=7)
+    os.utime(roster, (0, 0))
+    _mount(small_output, kib, remount=True)
+    with running_sink() as sink:
+        _smtp_env(monkeypatch, sink)
+        with pytest.raises(RunIncomplete) as stopped:
+            advising_run()
+        (outcome,) = stopped.value.outcomes
+        capsys.readouterr()
+        report(outcome)
+        said = capsys.readouterr()
+        assert said.out == "" and said.err.count("\n") == 1, said
+        assert "No space left on device" in said.err or "disk is full" in said.err, said.err
+        assert "Traceback" not in said.err and stage in said.err
+        assert roster.exists()  # left for the next run
+        _whole(small_output)
+        ledger = small_output / ".advising" / "delivery-ledger.sqlite"
+        accepted = {r for m in sink.received for r in m.rcpt_tos}
+        if ledger.exists():
+            with closing(sqlite3.connect(ledger)) as db:
+                assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+        _mount(small_output, 64 * 1024, remount=True)  # space freed
+        (done,) = advising_run()
+        assert done.status == "done", done.message
+        counts = sink.handler.per_recipient()
+        assert set(counts.values()) == {1}  # nobody twice
+        assert len(counts) == done.counts.letters_written - done.counts.emails_skipped
+        assert accepted <= set(counts)
+        _whole(small_output)

@@ -160,6 +160,11 @@ class Ledger:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise AdvisingError(
+                    f"{path}: cannot open the delivery ledger ({exc}); free space on that disk "
+                    "and run again (the ledger is unchanged)"
+                ) from None
             raise AdvisingError(
                 f"{path}: cannot open the delivery ledger ({exc}); check that the folder is "
                 "writable, or move a damaged file aside (a new ledger would re-send every letter)"
