@@ -6,6 +6,7 @@ batched inside them, never a task of its own. Logs carry counts and student IDs 
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -26,11 +27,17 @@ from flows.delivery import (
     deliver,
     resolve_smtp_password,
 )
-from flows.files import no_space, roster_folder_name, roster_output_dir, sha256_file
+from flows.delivery.smtp import UnrecordedSends
+from flows.files import (
+    no_space,
+    roster_folder_name,
+    roster_output_dir,
+    sha256_file,
+    student_file_stem,
+)
 from flows.intake import Roster
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
 from flows.letters.batches import LETTER_BATCH, batch_bounds, render_in_turn
-from flows.files import student_file_stem
 from flows.run_record import (
     RosterOutcome,
     RosterStatus,
@@ -194,7 +201,14 @@ def _letters_and_delivery(
                 # Read here: in a worker thread, each read would wait for the GIL afresh.
                 letters = with_bodies(letters, staging)
             with _timed(timings, "delivery"):
-                _merge(report, deliver_stage(quote(letters), settings, ledger, out_dir / "outbox"))
+                try:
+                    part = deliver_stage(quote(letters), settings, ledger, out_dir / "outbox")
+                except UnrecordedSends as exc:
+                    # A full disk: this run's letters are rendered again by the next one, so
+                    # their space goes to recording what the relay accepted.
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise exc.record_again() from None
+                _merge(report, part)
             written += len(letters)
             del letters
     return report, written

@@ -15,8 +15,7 @@ from flows.delivery.ledger import Ledger, Status
 from flows.delivery.mime import (
     MessageBuilder,
 )
-from flows.files import write_atomic
-from flows.files import student_file_stem
+from flows.files import student_file_stem, write_atomic
 
 _OUTBOX_BATCH = 500  # outbox files written per ledger transaction
 

@@ -49,6 +49,44 @@ MAX_DROPS_PER_LETTER = 3
 # Waits before trying again to record outcomes the ledger refused (a full disk may be freed).
 LEDGER_RETRY_DELAYS: tuple[float, ...] = (0.0, 1.0, 5.0)
 
+def _stopped(first: str, accepted: list[str], recorded: bool) -> str:
+    """The sentence for a delivery stopped by the ledger: what became of accepted letters."""
+    if recorded:
+        kept = (f"the {len(accepted)} letter(s) the relay had accepted are recorded as sent"
+                if accepted else "every letter sent is recorded")
+        return (f"{first}. Delivery stopped there so that no letter goes out unrecorded; "
+                f"{kept}, and the others go out on the next run")
+    return (
+        f"{first}. Delivery stopped there; {len(accepted)} letter(s) the relay had accepted "
+        f"could not be recorded as sent (students {', '.join(accepted)}): the next run lists "
+        "them as uncertain and does not send them again; they did arrive, so do not release "
+        "them"
+    )
+
+
+class UnrecordedSends(DeliveryError):
+    """Delivery stopped on a ledger refusal, with outcomes (a 250 among them) not recorded.
+
+    The caller may free space (its own temporary files) and call record_again().
+    """
+
+    def __init__(self, first: str, ledger: Ledger, outcomes: list[tuple[int, Status, str]],
+                 accepted: list[str]) -> None:
+        super().__init__(_stopped(first, accepted, recorded=False))
+        self.first, self.ledger, self.outcomes, self.accepted = first, ledger, outcomes, accepted
+
+    def record_again(self) -> DeliveryError:
+        """Try once more to record the outcomes; return the error to raise (self if refused)."""
+        if self.outcomes:
+            try:
+                self.ledger.record_many(self.outcomes, attempt=False)
+            except LedgerUnwritable:
+                log.error("Ledger refused to record %d letters the relay accepted: %s",
+                          len(self.accepted), ", ".join(self.accepted))
+                return self
+        return DeliveryError(_stopped(self.first, self.accepted, recorded=True))
+
+
 class _Unreachable(Exception):
     """The relay cannot be reached right now (worth waiting and trying again)."""
 
@@ -271,33 +309,13 @@ class SmtpRun:
         first = str(self.error) if self.error is not None else "the ledger refused a write"
         accepted = [self.students.get(row, "?") for row, status, _ in self.unrecorded
                     if status == "sent"]
-        recorded = not self.unrecorded
+        stopped = UnrecordedSends(first, self.ledger, self.unrecorded, accepted)
         for delay in LEDGER_RETRY_DELAYS:
-            if recorded:
-                break
             time.sleep(delay)
-            try:
-                self.ledger.record_many(self.unrecorded, attempt=False)
-                recorded = True
-            except LedgerUnwritable:
-                continue
-        if recorded:
-            kept = (
-                f"the {len(accepted)} letter(s) the relay had accepted are recorded as sent"
-                if accepted else "every letter sent is recorded"
-            )
-            return DeliveryError(
-                f"{first}. Delivery stopped there so that no letter goes out unrecorded; "
-                f"{kept}, and the others go out on the next run"
-            )
-        log.error("Ledger refused to record %d letters the relay accepted: %s",
-                  len(accepted), ", ".join(accepted))
-        return DeliveryError(
-            f"{first}. Delivery stopped there; {len(accepted)} letter(s) the relay had "
-            f"accepted could not be recorded as sent (students {', '.join(accepted)}): the "
-            "next run lists them as uncertain and does not send them again; they did arrive, "
-            "so do not release them"
-        )
+            outcome = stopped.record_again()
+            if outcome is not stopped:
+                return outcome
+        return stopped
 
     # --- shared state, each under self.cond -----------------------------------------------------
 
