@@ -18,7 +18,7 @@ from flows.delivery.ledger import Ledger
 from flows.files import PRODUCT_DIR, roster_output_dir, student_file_stem
 from flows.intake.demo import write_demo_roster
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+_FLOW = pytest.mark.usefixtures("prefect_harness")
 DATA = Path(__file__).parent / "data"
 
 
@@ -39,6 +39,7 @@ def _letter_links(workbook: Path) -> set[str]:
     return {c.hyperlink.target for row in ws.iter_rows() for c in row if c.hyperlink}
 
 
+@_FLOW
 def test_twins_and_a_roster_named_like_the_ledger_keep_their_own_folders(workdir: Path) -> None:
     """twin.xlsx and twin.xlsm, delivery-ledger.sqlite.xlsx and ...xlsx: each its own folder.
 
@@ -72,6 +73,7 @@ def test_twins_and_a_roster_named_like_the_ledger_keep_their_own_folders(workdir
     assert (out / "delivery-ledger.sqlite").is_dir()  # that roster's own folder, nothing else
 
 
+@_FLOW
 def test_a_symlink_is_rejected_and_what_it_points_to_is_left_alone(workdir: Path) -> None:
     """A link in input/ is moved to rejected/ as a link, with a note; its target is untouched."""
     elsewhere = write_demo_roster(workdir / "elsewhere.xlsx", 3, seed=7)
@@ -95,6 +97,7 @@ def test_a_symlink_is_rejected_and_what_it_points_to_is_left_alone(workdir: Path
     assert not any((workdir / "input" / "processed").rglob("linked*"))
 
 
+@_FLOW
 def test_every_file_in_the_drop_folder_gets_a_line(workdir: Path) -> None:
     """Skipped files are listed with their reason, in the outcomes the CLI and artifact show."""
     inp = workdir / "input"
@@ -116,6 +119,7 @@ def test_every_file_in_the_drop_folder_gets_a_line(workdir: Path) -> None:
     assert describe(outcomes[".DS_Store"]) == ".DS_Store: skipped: a hidden file, not a roster"
 
 
+@_FLOW
 def test_an_old_ledger_is_moved_with_its_history(workdir: Path) -> None:
     """output/delivery-ledger.sqlite of an earlier version moves to output/.advising/ whole:
     a letter it records as sent is not sent again."""
@@ -153,6 +157,7 @@ def _ids(inp: Path) -> list[str]:
     return [str(row[col]) for row in ws.iter_rows(min_row=4, values_only=True) if row[col]]
 
 
+@_FLOW
 def test_a_literal_id_spelled_like_a_cleaned_one_gets_its_own_letter(workdir: Path) -> None:
     """`A/1` and a student whose ID is literally what `A/1` used to become: two letters."""
     roster = write_demo_roster(workdir / "input" / "ids.xlsx", 2, seed=7)
@@ -172,3 +177,25 @@ def test_a_literal_id_spelled_like_a_cleaned_one_gets_its_own_letter(workdir: Pa
     folder = roster_output_dir(workdir / "output", "ids.xlsx")
     assert len(list((folder / "letters").glob("*.html"))) == 2
     assert len(list((folder / "outbox").glob("*.eml"))) == 2
+
+
+def test_uncertain_reads_the_ledger_of_the_output_folder_it_is_given(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`advising uncertain --output DIR` lists and releases that folder's letters only."""
+    from flows.cli import main
+    from flows.run_record import ledger_path
+
+    school = workdir / "school-b"
+    with Ledger(ledger_path(school)) as ledger:
+        ledger._db.execute(
+            "INSERT INTO deliveries (student_id, channel, content_hash, status, message_id, "
+            "created_at, updated_at, level, label, band, specialty) VALUES ('S9', 'smtp', 'h', "
+            "'uncertain', '<m1@example.edu>', 'now', '2026-11-24T02:00', 3, 'l', 'b', 's')"
+        )
+    assert main(["uncertain"]) == 0  # output/ (ADVISING_OUTPUT_DIR) has no ledger
+    assert "nothing is uncertain" in capsys.readouterr().out
+    assert main(["uncertain", "--output", str(school)]) == 1
+    assert "S9  <m1@example.edu>" in capsys.readouterr().out
+    assert main(["uncertain", "--output", str(school), "--release", "S9"]) == 0
+    assert "Released 1 letter(s)" in capsys.readouterr().out
