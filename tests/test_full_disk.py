@@ -286,3 +286,48 @@ def test_a_real_full_disk_stops_the_roster_in_one_sentence_and_loses_nothing(
         assert accepted <= set(counts)
         assert done.counts.emails_failed == 0  # no letter left "uncertain"
         _whole(small_output)
+
+
+def test_the_outbox_on_a_full_disk_keeps_what_it_wrote_and_finishes_next_time(
+    tmp_path: Path, table: SpecialtyTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC part way through the outbox: one sentence naming the .eml; the files written are
+    whole and recorded, the rest queued; with space again, the rest are written, none twice."""
+    from tests.test_letters import make_settings
+
+    letters = make_letters(tmp_path, table, 6)
+    outbox = tmp_path / "outbox"
+    settings = make_settings()
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        monkeypatch.setattr(files.os, "write", _enospc_after(3 * len(letters[0].html), outbox))
+        with pytest.raises(AdvisingError, match=r"\.eml: cannot write it \(No space left"):
+            deliver(letters, settings, ledger, outbox)
+        monkeypatch.undo()
+        written = sorted(p.name for p in outbox.iterdir())
+        assert 0 < len(written) < len(letters) and all(n.endswith(".eml") for n in written)
+        statuses = {lt.student_id: [e.status for e in ledger.entries(lt.student_id)]
+                    for lt in letters}
+        assert sorted(s for s, st in statuses.items() if st == ["sent"]) == [
+            n.removesuffix(".eml") for n in written]
+
+        again = deliver(letters, settings, ledger, outbox)
+        assert (again.sent, again.unchanged) == (len(letters) - len(written), len(written))
+        assert len(list(outbox.iterdir())) == len(letters)
+
+
+def test_a_bug_whose_error_log_cannot_be_written_is_still_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error.log write fails too (a full disk): the outcome says both, in one line."""
+    from flows.run_record import record_crash
+
+    roster = tmp_path / "input" / "class.xlsx"
+    monkeypatch.setattr(files.os, "write", _enospc_after(0, tmp_path / "output"))
+    try:
+        raise KeyError("a bug")
+    except KeyError as bug:
+        outcome = record_crash(roster, tmp_path / "output", bug)
+    assert outcome.status == "failed"
+    assert "unexpected error (KeyError)" in outcome.message
+    assert "No space left on device" in outcome.message and "\n" not in outcome.message
+    assert not list((tmp_path / "output").rglob("error.log"))

@@ -199,3 +199,19 @@ def test_uncertain_reads_the_ledger_of_the_output_folder_it_is_given(
     assert "S9  <m1@example.edu>" in capsys.readouterr().out
     assert main(["uncertain", "--output", str(school), "--release", "S9"]) == 0
     assert "Released 1 letter(s)" in capsys.readouterr().out
+
+
+def test_a_drop_folder_with_only_skipped_files_lists_them(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No roster: the CLI says so, and still gives each file its line with the reason."""
+    from flows.cli import main
+
+    (workdir / "input" / ".DS_Store").write_bytes(b"\0")
+    (workdir / "input" / "~$class.xlsx").write_bytes(b"owner")
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("No roster in")
+    assert out[1:] == [".DS_Store: skipped: a hidden file, not a roster",
+                       "~$class.xlsx: skipped: Excel's lock file, there while the workbook is "
+                       "open in Excel"]
