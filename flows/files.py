@@ -161,6 +161,15 @@ def roster_folder_name(roster: Path | str) -> str:
     return _hashed(name)
 
 
+def roster_file_stem(roster: Path | str) -> str:
+    """Name files after the roster inside its own folder (`class-2027-annotated.xlsx`).
+
+    The folder already tells twins apart, so only portability matters here: the stem is
+    treated as an .xlsx's, and `twin.xlsm` writes `twin-annotated.xlsm` in its own folder.
+    """
+    return roster_folder_name(f"{Path(roster).stem}.xlsx")
+
+
 def roster_output_dir(output_dir: Path, roster: Path | str) -> Path:
     """Return output/<folder> for an input file (see roster_folder_name)."""
     return output_dir / roster_folder_name(roster)

@@ -30,7 +30,6 @@ from flows.delivery import (
 from flows.delivery.smtp import UnrecordedSends
 from flows.files import (
     no_space,
-    roster_folder_name,
     roster_output_dir,
     sha256_file,
     student_file_stem,
@@ -51,7 +50,7 @@ from flows.run_record import (
 )
 from flows.runtime import gc_paused, gc_skips_old
 from flows.settings import Settings, load_settings
-from flows.workbook import LetterCell, write_annotated
+from flows.workbook import LetterCell, annotated_path, write_annotated
 from residency_rules.errors import AdvisingError, RosterError
 from residency_rules.records import Evaluation, StudentRecord
 from residency_rules.rules import evaluate_all
@@ -257,7 +256,7 @@ def process_roster(
         remover = drop_folder.publish_dir(staging, out_dir / "letters")
     with _timed(timings, "workbook"):
         workbook_stage(quote(roster), quote(evaluations), quote(report),
-                       out_dir / f"{roster_folder_name(path)}-annotated{path.suffix.lower()}")
+                       annotated_path(roster, out_dir))
     if remover is not None:
         remover.join()
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from flows.files import (
     PRODUCT_DIR,
+    roster_file_stem,
     roster_folder_name,
     sha256_file,
     student_file_stem,
@@ -140,3 +141,5 @@ def test_rosters_keep_readable_folders_and_twins_are_kept_apart() -> None:
     for hostile in ("...xlsx", "..up.xlsx", ".xlsx", "CON.xlsx", "nul.xlsx", "a\nb.xlsx"):
         assert not roster_folder_name(hostile).startswith("."), hostile
         assert _portable(roster_folder_name(hostile)), hostile
+        assert _portable(roster_file_stem(hostile) + "-annotated"), hostile
+    assert roster_file_stem("twin.xlsm") == roster_file_stem("twin.xlsx") == "twin"

@@ -28,7 +28,7 @@ from flows.intake.roster import Roster
 from flows.workbook.annotate import ANNOTATION_HEADERS, LetterCell, annotated_path, write_annotated
 from flows.workbook.content import LEVEL_FILLS, unique_sheet_title
 from flows.workbook.ooxml import UnsupportedWorkbook
-from residency_rules.errors import RosterError
+from residency_rules.errors import AdvisingError, RosterError
 from residency_rules.records import (
     AdviceItem,
     Evaluation,
@@ -701,7 +701,7 @@ def test_a_crash_leaves_no_half_written_workbook(tmp_path: Path, monkeypatch: py
         raise OSError("disk full")
 
     monkeypatch.setattr(workbook_module, "write_with_xml", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(AdvisingError, match=r"r-annotated\.xlsx: cannot write it \(disk full\)"):
         write_annotated(*make_run(source), out)
     assert out.read_bytes() == b"yesterday's workbook"
     assert [p.name for p in out.parent.iterdir()] == ["r-annotated.xlsx"]
