@@ -248,7 +248,9 @@ def report(outcome: RosterOutcome) -> None:
 
 def describe(outcome: RosterOutcome) -> str:
     """Say in one or two lines what happened to a roster, for someone who is not a programmer."""
-    head = f"{outcome.file}: {STATUS_WORDS[outcome.status]}"
+    # A name holding a line break or a control character is shown quoted: one line per file.
+    name = outcome.file if outcome.file.isprintable() else repr(outcome.file)
+    head = f"{name}: {STATUS_WORDS[outcome.status]}"
     c = outcome.counts
     if outcome.status is RosterStatus.UNCHANGED:
         rows = c.rows if c else 0

@@ -362,12 +362,14 @@ def _publish_artifact(outcomes: list[RosterOutcome]) -> None:
     ]
     for o in outcomes:
         c = o.counts
+        # A file name is the office's text: a "|" or a line break must not break the table.
+        file = (o.file if o.file.isprintable() else repr(o.file)).replace("|", "\\|")
         if c is None:
-            lines.append(f"| {o.file} | {o.status} |" + " |" * 12)
+            lines.append(f"| {file} | {o.status} |" + " |" * 12)
             continue
         lv = c.by_outlook_level
         lines.append(
-            f"| {o.file} | {o.status} | {c.rows} | {c.evaluated} | {c.held_with_problems} | "
+            f"| {file} | {o.status} | {c.rows} | {c.evaluated} | {c.held_with_problems} | "
             + " | ".join(str(lv.get(str(k), 0)) for k in range(1, 6))
             + f" | {c.letters_written} | {c.emails_sent} | {c.emails_unchanged} "
             f"| {c.emails_failed} |"

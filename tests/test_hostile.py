@@ -215,3 +215,12 @@ def test_a_drop_folder_with_only_skipped_files_lists_them(
     assert out[1:] == [".DS_Store: skipped: a hidden file, not a roster",
                        "~$class.xlsx: skipped: Excel's lock file, there while the workbook is "
                        "open in Excel"]
+
+
+def test_a_file_name_with_a_line_break_stays_on_its_line() -> None:
+    """The summary gives each file one line, whatever its name holds."""
+    from flows.cli import describe
+    from flows.run_record import RosterOutcome, RosterStatus
+
+    said = describe(RosterOutcome("a\nb.xlsx", RosterStatus.SKIPPED, "a hidden file"))
+    assert said == "'a\\nb.xlsx': skipped: a hidden file"
