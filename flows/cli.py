@@ -179,8 +179,10 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
             f"No roster in {settings.input_dir}/. Drop an .xlsx roster there, "
             "or run `advising demo` to create a sample one."
         )
-        for drop in listed:
-            print(describe(RosterOutcome(drop.path.name, RosterStatus.SKIPPED, drop.reason)))
+        skipped = [RosterOutcome(d.path.name, RosterStatus.SKIPPED, d.reason) for d in listed]
+        for outcome in skipped:
+            report(outcome)
+        _keep_summary(settings, skipped)
         return 0
     # An identical re-drop is settled here, before Prefect and GX start: seconds saved nightly.
     from flows.run_record import settle_unchanged_drops
@@ -189,6 +191,7 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
     for outcome in settled:
         report(outcome)
     if not left:
+        _keep_summary(settings, settled)
         return 0
     server = _start_services()
     from flows.pipeline import RunIncomplete, advising_run
@@ -208,6 +211,14 @@ def run_once(input_dir: Path | None, output_dir: Path | None) -> int:
     for outcome in outcomes:
         report(outcome)
     return 1 if any(o.status is RosterStatus.REJECTED for o in outcomes) else 0
+
+
+def _keep_summary(settings: Settings, outcomes: list[RosterOutcome]) -> None:
+    """Write output/.advising/last-run.json when the flow (which writes it) did not start."""
+    from flows.run_record import write_run_summary
+
+    if (unkept := write_run_summary(settings.output_dir, outcomes)) is not None:
+        print(f"advising run: {unkept}", file=sys.stderr)
 
 
 def _no_heartbeats(temporary: bool) -> AbstractContextManager[object]:

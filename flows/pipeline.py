@@ -47,6 +47,7 @@ from flows.run_record import (
     record_crash,
     settle_if_unchanged,
     write_run_json,
+    write_run_summary,
 )
 from flows.runtime import gc_paused, gc_skips_old
 from flows.settings import Settings, load_settings
@@ -324,6 +325,8 @@ def advising_run(
                 drop.path.name, type(exc).__name__,
             )
     _publish_artifact(outcomes)
+    if (unkept := write_run_summary(settings.output_dir, outcomes)) is not None:
+        logger.warning("%s", unkept)
     if any(o.status is RosterStatus.FAILED for o in outcomes):
         # Fail the flow run, so IT sees it in Prefect, while the CLI still reports every roster.
         raise RunIncomplete(outcomes)

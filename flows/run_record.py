@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the types only: this module runs before Prefect, GX and the
 
 LEDGER_NAME = "delivery-ledger.sqlite"
 RUN_JSON = "run.json"
+LAST_RUN = "last-run.json"  # in output/.advising/: every file the last run found, and its fate
 ERROR_LOG = "error.log"
 
 
@@ -262,6 +263,28 @@ def write_run_json(
         "end": ended.isoformat(timespec="seconds"),
     }
     write_atomic(out_dir / RUN_JSON, json.dumps(record, indent=2).encode("utf-8"))
+
+
+def write_run_summary(output_dir: Path, outcomes: list[RosterOutcome]) -> str | None:
+    """Keep the whole run's summary, one entry per file in input/, in output/.advising/.
+
+    run.json describes one roster; this says what became of every file the run found,
+    skipped ones with the reason. Returns a sentence when it cannot be written (a full disk):
+    the summary on the console and in Prefect must not be lost for it.
+    """
+    record = {
+        "end": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "files": [
+            {"file": o.file, "status": str(o.status), "message": o.message, "output": o.output}
+            for o in outcomes
+        ],
+    }
+    try:
+        write_atomic(product_dir(output_dir) / LAST_RUN,
+                     json.dumps(record, indent=2).encode("utf-8"))
+    except AdvisingError as exc:
+        return f"the run's summary was not kept: {exc}"
+    return None
 
 
 def record_crash(path: Path, output_dir: Path, exc: BaseException) -> RosterOutcome:

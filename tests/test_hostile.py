@@ -114,6 +114,9 @@ def test_every_file_in_the_drop_folder_gets_a_line(workdir: Path) -> None:
         "roster.xlsx": "done", ".DS_Store": "skipped", "~$roster.xlsx": "skipped",
         "notes": "skipped"}
     assert "Excel" in outcomes["~$roster.xlsx"].message
+    kept = json.loads((workdir / "output" / PRODUCT_DIR / "last-run.json").read_text())
+    assert {f["file"]: f["status"] for f in kept["files"]} == {
+        f: str(o.status) for f, o in outcomes.items()}
     from flows.cli import describe
 
     assert describe(outcomes[".DS_Store"]) == ".DS_Store: skipped: a hidden file, not a roster"
@@ -215,6 +218,9 @@ def test_a_drop_folder_with_only_skipped_files_lists_them(
     assert out[1:] == [".DS_Store: skipped: a hidden file, not a roster",
                        "~$class.xlsx: skipped: Excel's lock file, there while the workbook is "
                        "open in Excel"]
+    kept = json.loads((workdir / "output" / PRODUCT_DIR / "last-run.json").read_text())
+    assert [(f["file"], f["status"]) for f in kept["files"]] == [
+        (".DS_Store", "skipped"), ("~$class.xlsx", "skipped")]
 
 
 def test_a_file_name_with_a_line_break_stays_on_its_line() -> None:
