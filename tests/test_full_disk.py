@@ -331,3 +331,36 @@ def test_a_bug_whose_error_log_cannot_be_written_is_still_one_sentence(
     assert "unexpected error (KeyError)" in outcome.message
     assert "No space left on device" in outcome.message and "\n" not in outcome.message
     assert not list((tmp_path / "output").rglob("error.log"))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_json_on_a_full_disk_stops_the_roster_and_the_next_run_finishes_it(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last write of a roster (run.json) meets ENOSPC: the roster stays in input/ with one
+    sentence naming run.json; the next run writes it and delivers nothing a second time."""
+    from flows import pipeline
+    from flows.pipeline import RunIncomplete, advising_run
+
+    roster = write_demo_roster(workdir / "input" / "class.xlsx", 5, seed=7)
+    os.utime(roster, (0, 0))
+    real = pipeline.write_run_json
+
+    def full(out_dir: Path, *args: Any) -> None:
+        raise files.unwritable(out_dir / "run.json", OSError(errno.ENOSPC, "No space left on "
+                                                             "device"))
+
+    monkeypatch.setattr(pipeline, "write_run_json", full)
+    with pytest.raises(RunIncomplete) as stopped:
+        advising_run()
+    (outcome,) = stopped.value.outcomes
+    assert outcome.status == "failed" and "run.json: cannot write it (No space" in outcome.message
+    assert roster.exists()
+    out = workdir / "output" / "class"
+    assert not (out / "run.json").exists()
+
+    monkeypatch.setattr(pipeline, "write_run_json", real)
+    (done,) = advising_run()
+    assert done.status == "done"
+    assert (done.counts.emails_sent, done.counts.emails_unchanged) == (0, 5)
+    assert json.loads((out / "run.json").read_text())["input"]["file"] == "class.xlsx"
