@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="send these students' letters again on the next run")
     uncertain.add_argument("--release-all", action="store_true",
                            help="send every uncertain letter again on the next run")
+    uncertain.add_argument("--output", type=Path,
+                           help="the output folder whose ledger to read (default: output/, "
+                           "or ADVISING_OUTPUT_DIR)")
 
     specialties = sub.add_parser(
         "specialties",
@@ -175,6 +178,7 @@ STATUS_WORDS = {
     RosterStatus.BUSY: "skipped",
     RosterStatus.FAILED: "STOPPED",
     RosterStatus.WAITING: "waiting",
+    RosterStatus.SKIPPED: "skipped",
 }
 
 
@@ -189,24 +193,27 @@ def run_once(
     settings = office.settings if office else load_settings(
         **{k: v for k, v in (("input_dir", input_dir), ("output_dir", output_dir)) if v}
     )
-    from flows.drop_folder import is_ignored
+    from flows.drop_folder import entries
 
-    folder = settings.input_dir
-    if not folder.is_dir() or not any(
-        p.is_file() and not is_ignored(p) for p in folder.iterdir()
-    ):
+    listed = entries(settings.input_dir)
+    if not any(d.kind != "skipped" for d in listed):
         print(
             f"No roster in {settings.input_dir}/. Drop an .xlsx roster there, "
             "or run `advising demo` to create a sample one."
         )
+        skipped = [RosterOutcome(d.path.name, RosterStatus.SKIPPED, d.reason) for d in listed]
+        for outcome in skipped:
+            report(outcome)
+        _keep_summary(settings, skipped)
         return 0
     # An identical re-drop is settled here, before Prefect and GX start: seconds saved nightly.
     from flows.run_record import settle_unchanged_drops
 
     settled, left = settle_unchanged_drops(settings)
     for outcome in settled:
-        print(describe(outcome))
+        report(outcome)
     if not left:
+        _keep_summary(settings, settled)
         return 0
     server = _start_services()
     from flows.pipeline import RunIncomplete, advising_run
@@ -226,8 +233,16 @@ def run_once(
     except RunIncomplete as exc:
         outcomes = exc.outcomes
     for outcome in outcomes:
-        print(describe(outcome))
+        report(outcome)
     return exit_status(settled + outcomes)
+
+
+def _keep_summary(settings: Settings, outcomes: list[RosterOutcome]) -> None:
+    """Write output/.advising/last-run.json when the flow (which writes it) did not start."""
+    from flows.run_record import write_run_summary
+
+    if (unkept := write_run_summary(settings.output_dir, outcomes)) is not None:
+        print(f"advising run: {unkept}", file=sys.stderr)
 
 
 def _no_heartbeats(temporary: bool) -> AbstractContextManager[object]:
@@ -272,9 +287,17 @@ def _start_services() -> TemporaryServer | None:
     return server
 
 
+def report(outcome: RosterOutcome) -> None:
+    """Print a roster's lines: on stderr when it stopped (IT's mail from cron shows it)."""
+    stopped = outcome.status is RosterStatus.FAILED
+    print(describe(outcome), file=sys.stderr if stopped else sys.stdout)
+
+
 def describe(outcome: RosterOutcome) -> str:
     """Say in one or two lines what happened to a roster, for someone who is not a programmer."""
-    head = f"{outcome.file}: {STATUS_WORDS[outcome.status]}"
+    # A name holding a line break or a control character is shown quoted: one line per file.
+    name = outcome.file if outcome.file.isprintable() else repr(outcome.file)
+    head = f"{name}: {STATUS_WORDS[outcome.status]}"
     c = outcome.counts
     if outcome.status is RosterStatus.UNCHANGED:
         rows = c.rows if c else 0
@@ -369,12 +392,12 @@ def demo(students: int, out: Path | None, seed: int) -> int:
     return 0
 
 
-def uncertain(release: list[str] | None, release_all: bool) -> int:
+def uncertain(release: list[str] | None, release_all: bool, output: Path | None = None) -> int:
     """List the uncertain letters, or release some or all of them to be sent again."""
     from flows.delivery.ledger import Ledger
-    from flows.run_record import LEDGER_NAME
+    from flows.run_record import ledger_path
 
-    path = load_settings().output_dir / LEDGER_NAME
+    path = ledger_path(load_settings(**({"output_dir": output} if output else {})).output_dir)
     if not path.is_file():
         print("No letter has been delivered yet: nothing is uncertain.")
         return 0
@@ -556,7 +579,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_uncertain(args: argparse.Namespace) -> int:
     """List or release letters whose delivery is uncertain."""
-    return uncertain(args.release, args.release_all)
+    return uncertain(args.release, args.release_all, args.output)
 
 
 COMMANDS = {

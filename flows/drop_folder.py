@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from flows.files import write_atomic
+from flows.files import product_dir, roster_folder_name, write_atomic
 
 ROSTER_SUFFIXES = (".xlsx", ".xlsm")
+
+
+OWN_FOLDERS = ("processed", "rejected")  # input/'s sub-folders the product itself fills
 
 
 @dataclass(frozen=True)
@@ -29,38 +32,89 @@ class DropFile:
 
     path: Path
     ready: bool
-    reason: str = ""  # why it waits, in plain words
+    reason: str = ""  # why it waits or is skipped, in plain words
+    # "" = a candidate roster (ready, or waiting for its copy to finish); "skipped" = never
+    # processed (lock files, hidden files, folders); "link" = a symbolic link, to be rejected.
+    kind: str = ""
+
+
+def skip_reason(path: Path) -> str | None:
+    """Why a file in input/ is not a roster at all, or None when it may be one.
+
+    Only files that are certainly not rosters: Excel's and LibreOffice's lock files, partial
+    downloads, and hidden files such as .DS_Store. A name that merely starts with a dot but ends
+    in .xlsx or .xlsm (`...xlsx`, `..up.xlsx`) is a roster like any other.
+    """
+    name = path.name
+    lower = name.lower()
+    if name.startswith("~$"):
+        return "Excel's lock file, there while the workbook is open in Excel"
+    if name.startswith(".~lock."):
+        return "LibreOffice's lock file, there while the workbook is open"
+    if lower.endswith((".tmp", ".part", ".crdownload")):
+        return "a temporary file or a download not finished yet"
+    if name.startswith(".") and not lower.endswith(ROSTER_SUFFIXES):
+        return "a hidden file, not a roster"
+    return None
 
 
 def is_ignored(path: Path) -> bool:
-    """Return True for lock files, hidden files and our own sub-folders' content."""
-    name = path.name
-    return (
-        name.startswith("~$")  # Excel's owner file while a workbook is open
-        or name.startswith(".~lock.")  # LibreOffice's lock file
-        or name.startswith(".")
-        or name.endswith((".tmp", ".part", ".crdownload"))
-    )
+    """Return True for lock files, hidden files and partial downloads (see skip_reason)."""
+    return skip_reason(path) is not None
 
 
-def scan(input_dir: Path, quiet_seconds: float) -> list[DropFile]:
-    """List the candidate rosters, telling apart the ready ones from those still being copied.
+LINK_PROBLEM = (
+    "it is a symbolic link, not a file: the product does not follow links, so that nothing "
+    "outside the input folder is ever read or moved. Copy the roster itself into the input "
+    "folder"
+)
 
-    A file is settled when its size and mtime stay the same across the quiet period; files
-    older than that are taken at once, fresh ones are looked at again after one short wait.
+
+def entries(input_dir: Path) -> list[DropFile]:
+    """Everything in input/ but the product's own folders, each classified without waiting.
+
+    Symbolic links are never followed (not even to see what they point to): they are marked
+    "link" for the run to reject. Candidates come back as ready; scan() checks their copying.
     """
     if not input_dir.is_dir():
         return []
-    candidates = [
-        p for p in sorted(input_dir.iterdir()) if p.is_file() and not is_ignored(p)
-    ]
+    found: list[DropFile] = []
+    for path in sorted(input_dir.iterdir()):
+        if path.is_symlink():
+            found.append(DropFile(path, False, LINK_PROBLEM, "link"))
+        elif path.is_dir():
+            if path.name not in OWN_FOLDERS:
+                found.append(DropFile(path, False, "a folder: rosters are read from the input "
+                                      "folder itself, not from folders inside it", "skipped"))
+        elif not path.is_file():
+            found.append(DropFile(path, False, "not a regular file", "skipped"))
+        elif (reason := skip_reason(path)) is not None:
+            found.append(DropFile(path, False, reason, "skipped"))
+        else:
+            found.append(DropFile(path, True))
+    return found
+
+
+def scan(input_dir: Path, quiet_seconds: float) -> list[DropFile]:
+    """List every entry of input/, telling apart ready rosters from those still being copied.
+
+    A file is settled when its size and mtime stay the same across the quiet period; files
+    older than that are taken at once, fresh ones are looked at again after one short wait.
+    Skipped files and links come back as entries() gives them, for the run's summary.
+    """
+    listed = entries(input_dir)
+    candidates = [d.path for d in listed if d.ready]
     first = {p: _signature(p) for p in candidates}
     now = time.time()
     fresh = [p for p, sig in first.items() if sig and now - sig[1] < quiet_seconds]
     if fresh:
         time.sleep(quiet_seconds)
     found: list[DropFile] = []
-    for path in candidates:
+    for drop in listed:
+        path = drop.path
+        if not drop.ready:
+            found.append(drop)
+            continue
         sig = _signature(path)
         if sig is None:  # moved away meanwhile (another run took it)
             continue
@@ -77,7 +131,7 @@ def scan(input_dir: Path, quiet_seconds: float) -> list[DropFile]:
 def _signature(path: Path) -> tuple[int, float] | None:
     """Return (size, mtime), or None when the file is gone."""
     try:
-        st = path.stat()
+        st = path.lstat()
     except FileNotFoundError:
         return None
     return (st.st_size, st.st_mtime)
@@ -105,13 +159,16 @@ def _incomplete_or_broken(path: Path, now: float) -> DropFile:
 
 
 def free_name(target: Path) -> Path:
-    """Return target, or target with a -2, -3 ... suffix when taken (never overwrite)."""
-    if not target.exists():
+    """Return target, or target with a -2, -3 ... suffix when taken (never overwrite).
+
+    Taken includes a link pointing nowhere: a rejected link must never be replaced.
+    """
+    if not os.path.lexists(target):
         return target
     n = 2
     while True:
         candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
-        if not candidate.exists():
+        if not os.path.lexists(candidate):
             return candidate
         n += 1
 
@@ -204,16 +261,19 @@ class RosterBusy(Exception):
 
 
 @contextmanager
-def roster_lock(output_dir: Path, name: str) -> Iterator[None]:
-    """Hold an exclusive lock on one roster, so two runs at once never process the same one."""
-    locks = output_dir / ".locks"
+def roster_lock(output_dir: Path, roster: Path) -> Iterator[None]:
+    """Hold an exclusive lock on one roster, so two runs at once never process the same one.
+
+    One lock per output folder, kept in output/.advising/locks/ where no roster's folder is.
+    """
+    locks = product_dir(output_dir) / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    fh = (locks / f"{name}.lock").open("a+")
+    fh = (locks / f"{roster_folder_name(roster)}.lock").open("a+")
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RosterBusy(name) from None
+            raise RosterBusy(roster.name) from None
         yield
     finally:
         # The kernel drops the lock when the file closes, also when the process is killed.

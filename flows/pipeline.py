@@ -10,6 +10,7 @@ run that needs attention ends Failed with a message naming the rosters and why.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -31,13 +32,17 @@ from flows.delivery import (
     resolve_smtp_password,
 )
 from flows.delivery.office_note import send_office_note
-from flows.files import sha256_file
+from flows.delivery.smtp import UnrecordedSends
+from flows.files import (
+    no_space,
+    roster_output_dir,
+    sha256_file,
+    student_file_stem,
+)
 from flows.intake import Roster
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
 from flows.letters.batches import LETTER_BATCH, batch_bounds, render_in_turn
-from flows.letters.render import safe_filename
 from flows.run_record import (
-    LEDGER_NAME,
     RosterOutcome,
     RosterStatus,
     StageCrash,
@@ -45,6 +50,7 @@ from flows.run_record import (
     crash_outcome,
     cycle_record,
     fingerprint,
+    ledger_path,
     load_table,
     plain_reason,
     record_crash,
@@ -52,10 +58,11 @@ from flows.run_record import (
     settle_if_unchanged,
     stage_guard,
     write_run_json,
+    write_run_summary,
 )
 from flows.runtime import gc_paused, gc_skips_old, quiet_anticipated_failures
 from flows.settings import Settings, load_settings
-from flows.workbook import LetterCell, write_annotated
+from flows.workbook import LetterCell, annotated_path, write_annotated
 from residency_rules.calendar import stale
 from residency_rules.errors import AdvisingError, RosterError
 from residency_rules.records import Evaluation, StudentRecord
@@ -184,7 +191,7 @@ def _write_workbook(
             cells[sid] = LetterCell("Held: see Problems", None)
         else:
             cells[sid] = LetterCell(
-                report.status.get(sid, "Written"), f"letters/{safe_filename(sid)}.html"
+                report.status.get(sid, "Written"), f"letters/{student_file_stem(sid)}.html"
             )
     write_annotated(roster, by_id, cells, out_path, notice)
 
@@ -227,7 +234,7 @@ def _letters_and_delivery(
     # Batches bound memory (a rendered letter is ~12 KB: 1.2 GB for 100,000 at once).
     bounds = batch_bounds(len(records), LETTER_BATCH, settings.delivery == "smtp")
     batches = [records[a:b] for a, b in bounds]
-    with Ledger(settings.output_dir / LEDGER_NAME) as ledger:
+    with Ledger(ledger_path(settings.output_dir)) as ledger:
 
         def render(k: int, elsewhere: RenderPool | None) -> Any:
             batch = batches[k]
@@ -252,8 +259,15 @@ def _letters_and_delivery(
                 # Read here: in a worker thread, each read would wait for the GIL afresh.
                 letters = with_bodies(letters, staging)
             with _timed(timings, "delivery"):
-                _merge(report, deliver_stage(source, _as_is(letters), settings, ledger,
-                                             out_dir / "outbox"))
+                try:
+                    part = deliver_stage(source, _as_is(letters), settings, ledger,
+                                         out_dir / "outbox")
+                except UnrecordedSends as exc:
+                    # A full disk: this run's letters are rendered again by the next one, so
+                    # their space goes to recording what the relay accepted.
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise exc.record_again() from None
+                _merge(report, part)
             written += len(letters)
             del letters
     return report, written
@@ -270,7 +284,7 @@ def process_roster(
     """
     logger = get_run_logger()
     started = datetime.now().astimezone()
-    out_dir = settings.output_dir / path.stem
+    out_dir = roster_output_dir(settings.output_dir, path)
     timings: dict[str, float] = {}
     sha = sha256_file(path)
     settled = settle_if_unchanged(path, settings, print_fp, sha)
@@ -304,7 +318,7 @@ def process_roster(
         logger.info("Roster %s: %s", path.name, cycle_warning)  # the CLI summary says it
     with _timed(timings, "workbook"):
         workbook_stage(_as_is(roster), _as_is(evaluations), _as_is(report), settings,
-                       out_dir / f"{path.stem}-annotated{path.suffix}",
+                       annotated_path(roster.source, out_dir),
                        f"Cycle: {cycle_warning}" if cycle_warning else "")
     if remover is not None:
         remover.join()
@@ -374,11 +388,17 @@ def advising_run(
     logger = get_run_logger()
     outcomes: list[RosterOutcome] = []
     for drop in drop_folder.scan(settings.input_dir, settings.quiet_seconds):
+        if drop.kind == "link":
+            outcomes.append(_reject_link(drop, settings))
+            continue
+        if drop.kind == "skipped":
+            outcomes.append(RosterOutcome(drop.path.name, RosterStatus.SKIPPED, drop.reason))
+            continue
         if not drop.ready:
             outcomes.append(RosterOutcome(drop.path.name, RosterStatus.WAITING, drop.reason))
             continue
         try:
-            with drop_folder.roster_lock(settings.output_dir, drop.path.stem), \
+            with drop_folder.roster_lock(settings.output_dir, drop.path), \
                     gc_skips_old() as set_aside:
                 if not drop.path.exists():  # another run finished it while we waited
                     continue
@@ -395,16 +415,47 @@ def advising_run(
             logger.error("Roster %s stopped: %s", drop.path.name, crash)
             outcomes.append(crash_outcome(drop.path, crash))
         except Exception as exc:  # noqa: BLE001 - one roster's bug must not stop the others
+            if (full := no_space(exc)) is not None:  # not a bug: no error.log (nor room)
+                outcomes.append(_disk_full(drop.path, full, settings))
+                logger.error("Roster %s stopped: the disk is full", drop.path.name)
+                continue
             recorded = record_crash(drop.path, settings.output_dir, exc)
             logger.error("Roster %s stopped: %s", drop.path.name, recorded)
             outcomes.append(crash_outcome(drop.path, recorded))
     _publish_artifact(outcomes, settings.delivery, table)
     send_office_note(outcomes, settings)  # counts and IDs to ADVISING_OFFICE_EMAIL, if set
+    if (unkept := write_run_summary(settings.output_dir, outcomes)) is not None:
+        logger.warning("%s", unkept)
     verdict = run_verdict(outcomes)
     if verdict is not None:
         # Failed, so IT sees it in Prefect; the outcomes ride along for the CLI's summary.
         return Failed(message=verdict, data=RunIncomplete(verdict, outcomes))
     return outcomes
+
+
+def _disk_full(path: Path, exc: OSError, settings: Settings) -> RosterOutcome:
+    """Say in one sentence that a library's write found the disk full, and what to do."""
+    where = exc.filename or settings.output_dir
+    return RosterOutcome(
+        path.name, RosterStatus.FAILED,
+        f"stopped: the disk is full ({exc.strerror or exc}, writing {where}); free space and "
+        "run again: the roster stays in the input folder, no file is left half-written, and "
+        "no letter already delivered goes out twice",
+    )
+
+
+def _reject_link(drop: drop_folder.DropFile, settings: Settings) -> RosterOutcome:
+    """Move a symbolic link (the link, never what it points to) to input/rejected/."""
+    try:
+        target = drop_folder.move_rejected(
+            drop.path, settings.input_dir, datetime.now().astimezone(), [drop.reason]
+        )
+    except FileNotFoundError:  # another run moved it meanwhile
+        return RosterOutcome(drop.path.name, RosterStatus.BUSY, "another run moved it")
+    get_run_logger().warning("%s is a symbolic link: moved to %s", drop.path.name, target)
+    return RosterOutcome(drop.path.name, RosterStatus.REJECTED, drop.reason, None, str(target),
+                         reason="a symbolic link, not a roster file",
+                         problems=str(target.with_name(target.name + ".problems.txt")))
 
 
 def _publish_artifact(

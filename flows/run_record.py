@@ -7,13 +7,16 @@ rename instead of seconds of server and library start-up.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import re
+import sqlite3
 import traceback
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime
 from enum import StrEnum
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows import drop_folder
-from flows.files import sha256_file, write_atomic
+from flows.files import product_dir, roster_output_dir, sha256_file, write_atomic
 from flows.settings import Settings
 from residency_rules.calendar import Cycle, phase
 from residency_rules.errors import AdvisingError
@@ -34,6 +37,7 @@ if TYPE_CHECKING:  # the types only: this module runs before Prefect, GX and the
 
 LEDGER_NAME = "delivery-ledger.sqlite"
 RUN_JSON = "run.json"
+LAST_RUN = "last-run.json"  # in output/.advising/: every file the last run found, and its fate
 ERROR_LOG = "error.log"
 ERROR_LOG_MODE = 0o600  # a traceback may quote row values: the office's account only
 
@@ -47,6 +51,7 @@ class RosterStatus(StrEnum):
     BUSY = "busy"  # another run holds its lock
     FAILED = "failed"  # stopped by an error: left in input/ for the next run
     WAITING = "waiting"  # still being copied, or too new to be sure it is complete
+    SKIPPED = "skipped"  # not a roster at all (a lock file, a hidden file, a folder): left alone
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,42 @@ def plain_reason(message: str) -> str:
     return " ".join(re.sub(r"\s*\([^()]*\)", "", first).split())
 
 
+def ledger_path(output_dir: Path) -> Path:
+    """Return the delivery ledger's path, output/.advising/, moving an older one there first.
+
+    Earlier versions kept it at output/delivery-ledger.sqlite, where a roster named
+    delivery-ledger.sqlite.xlsx wanted its output folder. Its history is copied whole (SQLite's
+    backup reads through the WAL) under a temporary name, renamed into place, and the old
+    files are moved into output/.advising/ beside it, renamed, never deleted.
+    """
+    folder = product_dir(output_dir)
+    new = folder / LEDGER_NAME
+    old = output_dir / LEDGER_NAME
+    if new.exists() or old.is_symlink() or not old.is_file():
+        return new
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "move-ledger.lock").open("a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # two runs starting together: one moves
+            if new.exists() or not old.is_file():
+                return new
+            tmp = folder / f".{LEDGER_NAME}.{os.getpid()}.tmp"
+            tmp.unlink(missing_ok=True)
+            with closing(sqlite3.connect(old)) as src, closing(sqlite3.connect(tmp)) as dst:
+                src.backup(dst)
+            os.replace(tmp, new)
+            for suffix in ("", "-wal", "-shm"):
+                leftover = output_dir / f"{LEDGER_NAME}{suffix}"
+                if leftover.exists():
+                    os.replace(leftover, folder / f"moved-from-output.{LEDGER_NAME}{suffix}")
+    except (OSError, sqlite3.Error) as exc:
+        raise AdvisingError(
+            f"{old}: cannot move the delivery ledger to {new} ({exc}); check the free space "
+            f"and the permissions of {output_dir}. Nothing was sent"
+        ) from None
+    return new
+
+
 def load_table(settings: Settings) -> SpecialtyTable:
     """Load the office's edited specialty table when configured, else the packaged one."""
     if settings.specialty_table is None:
@@ -202,7 +243,7 @@ def settle_if_unchanged(
     Identical means: same bytes, same table, templates and settings, and the last run finished
     with no failed email (a failed one must be retried). The caller holds the roster's lock.
     """
-    out_dir = settings.output_dir / path.stem
+    out_dir = roster_output_dir(settings.output_dir, path)
     previous = previous_run(out_dir)
     if (
         previous.get("status") != "complete"
@@ -230,13 +271,17 @@ def settle_unchanged_drops(settings: Settings) -> tuple[list[RosterOutcome], boo
     table = load_table(settings)
     print_fp = fingerprint(settings, table)
     outcomes: list[RosterOutcome] = []
+    skipped: list[RosterOutcome] = []
     left = False
     for drop in drop_folder.scan(settings.input_dir, settings.quiet_seconds):
+        if drop.kind == "skipped":
+            skipped.append(RosterOutcome(drop.path.name, RosterStatus.SKIPPED, drop.reason))
+            continue
         if not drop.ready or drop.path.suffix.lower() not in drop_folder.ROSTER_SUFFIXES:
             left = True
             continue
         try:
-            with drop_folder.roster_lock(settings.output_dir, drop.path.stem):
+            with drop_folder.roster_lock(settings.output_dir, drop.path):
                 if not drop.path.exists():  # another run finished it while we waited
                     continue
                 outcome = settle_if_unchanged(drop.path, settings, print_fp)
@@ -247,7 +292,8 @@ def settle_unchanged_drops(settings: Settings) -> tuple[list[RosterOutcome], boo
             left = True
         else:
             outcomes.append(outcome)
-    return outcomes, left
+    # When the flow runs, it lists the skipped files itself; otherwise they are listed here.
+    return (outcomes if left else outcomes + skipped), left
 
 
 def count_roster(
@@ -305,6 +351,28 @@ def write_run_json(
     write_atomic(out_dir / RUN_JSON, json.dumps(record, indent=2).encode("utf-8"))
 
 
+def write_run_summary(output_dir: Path, outcomes: list[RosterOutcome]) -> str | None:
+    """Keep the whole run's summary, one entry per file in input/, in output/.advising/.
+
+    run.json describes one roster; this says what became of every file the run found,
+    skipped ones with the reason. Returns a sentence when it cannot be written (a full disk):
+    the summary on the console and in Prefect must not be lost for it.
+    """
+    record = {
+        "end": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "files": [
+            {"file": o.file, "status": str(o.status), "message": o.message, "output": o.output}
+            for o in outcomes
+        ],
+    }
+    try:
+        write_atomic(product_dir(output_dir) / LAST_RUN,
+                     json.dumps(record, indent=2).encode("utf-8"))
+    except AdvisingError as exc:
+        return f"the run's summary was not kept: {exc}"
+    return None
+
+
 class StageCrash(Exception):
     """An unexpected error, reduced to what Prefect may keep: type, roster file, student ID.
 
@@ -328,9 +396,10 @@ def record_crash(
     """Keep a bug's details for IT in error.log (mode 600), and return what Prefect may see.
 
     The traceback may quote row values, so it goes to output/ (office eyes only), never to the
-    console or Prefect. The roster stays in input/ and the next run starts it again.
+    console or Prefect. The roster stays in input/ and the next run starts it again. When even
+    error.log cannot be written (a full disk), the outcome says so in one sentence instead.
     """
-    log = output_dir / path.stem / ERROR_LOG
+    log = roster_output_dir(output_dir, path) / ERROR_LOG
     details = "".join(traceback.format_exception(exc))
     stamp = datetime.now().astimezone().isoformat(timespec="seconds")
     kind = type(exc).__name__
@@ -341,8 +410,8 @@ def record_crash(
         write_atomic(log, f"{stamp} {stage}, {path.name}{student}\n{details}".encode(),
                      mode=ERROR_LOG_MODE)
         told = f"the details are in {log}"
-    except AdvisingError:  # a full disk, most likely: say so rather than raise from here
-        told = f"{log} could not be written either (is the disk full?)"
+    except AdvisingError as unwritable:  # a full disk, most likely: say so, do not raise
+        told = f"its details could not be kept either ({unwritable})"
         written = ""
     return StageCrash(
         f"{stage} of {path.name} stopped by an unexpected {kind}{student}; {told}",
@@ -352,7 +421,8 @@ def record_crash(
 
 def crash_outcome(path: Path, crash: StageCrash) -> RosterOutcome:
     """Tell the office that a bug stopped a roster, and where IT finds the details."""
-    send = f"Please send {crash.log} to IT." if crash.log else "Please tell IT."
+    send = (f"Please send {crash.log} to IT." if crash.log
+            else f"Please tell IT: {str(crash).split('; ', 1)[-1]}.")
     return RosterOutcome(
         path.name, RosterStatus.FAILED,
         f"stopped by an unexpected error ({crash.kind}); the roster stays in the input "

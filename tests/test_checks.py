@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli import COMMANDS, build_parser
+from flows.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -57,6 +58,15 @@ def test_every_command_is_documented_in_the_readme() -> None:
     """Each `advising` subcommand appears in README.md, so none is a secret."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     missing = [name for name in COMMANDS if f"advising {name}" not in readme]
+    assert missing == []
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    """Each Settings field appears in README.md as its ADVISING_ variable, so none is a secret;
+    SSL_CERT_FILE too, the one the school's own CA needs (#16)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    names = [f"ADVISING_{field.upper()}" for field in Settings.model_fields]
+    missing = [name for name in [*names, "SSL_CERT_FILE"] if f"`{name}`" not in readme]
     assert missing == []
 
 

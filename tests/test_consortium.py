@@ -23,7 +23,7 @@ import pytest
 
 from flows.delivery.ledger import Ledger
 from flows.intake.demo import write_demo_roster
-from flows.run_record import LEDGER_NAME
+from flows.run_record import LEDGER_NAME, ledger_path
 from flows.settings import load_offices
 from residency_rules.errors import SettingsError
 from tests.support.prefect_api import Api, free_port
@@ -205,7 +205,7 @@ def _mailed_once_each(root: Path, office: str, sink: Sink) -> None:
     letters = record["counts"]["letters_written"]
     assert letters > 0 and len(counts) == letters
     assert (root / office / "output" / "class-2027" / "letters" / f"{SHARED_ID}.html").is_file()
-    with Ledger(root / office / "output" / LEDGER_NAME) as ledger:
+    with Ledger(ledger_path(root / office / "output")) as ledger:
         assert SHARED_ID in ledger.previous_summaries([SHARED_ID])
 
 
@@ -226,7 +226,7 @@ def test_advising_run_offices_runs_every_office_once_each_with_its_own_ledger(
         for office in ("north", "south"):
             _mailed_once_each(tmp_path, office, sink)
             assert not (tmp_path / office / "input" / "class-2027.xlsx").exists()
-        assert not (tmp_path / LEDGER_NAME).exists()
+        assert not (tmp_path / LEDGER_NAME).exists() and not (tmp_path / ".advising").exists()
 
 
 class Machines:

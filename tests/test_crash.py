@@ -53,7 +53,10 @@ def _outputs_are_whole(out: Path, finished: bool) -> None:
     """Every output under its final name is complete; a finished run leaves no temporary file."""
     for path in out.rglob("*"):
         if path.is_file():
-            hidden = any(part.startswith(".") for part in path.relative_to(out).parts)
+            parts = path.relative_to(out).parts
+            if parts[0] == ".advising":  # the product's own files: the ledger, the locks
+                continue
+            hidden = any(part.startswith(".") for part in parts)
             if hidden:  # a temporary file or staging folder, never read by anyone
                 assert not finished, f"temporary file left behind: {path}"
                 continue
@@ -69,7 +72,7 @@ def _outputs_are_whole(out: Path, finished: bool) -> None:
 def _delivered_once(sink: Sink, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     counts = sink.handler.per_recipient()
     assert max(counts.values()) == 1, "a student was mailed twice"
-    with Ledger(workdir / "output" / "delivery-ledger.sqlite") as ledger:
+    with Ledger(workdir / "output" / ".advising" / "delivery-ledger.sqlite") as ledger:
         uncertain = len(ledger.uncertain())  # at most the one message in flight at the kill
     capsys.readouterr()
     assert main(["uncertain"]) == (1 if uncertain else 0)

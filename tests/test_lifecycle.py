@@ -21,14 +21,38 @@ def _old(path: Path) -> Path:
 
 
 def test_lock_and_hidden_files_are_ignored(tmp_path: Path) -> None:
-    """Excel and LibreOffice lock files and hidden files are never taken for rosters."""
+    """Lock files and hidden files are never taken for rosters, and each is listed with why."""
     roster = _old(write_demo_roster(tmp_path / "roster.xlsx", 3))
-    for name in ("~$roster.xlsx", ".~lock.roster.xlsx#", ".hidden.xlsx"):
+    for name in ("~$roster.xlsx", ".~lock.roster.xlsx#", ".DS_Store", "get.xlsx.crdownload"):
         (tmp_path / name).write_bytes(b"lock")
         _old(tmp_path / name)
+    (tmp_path / "old rosters").mkdir()
+    (tmp_path / "processed").mkdir()  # the product's own: not listed
     found = drop_folder.scan(tmp_path, quiet_seconds=0)
-    assert [d.path for d in found] == [roster]
-    assert found[0].ready
+    assert [d.path for d in found if d.ready] == [roster]
+    skipped = {d.path.name: d.reason for d in found if d.kind == "skipped"}
+    assert set(skipped) == {"~$roster.xlsx", ".~lock.roster.xlsx#", ".DS_Store",
+                            "get.xlsx.crdownload", "old rosters"}
+    assert "Excel" in skipped["~$roster.xlsx"] and "hidden" in skipped[".DS_Store"]
+
+
+def test_rosters_whose_names_start_with_dots_are_rosters(tmp_path: Path) -> None:
+    """`...xlsx` and `..up.xlsx` are processed like any roster, not skipped as hidden (#16)."""
+    dotted = [_old(write_demo_roster(tmp_path / n, 2)) for n in ("...xlsx", "..up.xlsx")]
+    found = drop_folder.scan(tmp_path, quiet_seconds=0)
+    assert sorted(d.path for d in found if d.ready) == sorted(dotted)
+
+
+def test_a_symlink_is_not_followed_but_marked_for_rejection(tmp_path: Path) -> None:
+    """A link in input/ is never read: scan marks it, whatever it points to (#16)."""
+    elsewhere = write_demo_roster(tmp_path / "elsewhere.xlsx", 2)
+    drop = tmp_path / "input"
+    drop.mkdir()
+    (drop / "linked.xlsx").symlink_to(elsewhere)
+    (drop / "dangling.xlsx").symlink_to(tmp_path / "nothing.xlsx")
+    found = drop_folder.scan(drop, quiet_seconds=0)
+    assert [(d.path.name, d.kind, d.ready) for d in found] == [
+        ("dangling.xlsx", "link", False), ("linked.xlsx", "link", False)]
 
 
 def test_a_file_still_growing_waits(tmp_path: Path) -> None:
@@ -88,11 +112,11 @@ def test_rejected_roster_gets_a_plain_language_note(tmp_path: Path) -> None:
 
 def test_two_runs_cannot_hold_the_same_roster(tmp_path: Path) -> None:
     """While one run holds a roster's lock, a second one is told it is busy."""
-    with drop_folder.roster_lock(tmp_path, "roster"):
+    with drop_folder.roster_lock(tmp_path, Path("roster.xlsx")):
         with pytest.raises(drop_folder.RosterBusy):
-            with drop_folder.roster_lock(tmp_path, "roster"):
+            with drop_folder.roster_lock(tmp_path, Path("roster.xlsx")):
                 pass
-    with drop_folder.roster_lock(tmp_path, "roster"):  # released afterwards
+    with drop_folder.roster_lock(tmp_path, Path("roster.xlsx")):  # released afterwards
         pass
 
 

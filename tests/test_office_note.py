@@ -129,7 +129,7 @@ def test_to_the_outbox_the_note_is_a_file_beside_the_letters(
     _drop(workdir)
     monkeypatch.setenv("ADVISING_OFFICE_EMAIL", OFFICE)
     _run()
-    [note] = (workdir / "output" / "outbox").glob("office-note-*.eml")
+    [note] = (workdir / "output" / ".advising" / "outbox").glob("office-note-*.eml")
     message = email.message_from_bytes(note.read_bytes(), policy=email.policy.default)
     assert message["To"] == OFFICE and "0999999" in message.get_content()
 

@@ -677,7 +677,7 @@ def test_a_macro_workbook_keeps_its_macros(
     if writer == "openpyxl":
         _force_openpyxl(monkeypatch)
     roster, evaluations, letters = make_run(source)
-    out = annotated_path(roster, tmp_path / "out")
+    out = annotated_path(roster.source, tmp_path / "out")
     assert out.name == "macros-annotated.xlsm"
     write_annotated(roster, evaluations, letters, out)
     with zipfile.ZipFile(out) as zf:

@@ -80,7 +80,7 @@ def annotate(source: Path, out_dir: Path) -> tuple[intake.Roster, dict[str, str]
         else:
             letters[sid] = LetterCell("Written", f"letters/{sid}.html")
             outcome[sid] = by_id[sid].label
-    out = annotated_path(roster, out_dir)
+    out = annotated_path(roster.source, out_dir)
     write_annotated(roster, by_id, letters, out)
     return roster, outcome, out
 

@@ -16,6 +16,7 @@ go out a second time).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
 from flows.letters.model import LetterSummary
 from residency_rules.errors import AdvisingError
@@ -81,6 +82,43 @@ class Planned:
     when: str  # for "unchanged": when it was sent; for "uncertain": when it was interrupted
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class LedgerUnwritable(AdvisingError):
+    """The ledger cannot record a change (a full disk, a read-only folder): stop delivering.
+
+    A letter sent without a record could go out twice, so delivery stops at the first one.
+    """
+
+    def __init__(self, path: Path, exc: sqlite3.Error) -> None:
+        super().__init__(
+            f"{path}: cannot record deliveries in the ledger ({exc}); free space on that disk "
+            f"(or check the permissions of {path.parent}) and run again"
+        )
+
+
+def _writes(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn SQLite's refusal to write (disk full, I/O error, read-only) into LedgerUnwritable.
+
+    The transaction is rolled back first when SQLite has not done so itself.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            ledger = args[0]
+            assert isinstance(ledger, Ledger)
+            if ledger._db.in_transaction:
+                ledger._db.execute("ROLLBACK")
+            raise LedgerUnwritable(ledger.path, exc) from None
+
+    return wrapper
+
+
 def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -122,6 +160,11 @@ class Ledger:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise AdvisingError(
+                    f"{path}: cannot open the delivery ledger ({exc}); free space on that disk "
+                    "and run again (the ledger is unchanged)"
+                ) from None
             raise AdvisingError(
                 f"{path}: cannot open the delivery ledger ({exc}); check that the folder is "
                 "writable, or move a damaged file aside (a new ledger would re-send every letter)"
@@ -210,6 +253,7 @@ class Ledger:
 
     # --- planning -----------------------------------------------------------------------------
 
+    @_writes
     def plan(
         self,
         letters: Sequence[tuple[str, str, LetterSummary]],
@@ -276,12 +320,14 @@ class Ledger:
                 )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                self._db.execute("ROLLBACK")
             raise
         return plans
 
     # --- recording ----------------------------------------------------------------------------
 
+    @_writes
     def step(
         self,
         finished: tuple[int, Status, str] | None,
@@ -302,8 +348,15 @@ class Ledger:
              "start": starting if starting is not None else 0, "now": self._clock.now()},
         )
 
-    def record_many(self, outcomes: Sequence[tuple[int, Status, str]]) -> None:
-        """Record many outcomes in one transaction (the outbox: rewriting a file is harmless)."""
+    @_writes
+    def record_many(
+        self, outcomes: Sequence[tuple[int, Status, str]], *, attempt: bool = True
+    ) -> None:
+        """Record many outcomes in one transaction (the outbox: rewriting a file is harmless).
+
+        attempt=False for outcomes whose try was counted when it started (SMTP outcomes that
+        step() could not commit, recorded again once the disk takes them).
+        """
         if not outcomes:
             return
         now = _now()
@@ -311,14 +364,16 @@ class Ledger:
         try:
             self._db.executemany(
                 "UPDATE deliveries SET status = ?, detail = ?, updated_at = ?, "
-                "attempts = attempts + 1 WHERE id = ?",
+                f"attempts = attempts + {int(attempt)} WHERE id = ?",
                 [(status, detail, now, row_id) for row_id, status, detail in outcomes],
             )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                self._db.execute("ROLLBACK")
             raise
 
+    @_writes
     def release_uncertain(self, student_ids: Iterable[str] | None = None) -> int:
         """Let uncertain letters go out on the next run (after the relay log shows no delivery)."""
         now = _now()

@@ -3,7 +3,8 @@
 News is a roster processed or rejected, rows held, students newly at risk, letters that failed
 or whose delivery is uncertain. The note carries counts and student IDs only (names, scores and
 grades stay in the workbook, which it points to) and goes to ADVISING_OFFICE_EMAIL alone, through
-the same delivery settings as the letters: a file in output/outbox/ or the relay. Nothing is
+the same delivery settings as the letters: a file in output/.advising/outbox/ (where no roster's
+output folder can be) or the relay. Nothing is
 attached. A note that cannot be sent is logged and never stops the run: the workbook is there.
 """
 
@@ -25,9 +26,10 @@ from flows.delivery.dispatch import resolve_smtp_password
 from flows.delivery.jobs import sender
 from flows.delivery.ledger import Ledger
 from flows.delivery.smtp import _Relay, _Unreachable
-from flows.files import write_atomic
-from flows.run_record import LEDGER_NAME, RUN_JSON, RosterOutcome
+from flows.files import product_dir, write_atomic
+from flows.run_record import RUN_JSON, RosterOutcome, ledger_path
 from flows.settings import Settings
+from flows.workbook import annotated_path
 from flows.workbook.summary import AT_RISK_HEADERS, PROBLEM_HEADERS
 from residency_rules.errors import AdvisingError
 
@@ -58,8 +60,8 @@ class RosterNews:
 def gather_news(outcomes: Sequence[RosterOutcome], settings: Settings) -> list[RosterNews]:
     """Read what each roster's run left behind (its workbook, run.json and the ledger)."""
     news: list[RosterNews] = []
-    ledger_path = settings.output_dir / LEDGER_NAME
-    ledger = Ledger(ledger_path) if ledger_path.exists() else None
+    where = ledger_path(settings.output_dir)
+    ledger = Ledger(where) if where.exists() else None
     try:
         for outcome in outcomes:
             if outcome.status == "done":
@@ -74,8 +76,7 @@ def gather_news(outcomes: Sequence[RosterOutcome], settings: Settings) -> list[R
 
 def _processed(outcome: RosterOutcome, ledger: Ledger | None) -> RosterNews:
     out_dir = Path(outcome.output)
-    stem, suffix = Path(outcome.file).stem, Path(outcome.file).suffix
-    workbook = out_dir / f"{stem}-annotated{suffix}"
+    workbook = annotated_path(Path(outcome.file), out_dir)
     counts = outcome.counts
     item = RosterNews(outcome.file, "done", str(workbook),
                       rows=counts.rows if counts else 0,
@@ -210,7 +211,7 @@ def send_office_note(outcomes: Sequence[RosterOutcome], settings: Settings) -> P
     message = build_note(settings, *composed, now)
     data = message.as_bytes()
     if settings.delivery == "outbox":
-        path = settings.output_dir / "outbox" / f"office-note-{now:%Y%m%d-%H%M%S}.eml"
+        path = product_dir(settings.output_dir) / "outbox" / f"office-note-{now:%Y%m%d-%H%M%S}.eml"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
         return path

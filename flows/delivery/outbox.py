@@ -15,8 +15,7 @@ from flows.delivery.ledger import Ledger, Status
 from flows.delivery.mime import (
     MessageBuilder,
 )
-from flows.files import write_atomic
-from flows.letters.render import safe_filename
+from flows.files import student_file_stem, write_atomic
 
 _OUTBOX_BATCH = 500  # outbox files written per ledger transaction
 
@@ -33,7 +32,7 @@ def write_outbox(
         for job in jobs:
             data = build_message(job, builder, dates.now(), eight_bit=True)  # a file: no relay
             write_atomic(
-                outbox_dir / f"{safe_filename(job.letter.student_id)}.eml", data, fsync=False
+                outbox_dir / f"{student_file_stem(job.letter.student_id)}.eml", data, fsync=False
             )
             done.append((job.plan.row_id, "sent", "outbox"))
             report.sent += 1

@@ -27,7 +27,7 @@ from flows.delivery.jobs import (
     sender,
     short_reply,
 )
-from flows.delivery.ledger import Ledger, Status
+from flows.delivery.ledger import Ledger, LedgerUnwritable, Status
 from flows.delivery.mime import (
     MessageBuilder,
     dot_stuff,
@@ -46,6 +46,46 @@ RETRY_DELAYS: tuple[float, ...] = (5.0, 30.0, 120.0)
 RECONNECT_DELAYS: tuple[float, ...] = (1.0, 5.0, 20.0)
 # A letter whose transaction loses the connection this often (before DATA) is given up.
 MAX_DROPS_PER_LETTER = 3
+# Waits before trying again to record outcomes the ledger refused (a full disk may be freed).
+LEDGER_RETRY_DELAYS: tuple[float, ...] = (0.0, 1.0, 5.0)
+
+def _stopped(first: str, accepted: list[str], recorded: bool) -> str:
+    """The sentence for a delivery stopped by the ledger: what became of accepted letters."""
+    if recorded:
+        kept = (f"the {len(accepted)} letter(s) the relay had accepted are recorded as sent"
+                if accepted else "every letter sent is recorded")
+        return (f"{first}. Delivery stopped there so that no letter goes out unrecorded; "
+                f"{kept}, and the others go out on the next run")
+    return (
+        f"{first}. Delivery stopped there; {len(accepted)} letter(s) the relay had accepted "
+        f"could not be recorded as sent (students {', '.join(accepted)}): the next run lists "
+        "them as uncertain and does not send them again; they did arrive, so do not release "
+        "them"
+    )
+
+
+class UnrecordedSends(DeliveryError):
+    """Delivery stopped on a ledger refusal, with outcomes (a 250 among them) not recorded.
+
+    The caller may free space (its own temporary files) and call record_again().
+    """
+
+    def __init__(self, first: str, ledger: Ledger, outcomes: list[tuple[int, Status, str]],
+                 accepted: list[str]) -> None:
+        super().__init__(_stopped(first, accepted, recorded=False))
+        self.first, self.ledger, self.outcomes, self.accepted = first, ledger, outcomes, accepted
+
+    def record_again(self) -> DeliveryError:
+        """Try once more to record the outcomes; return the error to raise (self if refused)."""
+        if self.outcomes:
+            try:
+                self.ledger.record_many(self.outcomes, attempt=False)
+            except LedgerUnwritable:
+                log.error("Ledger refused to record %d letters the relay accepted: %s",
+                          len(self.accepted), ", ".join(self.accepted))
+                return self
+        return DeliveryError(_stopped(self.first, self.accepted, recorded=True))
+
 
 class _Unreachable(Exception):
     """The relay cannot be reached right now (worth waiting and trying again)."""
@@ -232,9 +272,14 @@ class SmtpRun:
         self.in_flight = 0
         self.live = 0
         self.error: BaseException | None = None
+        # Outcomes step() could not commit (a full disk), kept here to record them once it can:
+        # a letter the relay accepted (250) must end up "sent", or it would be held as uncertain.
+        self.unrecorded: list[tuple[int, Status, str]] = []
+        self.students: dict[int, str] = {}  # ledger row -> student ID, to name them if need be
 
     def run(self, jobs: list[Job]) -> None:
         self.queue.extend(jobs)
+        self.students = {j.plan.row_id: j.letter.student_id for j in jobs}
         first = _Session(self, _Relay(self.settings, self.password))
         first.connect(first=True)  # unreachable: DeliveryError, nothing sent
         wanted = min(self.settings.smtp_connections,
@@ -250,8 +295,27 @@ class SmtpRun:
         first.work()
         for thread in threads:
             thread.join()
+        if self.unrecorded or isinstance(self.error, LedgerUnwritable):
+            raise self._ledger_failed()
         if self.error is not None:
             raise self.error
+
+    def _ledger_failed(self) -> DeliveryError:
+        """Record what the ledger refused, trying again a few times; say what became of it.
+
+        Delivery stopped at the first refusal (a letter sent unrecorded could go out twice);
+        the letters the relay had already accepted are the ones that must not be lost.
+        """
+        first = str(self.error) if self.error is not None else "the ledger refused a write"
+        accepted = [self.students.get(row, "?") for row, status, _ in self.unrecorded
+                    if status == "sent"]
+        stopped = UnrecordedSends(first, self.ledger, self.unrecorded, accepted)
+        for delay in LEDGER_RETRY_DELAYS:
+            time.sleep(delay)
+            outcome = stopped.record_again()
+            if outcome is not stopped:
+                return outcome
+        return stopped
 
     # --- shared state, each under self.cond -----------------------------------------------------
 
@@ -316,8 +380,14 @@ class SmtpRun:
             self.report.status[job.letter.student_id] = SENT
 
     def step(self, finished: tuple[int, Status, str] | None, starting: int | None) -> None:
+        """Commit one outcome and the next 'sending'; an outcome refused is kept to retry."""
         with self.ledger_lock:
-            self.ledger.step(finished, starting)
+            try:
+                self.ledger.step(finished, starting)
+            except LedgerUnwritable:
+                if finished is not None:
+                    self.unrecorded.append(finished)
+                raise
 
     def record_failed(self, jobs: list[Job], detail: str) -> None:
         with self.ledger_lock:
@@ -361,8 +431,12 @@ class _Session:
         except BaseException as exc:  # noqa: BLE001 - re-raised by run() in the caller's thread
             run.stop(exc)
         finally:
-            self._flush()
-            self.relay.close()
+            try:
+                self._flush()
+            except BaseException as exc:  # noqa: BLE001 - the same: never a thread's traceback
+                run.stop(exc)
+            finally:
+                self.relay.close()
 
     def _open_extra(self) -> bool:
         """Open one more session; a relay that limits sessions per client just gets fewer."""
@@ -418,9 +492,9 @@ class _Session:
             self.run.fail(j, f"Failed: {detail}")
 
     def _flush(self) -> None:
-        if self.pending is not None:
-            self.run.step(self.pending, None)
-            self.pending = None
+        pending, self.pending = self.pending, None  # handed over once: run keeps a refused one
+        if pending is not None:
+            self.run.step(pending, None)
 
     def _send(self, job: Job) -> None:
         run = self.run
@@ -428,8 +502,8 @@ class _Session:
         assert letter.to is not None
         data = build_message(job, run.builder, self.dates.now(), self.relay.eight_bit)
         run.wait_for_slot()
-        run.step(self.pending, row_id)  # 'sending' is on disk before the transaction
-        self.pending = None
+        pending, self.pending = self.pending, None  # handed over once: run keeps a refused one
+        run.step(pending, row_id)  # 'sending' is on disk before the transaction
         outcome, code, reply = self.relay.transact(run.sender, letter.to, data)
         sid = letter.student_id
         if outcome == "sender":

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import css_inline
 import jinja2
 
-from flows.files import write_file
+from flows.files import student_file_stem, write_file
 from flows.letters.model import Letter, LetterSummary
 from flows.settings import Settings
 from residency_rules import calendar
@@ -138,14 +138,6 @@ class _Parallel:
 
 _MARK_COLOUR = "#7b8794"
 _RANGE_COLOUR = "#9fb3c8"
-
-
-def safe_filename(student_id: str) -> str:
-    """Return a file stem for a student's files: the ID itself when safe, else cleaned + hash."""
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", student_id):
-        return student_id
-    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", student_id)[:48].strip("_") or "student"
-    return f"{cleaned}-{hashlib.sha256(student_id.encode('utf-8')).hexdigest()[:10]}"
 
 
 def summarize(evaluation: Evaluation) -> LetterSummary:
@@ -786,7 +778,7 @@ def with_bodies(letters: Sequence[Letter], letters_dir: Path) -> list[Letter]:
         if letter.html:
             out.append(letter)
             continue
-        stem = letters_dir / safe_filename(letter.student_id)
+        stem = letters_dir / student_file_stem(letter.student_id)
         html = stem.with_name(stem.name + ".html").read_bytes().decode("utf-8")
         text = stem.with_name(stem.name + ".txt").read_bytes().decode("utf-8")
         out.append(replace(letter, html=html, text=text))
@@ -877,7 +869,7 @@ def render_letters(
             # Which student: run_record.record_crash names the ID (never the row's values).
             exc.student_id = record.student_id  # type: ignore[attr-defined]
             raise
-        stem = safe_filename(record.student_id)
+        stem = student_file_stem(record.student_id)
         for path, data in (
             (letters_dir / f"{stem}.html", letter.html.encode("utf-8")),
             (letters_dir / f"{stem}.txt", letter.text.encode("utf-8")),

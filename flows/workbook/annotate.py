@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.files import sha256_file, write_atomic
+from flows.files import roster_file_stem, sha256_file, write_atomic
 from flows.intake.roster import Roster
 from flows.workbook.content import ANNOTATION_HEADERS, build_content
 from flows.workbook.fast_writer import write_with_xml
@@ -39,9 +39,12 @@ class LetterCell:
     path: str | None  # relative to the workbook's folder, e.g. "letters/000123.html"
 
 
-def annotated_path(roster: Roster, out_dir: Path) -> Path:
-    """Return <out_dir>/<name>-annotated with the roster's own suffix (.xlsm keeps macros)."""
-    return out_dir / f"{roster.name}-annotated{roster.source.suffix.lower()}"
+def annotated_path(source: Path, out_dir: Path) -> Path:
+    """Return <out_dir>/<name>-annotated with the roster file's own suffix (.xlsm keeps macros).
+
+    The name is portable (see flows.files.roster_file_stem): `CON.xlsx` is no device name.
+    """
+    return out_dir / f"{roster_file_stem(source)}-annotated{source.suffix.lower()}"
 
 
 def write_annotated(

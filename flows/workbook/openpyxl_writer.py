@@ -242,9 +242,9 @@ def render_sheet(wb: Workbook, spec: SheetSpec, styles: _Styles) -> Worksheet:
 def write_with_openpyxl(content: AnnotationContent, dest: Path) -> None:
     """Annotate the office's workbook through openpyxl and save it to dest."""
     roster = content.roster
-    wb = load_workbook(
-        roster.source, keep_vba=roster.source.suffix.lower() == ".xlsm", rich_text=True
-    )
+    # Read from an open file: by name, openpyxl refuses `...xlsx` (it sees no extension).
+    with roster.source.open("rb") as fh:
+        wb = load_workbook(fh, keep_vba=roster.source.suffix.lower() == ".xlsm", rich_text=True)
     ws = wb[roster.sheet]
     existing = list(wb.sheetnames)
     summary_title = unique_sheet_title("Summary", existing)
