@@ -19,14 +19,8 @@ from hypothesis import strategies as st
 
 from flows.files import student_file_stem
 from flows.letters import Letter, LetterSummary
-from flows.letters.render import (
-    describe_changes,
-    load_templates,
-    render_letters,
-    summarize,
-    with_bodies,
-    without_bodies,
-)
+from flows.letters.changes import describe_changes, summarize
+from flows.letters.render import load_templates, render_letters, with_bodies, without_bodies
 from flows.settings import PROJECT_ROOT, Settings
 from residency_rules.errors import SettingsError
 from residency_rules.records import (
