@@ -52,7 +52,8 @@ Content-Type: text/html; charset="utf-8"
 
 # The same letters as one text/html part only: what the independent run of issue #17 sent.
 # mailmerge 2.x parses the HTML part of every multipart message with html5lib (to point inline
-# images at attachments), about 4-5 ms a letter here; a single-part message skips that.
+# images at attachments); a single-part message skips that. Here, 983 letters: 7.7 s of
+# mailmerge CPU multipart, 2.8 s HTML only.
 MAILMERGE_TEMPLATE_HTML = """\
 TO: {{email}}
 FROM: {{sender}}

@@ -218,8 +218,9 @@ class _FreePortController(Controller):
         # IPPROTO_TCP, not the default 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets
         # whose proto is IPPROTO_TCP, and accepted sockets inherit the listener's. With Nagle on,
         # the EHLO reply's 2nd to 5th lines (one write each) wait for the client's delayed ACK:
-        # about 40 ms a session on loopback, which made a one-session-a-message client (the
-        # mailmerge peer) 25 times slower than against a plain aiosmtpd Controller (#17).
+        # about 44 ms a session on loopback, which made a one-session-a-message client (the
+        # mailmerge peer, 983 letters) take 54.6 s instead of 11.7 s with a plain aiosmtpd
+        # Controller (#17).
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
