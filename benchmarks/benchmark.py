@@ -16,7 +16,10 @@ What it runs (each in its own process, in a temporary folder, with one PREFECT_H
   emails sent (zero expected). Rides on the smtp runs when they are selected, else on outbox.
 - floor: benchmarks.floor: read with python-calamine, write rows + annotations with openpyxl
   write-only, render the letters with flows.letters.render.
-- peer: mailmerge (PyPI) sending the same letters, pre-rendered by the floor, to the same sink.
+- peer: mailmerge (PyPI) sending the same letters, pre-rendered by the floor, to the same sink
+  (a fresh one per run): "multipart" (text + HTML, as ours sends; the figure compared with ours)
+  and "html" (the HTML part alone; issue #17's independent run). Its exact configuration
+  (version, command, server conf, template, sink) is printed and kept in --json.
 - fixed: a one-student roster through the `advising` console script (Prefect and GX start).
 - scale: --scale-sizes rosters (10k and 100k by default): time and peak memory; not in "all".
 
@@ -37,6 +40,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -395,15 +399,19 @@ def scenario_delivery(bench: Bench, students: int, delivery: str, repeat: int,
             sink_cpu = process_cpu(sink.pid) if sink is not None else 0.0
             result = run_pipeline(bench, run_dir, env, label="first")
             if sink is not None:
-                result["sink_received"] = sink.count()
                 # The sink shares this machine: when its CPU nears the delivery stage's time,
                 # delivery waits on the sink, not on us.
                 result["sink_cpu_s"] = round(process_cpu(sink.pid) - sink_cpu, 2)
+                result["sink"] = sink.describe()  # the same sink, and settings, as the peer's
+                result["sink_received"] = result["sink"]["seen"].get("messages", -1)
+                if result["sink"]["seen"].get("sessions_with_nagle"):
+                    bench.notes.append(f"{delivery} run {i + 1}: sink sessions with Nagle on")
             check_run(bench, f"{delivery} run {i + 1}", result, students)
             runs.append(result)
             others = result["other_cpu_s"] - result.get("sink_cpu_s", 0.0)
             say(f"  {delivery} {students} run {i + 1}/{repeat}: {result['wall_s']:.1f} s"
-                + (f", {result['sink_received']} emails received (sink CPU "
+                + (f", {result['sink_received']} emails received in "
+                   f"{result['sink']['seen'].get('sessions')} sessions (sink CPU "
                    f"{result['sink_cpu_s']:.1f} s)" if sink else "")
                 + f"; {noise(others, result['wall_s'])}"
                 + (f"  [exit {result['returncode']}]" if result["returncode"] else ""))
@@ -471,10 +479,47 @@ def scenario_floor(bench: Bench, students: int, repeat: int) -> dict[str, Any]:
             "detail": result}
 
 
-def scenario_peer(bench: Bench, students: int, repeat: int) -> dict[str, Any]:
-    """Time mailmerge sending the floor's pre-rendered letters to a fresh sink."""
+def _template_facts(path: Path) -> dict[str, Any]:
+    """The template's size, its headers and its parts' Content-Types (what mailmerge is sent)."""
+    text = path.read_text(encoding="utf-8")
+    head = text.split("\n\n", 1)[0].splitlines()
+    parts = [line for line in text.split("\n\n", 1)[-1].splitlines()
+             if line.lower().startswith("content-type:")]
+    return {"file": path.name, "bytes": len(text.encode()), "headers": head, "parts": parts,
+            "text": text}
+
+
+def peer_config(mailmerge: str, folder: Path, template: str, what: str, cmd: list[str],
+                conf: str, sink: SinkProcess) -> dict[str, Any]:
+    """The peer's exact configuration: enough for anyone to run the same thing again."""
+    version = subprocess.run([mailmerge, "--version"], capture_output=True, text=True,
+                             check=False).stdout.strip()
+    database = folder / "mailmerge_database.csv"
+    return {
+        "mailmerge": version,
+        "executable": mailmerge,
+        "cwd": str(folder),
+        "command": shlex.join(cmd),
+        "server_conf": conf,
+        "template": {**_template_facts(folder / template), "sends": what},
+        "database": {"file": database.name, "bytes": database.stat().st_size},
+        "output": "stdout and stderr to a file (mailmerge prints every message it sends)",
+        "sink": sink.describe(),
+    }
+
+
+def scenario_peer(bench: Bench, students: int, repeat: int,
+                  templates: list[str]) -> dict[str, Any]:
+    """Time mailmerge sending the floor's pre-rendered letters to a fresh sink, per template.
+
+    "multipart" sends what ours sends (text + HTML) and is the one compared with ours; "html"
+    (the HTML part alone) is the configuration of the independent run in issue #17.
+    """
+    from benchmarks.floor import PEER_TEMPLATES
+
     folder = bench.root / "mailmerge" / str(students)
-    if not (folder / "mailmerge_database.csv").exists():
+    if not all((folder / f).exists() for f in ["mailmerge_database.csv",
+                                                *(PEER_TEMPLATES[t][0] for t in templates)]):
         say("  (the peer needs the floor's pre-rendered letters: running the floor once)")
         scenario_floor(bench, students, 1)
     if not (folder / "mailmerge_database.csv").exists():
@@ -484,32 +529,86 @@ def scenario_peer(bench: Bench, students: int, repeat: int) -> dict[str, Any]:
     if mailmerge is None:
         bench.notes.append("peer: mailmerge is not installed (pip install mailmerge)")
         return {}
-    runs = []
-    for i in range(repeat):
-        with SinkProcess() as sink:
-            sink_cpu = process_cpu(sink.pid)
-            (folder / "mailmerge_server.conf").write_text(
-                f"[smtp_server]\nhost = {sink.host}\nport = {sink.port}\nratelimit = 0\n",
-                encoding="utf-8",
-            )
-            wait_idle(bench.idle_wait)
-            # --output-format text: mailmerge prints every message it sends; that is its cost.
-            proc = run_process([mailmerge, "--no-dry-run", "--no-limit", "--output-format",
-                                "text"], folder, dict(os.environ), folder / "mailmerge.log")
-            received = sink.count()
-            sink_cpu = process_cpu(sink.pid) - sink_cpu
-        runs.append({"wall_s": round(proc.wall, 3), "returncode": proc.returncode,
-                     "sink_cpu_s": round(sink_cpu, 2), "received": received,
-                     "maxrss_bytes": proc.maxrss, "cpu_s": proc.cpu, "other_cpu_s": proc.other_cpu})
-        if proc.returncode != 0:
-            bench.notes.append(f"peer run {i + 1}: mailmerge exit {proc.returncode}: "
-                               + " ".join(proc.tail(3).splitlines()))
-        say(f"  mailmerge {students} run {i + 1}/{repeat}: {proc.wall:.1f} s, "
-            f"{received} emails received (sink CPU {sink_cpu:.1f} s); "
-            f"{noise(proc.other_cpu - sink_cpu, proc.wall)}")
-    (folder / "mailmerge.log").unlink(missing_ok=True)  # every letter, printed: hundreds of MB
-    return {"students": students, "runs": runs, "wall_s": med(r["wall_s"] for r in runs),
-            "received": runs[-1]["received"]}
+    out: dict[str, Any] = {"students": students}
+    for name in templates:
+        template, _, what = PEER_TEMPLATES[name]
+        runs, config = [], {}
+        for i in range(repeat):
+            with SinkProcess() as sink:
+                sink_cpu = process_cpu(sink.pid)
+                # No security line: no TLS, no login (a relay on this machine); ratelimit 0: no
+                # pause between messages.
+                conf = (f"[smtp_server]\nhost = {sink.host}\nport = {sink.port}\n"
+                        "ratelimit = 0\n")
+                (folder / "mailmerge_server.conf").write_text(conf, encoding="utf-8")
+                # mailmerge opens one SMTP session a message, and prints every message it sends
+                # (--output-format text: without colour codes); the print is part of its cost.
+                cmd = [mailmerge, "--no-dry-run", "--no-limit", "--output-format", "text",
+                       "--template", template, "--database", "mailmerge_database.csv",
+                       "--config", "mailmerge_server.conf"]
+                wait_idle(bench.idle_wait)
+                proc = run_process(cmd, folder, dict(os.environ), folder / "mailmerge.log")
+                sink_cpu = process_cpu(sink.pid) - sink_cpu
+                config = peer_config(mailmerge, folder, template, what, cmd, conf, sink)
+            seen = config["sink"]["seen"]
+            received = seen.get("messages", -1)
+            runs.append({"wall_s": round(proc.wall, 3), "returncode": proc.returncode,
+                         "sink_cpu_s": round(sink_cpu, 2), "received": received,
+                         "sessions": seen.get("sessions"),
+                         "sessions_with_nagle": seen.get("sessions_with_nagle"),
+                         "wire_bytes_mean": round(seen.get("bytes", 0) / max(1, received)),
+                         "log_bytes": (folder / "mailmerge.log").stat().st_size,
+                         "maxrss_bytes": proc.maxrss, "cpu_s": proc.cpu,
+                         "other_cpu_s": proc.other_cpu})
+            if proc.returncode != 0:
+                bench.notes.append(f"peer ({name}) run {i + 1}: mailmerge exit "
+                                   f"{proc.returncode}: " + " ".join(proc.tail(3).splitlines()))
+            if seen.get("sessions_with_nagle"):
+                bench.notes.append(f"peer ({name}) run {i + 1}: {seen['sessions_with_nagle']} "
+                                   "sink sessions had Nagle on: ~40 ms each of the sink's doing")
+            say(f"  mailmerge ({name}) {students} run {i + 1}/{repeat}: {proc.wall:.1f} s "
+                f"(mailmerge CPU {proc.cpu:.1f} s), {received} emails in {seen.get('sessions')} "
+                f"sessions (sink CPU {sink_cpu:.1f} s); "
+                f"{noise(proc.other_cpu - sink_cpu, proc.wall)}")
+            (folder / "mailmerge.log").unlink(missing_ok=True)  # every letter, printed: big
+        out[name] = {"runs": runs, "wall_s": med(r["wall_s"] for r in runs),
+                     "cpu_s": med(r["cpu_s"] for r in runs),
+                     "received": runs[-1]["received"], "config": config}
+    # The figure compared with ours: the like-for-like message when it was run.
+    main_one = out.get("multipart") or out[templates[0]]
+    out.update({"wall_s": main_one["wall_s"], "received": main_one["received"],
+                "runs": main_one["runs"],
+                "template": "multipart" if "multipart" in out else templates[0]})
+    return out
+
+
+def describe_sink(sink: dict[str, Any]) -> str:
+    """One line: the sink as a reader would set it up again."""
+    o = sink["options"]
+    return (f"{sink['server']} on {sink['host']}:{sink['port']} (`{sink['command']}`, "
+            f"pid {sink['pid']}); {sink['handler']}; server_hostname {o['server_hostname']}, "
+            f"ident {o['ident']}, TLS {o['tls']}, AUTH {o['auth']}, TCP_NODELAY {o['TCP_NODELAY']}"
+            f"; EHLO reply: {' | '.join(sink['seen'].get('ehlo_reply', []))}")
+
+
+def describe_peer(name: str, peer: dict[str, Any]) -> list[str]:
+    """The peer's exact configuration, as lines to print."""
+    c = peer["config"]
+    t = c["template"]
+    r = peer["runs"][-1]
+    return [
+        f"peer configuration ({name}): {c['mailmerge']} ({c['executable']})",
+        f"  in {c['cwd']}: {c['command']}",
+        f"  {c['server_conf'].strip().replace(chr(10), ' | ')}",
+        f"  template {t['file']}, {t['bytes']} bytes, sends {t['sends']}; headers: "
+        + " | ".join(t["headers"]) + (f"; parts: {' | '.join(t['parts'])}" if t["parts"] else ""),
+        f"  database {c['database']['file']}, {c['database']['bytes']:,} bytes; "
+        f"{r['received']} messages in {r['sessions']} SMTP sessions, "
+        f"{r['wire_bytes_mean']:,} bytes each on the wire on average; printed log "
+        f"{r['log_bytes']:,} bytes",
+        f"  sink: {describe_sink(c['sink'])}",
+        f"  sessions with Nagle on at the sink: {r['sessions_with_nagle']}",
+    ]
 
 
 def scenario_fixed(bench: Bench, repeat: int) -> dict[str, Any]:
@@ -593,6 +692,7 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "tree_peak_bytes": max(r["tree_peak_bytes"] for r in runs),
         "counts": runs[-1].get("counts", {}),
         "sink_received": [r.get("sink_received") for r in runs if "sink_received" in r],
+        "sink_sessions": [r["sink"]["seen"].get("sessions") for r in runs if "sink" in r],
         "sink_cpu_s": med(r.get("sink_cpu_s") for r in runs),
     }
 
@@ -686,6 +786,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
             out["smtp_over_floor"] = round(smtp["wall_s"] / floor["total_s"], 2)
     if peer:
         out["mailmerge_s"] = peer["wall_s"]
+        out["mailmerge_template"] = peer["template"]
+        if "html" in peer and peer["template"] != "html":
+            out["mailmerge_html_only_s"] = peer["html"]["wall_s"]
         if smtp:
             out["smtp_over_mailmerge"] = round(smtp["wall_s"] / peer["wall_s"], 2)
             delivery = smtp["stages_s"].get("delivery")
@@ -728,7 +831,7 @@ def verdicts(fig: dict[str, Any]) -> list[list[str]]:
              f"{fig['smtp_total_s']:.1f} s",
              fig["smtp_total_s"] < TARGETS["smtp_total_s"])
     if "smtp_over_mailmerge" in fig:
-        line("... no slower than mailmerge sending alone",
+        line(f"... no slower than mailmerge sending alone ({fig['mailmerge_template']})",
              f"{fig['smtp_total_s']:.1f} s vs {fig['mailmerge_s']:.1f} s "
              f"({fig['smtp_over_mailmerge']:.2f}x)", fig["smtp_over_mailmerge"] <= 1.0)
     if "outbox_over_floor" in fig:
@@ -880,6 +983,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; median (3)")
     parser.add_argument("--peer-repeat", type=int, default=1,
                         help="mailmerge runs (1: it takes minutes at 20k and varies little)")
+    parser.add_argument("--peer-template", choices=("multipart", "html", "both"),
+                        default="both",
+                        help="mailmerge's message: multipart (text + HTML, as ours sends; the one "
+                        "compared), html (the HTML part alone, issue #17's independent run), or "
+                        "both (both)")
     parser.add_argument("--scale-sizes", default="10000,100000",
                         help="roster sizes of the scale scenario (10000,100000)")
     parser.add_argument("--scale-repeat", type=int, default=1,
@@ -921,6 +1029,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     elif args.delivery == "outbox":
         chosen = [c for c in chosen if c != "smtp"]
     args.scenarios = list(dict.fromkeys(chosen))
+    args.peer_templates = (["multipart", "html"] if args.peer_template == "both"
+                           else [args.peer_template])
     if args.repeat < 1 or args.students < 1:
         parser.error("--repeat and --students must be at least 1")
     return args
@@ -961,7 +1071,8 @@ def main(argv: list[str] | None = None) -> int:
     if "floor" in scenarios:
         results["floor"] = scenario_floor(bench, args.students, args.repeat)
     if "peer" in scenarios:
-        results["peer"] = scenario_peer(bench, args.students, args.peer_repeat)
+        results["peer"] = scenario_peer(bench, args.students, args.peer_repeat,
+                                        args.peer_templates)
     if "scale" in scenarios:
         sizes = [int(s) for s in args.scale_sizes.split(",") if s.strip()]
         results["scale"] = scenario_scale(bench, sizes, args.scale_delivery, args.scale_repeat)
@@ -1024,12 +1135,14 @@ def report(results: dict[str, Any], notes: list[str]) -> None:
         rows.append([f"floor (read {p['read']:.2f} + write {p['write']:.2f} + "
                      f"render {p['render']:.2f})", secs(floor["total_s"]), "", "", ""])
     peer = results.get("peer")
-    if peer:
-        peer_sink = med(r.get("sink_cpu_s") for r in peer["runs"])
-        rows.append([f"mailmerge sending {peer['received']} pre-rendered letters (sink CPU "
-                     f"{peer_sink:.1f} s)",
-                     secs(peer["wall_s"]), "", mib(max(r["maxrss_bytes"] for r in peer["runs"])),
-                     ""])
+    for name in ("multipart", "html"):
+        variant = (peer or {}).get(name)
+        if variant:
+            r = variant["runs"]
+            rows.append([f"mailmerge sending {variant['received']} pre-rendered letters, {name} "
+                         f"(its CPU {variant['cpu_s']:.1f} s; sink CPU "
+                         f"{med(x.get('sink_cpu_s') for x in r):.1f} s)",
+                         secs(variant["wall_s"]), "", mib(max(x["maxrss_bytes"] for x in r)), ""])
     for key in ("smtp", "outbox"):
         rr = results.get(key, {}).get("rerun")
         if rr:
@@ -1050,6 +1163,16 @@ def report(results: dict[str, Any], notes: list[str]) -> None:
         say("\nEnd to end (wall seconds, median; peak RSS MiB of the largest process, and of "
             "the process tree summed):")
         say(table(["run", "s", "min-max", "peak MiB", "tree MiB"], rows))
+    smtp_runs = results.get("smtp", {}).get("runs", [])
+    if smtp_runs and smtp_runs[0].get("sink"):
+        sink = smtp_runs[0]["sink"]
+        say(f"\nOur SMTP runs' sink: {describe_sink(sink)}; {sink['seen'].get('messages')} "
+            f"messages in {sink['seen'].get('sessions')} sessions "
+            f"({sink['seen'].get('sessions_with_nagle')} with Nagle on)")
+    for name in ("multipart", "html"):
+        variant = (peer or {}).get(name)
+        if variant:
+            say("\n" + "\n".join(describe_peer(name, variant)))
     ratio_rows = [[k, str(v)] for k, v in fig.items() if "over" in k or "share" in k]
     if ratio_rows:
         say("\nRatios:")

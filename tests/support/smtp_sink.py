@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import importlib.metadata
 import ipaddress
+import json
 import re
 import signal
 import socket
@@ -81,6 +83,15 @@ def _abort(server: SMTP) -> None:
     transport.abort()
 
 
+def _nodelay(server: SMTP) -> bool:
+    """Return whether the session's socket has Nagle's algorithm off (TCP_NODELAY set)."""
+    sock = server.transport.get_extra_info("socket") if server.transport else None
+    try:
+        return sock is not None and bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    except OSError:
+        return False
+
+
 class SinkHandler:
     """aiosmtpd handler: apply the faults, then keep (or just count) each accepted message."""
 
@@ -91,6 +102,11 @@ class SinkHandler:
         self.count = 0
         self.mail_commands = 0
         self.connections = 0
+        # Sessions whose socket had Nagle on (TCP_NODELAY off): each then stalls on its
+        # multi-line EHLO reply for the client's delayed ACK (see _FreePortController).
+        self.nagle_sessions = 0
+        self.bytes = 0  # message bytes accepted, as the client sent them
+        self.ehlo_reply: list[str] = []  # the first session's EHLO reply, as the client saw it
         self._temp_left = dict(self.faults.temp_fail)
         self._dropped_after_data: set[str] = set()
         self._lock = threading.Lock()
@@ -116,8 +132,10 @@ class SinkHandler:
         responses: list[str],
     ) -> list[str]:
         """Count sessions (an EHLO opens each one) so tests see the connection was reused."""
+        nagle = not _nodelay(server)
         with self._lock:
             self.connections += 1
+            self.nagle_sessions += nagle
             refused = 0 < self.faults.sessions_allowed < self.connections
         if refused:  # say so, then close, as a relay at its limit does
             await server.push("421 4.7.0 Too many connections from your host")
@@ -125,7 +143,9 @@ class SinkHandler:
             return []
         session.host_name = hostname
         if self.faults.no_8bitmime:
-            return [r for r in responses if "8BITMIME" not in r]
+            responses = [r for r in responses if "8BITMIME" not in r]
+        if not self.ehlo_reply:
+            self.ehlo_reply = list(responses)
         return responses
 
     async def handle_MAIL(
@@ -168,6 +188,7 @@ class SinkHandler:
         assert isinstance(content, bytes)
         with self._lock:
             self.count += 1
+            self.bytes += len(content)
             if self.keep:
                 self.received.append(
                     Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), content,
@@ -194,7 +215,13 @@ class _FreePortController(Controller):
     """A Controller bound to a port the OS picks, so parallel test runs never collide."""
 
     def __init__(self, handler: Any, **kwargs: Any) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not the default 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets
+        # whose proto is IPPROTO_TCP, and accepted sockets inherit the listener's. With Nagle on,
+        # the EHLO reply's 2nd to 5th lines (one write each) wait for the client's delayed ACK:
+        # about 44 ms a session on loopback, which made a one-session-a-message client (the
+        # mailmerge peer, 983 letters) take 54.6 s instead of 11.7 s with a plain aiosmtpd
+        # Controller (#17).
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         super().__init__(handler, hostname="127.0.0.1", port=self._sock.getsockname()[1], **kwargs)
@@ -314,10 +341,10 @@ class SinkProcess:
     """The sink in a separate process (no shared GIL), counting messages; for the benchmark."""
 
     def __init__(self) -> None:
-        cmd = [sys.executable, "-m", "tests.support.smtp_sink"]
-        root = Path(__file__).resolve().parent.parent
+        self.command = [sys.executable, "-m", "tests.support.smtp_sink"]
+        root = Path(__file__).resolve().parent.parent.parent
         self._proc = subprocess.Popen(
-            cmd, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            self.command, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline().split()
@@ -328,13 +355,40 @@ class SinkProcess:
         self.port = int(line[1])
         self.pid = self._proc.pid
 
+    def _ask(self, command: str) -> list[str]:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(command + "\n")
+        self._proc.stdin.flush()
+        return self._proc.stdout.readline().split(maxsplit=1)
+
     def count(self) -> int:
         """Return how many messages the sink has accepted so far."""
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write("count\n")
-        self._proc.stdin.flush()
-        words = self._proc.stdout.readline().split()
+        words = self._ask("count")
         return int(words[1]) if len(words) == 2 and words[0] == "COUNT" else -1
+
+    def stats(self) -> dict[str, Any]:
+        """Return what the sink saw so far: messages, bytes, sessions, Nagle, the EHLO reply."""
+        words = self._ask("stats")
+        if len(words) != 2 or words[0] != "STATS":
+            return {}
+        found: dict[str, Any] = json.loads(words[1])
+        return found
+
+    def describe(self) -> dict[str, Any]:
+        """Return the sink's exact configuration and what it saw, so a reader can rebuild it."""
+        return {
+            "server": f"aiosmtpd {importlib.metadata.version('aiosmtpd')} Controller "
+                      "(asyncio), in its own process",
+            "handler": "tests.support.smtp_sink.SinkHandler(keep=False): counts messages and "
+                       "bytes, keeps none, no faults",
+            "command": " ".join(self.command),
+            "pid": self.pid,
+            "host": self.host,
+            "port": self.port,
+            "options": {**PROCESS_OPTIONS, "tls": "none", "auth": "none",
+                        "TCP_NODELAY": "on (asyncio sets it on IPPROTO_TCP sockets)"},
+            "seen": self.stats(),
+        }
 
     def stop(self) -> int:
         """Stop the sink and return how many messages it accepted (-1 if already stopped)."""
@@ -354,11 +408,16 @@ class SinkProcess:
             self.stop()
 
 
+# The benchmark's sink process: main() serves with these, SinkProcess.describe() reports them.
+PROCESS_OPTIONS = {"server_hostname": "sink.test", "ident": "smtp-sink"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Serve until stdin closes (or SIGTERM): PORT first, COUNT <n> per "count", RECEIVED <n>."""
+    """Serve until stdin closes (or SIGTERM): PORT first, COUNT <n> per "count", STATS <json>
+    per "stats", RECEIVED <n> at the end."""
     argparse.ArgumentParser(description=main.__doc__).parse_args(argv)
     handler = SinkHandler(keep=False)
-    controller = _FreePortController(handler, server_hostname="sink.test", ident="smtp-sink")
+    controller = _FreePortController(handler, **PROCESS_OPTIONS)
     controller.start()
     print(f"PORT {controller.port}", flush=True)
     stop = threading.Event()
@@ -369,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
         for line in sys.stdin:
             if line.strip() == "count":
                 print(f"COUNT {handler.count}", flush=True)
+            elif line.strip() == "stats":
+                seen = {"messages": handler.count, "bytes": handler.bytes,
+                        "sessions": handler.connections,
+                        "sessions_with_nagle": handler.nagle_sessions,
+                        "ehlo_reply": handler.ehlo_reply}
+                print(f"STATS {json.dumps(seen)}", flush=True)
         stop.set()
 
     threading.Thread(target=wait_stdin, daemon=True).start()
