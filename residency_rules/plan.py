@@ -61,7 +61,7 @@ class Situation:
     phase: Phase
     cycle: Cycle
     cycle_over: bool  # Match Day is behind: the next cycle's dates are not known
-    cutoff: _dt.date  # the score must post by this day to be there when programs read
+    cutoff: _dt.date  # the last exam date whose score posts before programs start reading
     specialty: str
     tier: Tier
     solid: int

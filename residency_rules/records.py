@@ -171,7 +171,8 @@ class Evaluation:
     advice_days: tuple[int, ...] = ()
     applies_this_cycle: bool = True  # False: Step 1 not passed, no application advice
     exam_overdue: bool = False  # the Step 2 CK date has passed and no score is on file
-    score_by: date | None = None  # pending: the score must post by this day (None: past)
+    # Pending: the last day to sit the exam so the score posts before programs read (None: past).
+    score_by: date | None = None
     interviews_low: bool = False  # mid-season, fewer invitations than the specialty's target
     pending_at_risk: bool = False  # pending with a late date, an overdue score or a failure
     # --- one voice (docs/rules.md, One voice) ---
