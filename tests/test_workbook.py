@@ -977,3 +977,15 @@ def test_app_xml_lists_every_sheet(annotated: tuple[Path, Path]) -> None:
     assert names == ["Roster", "Lists", "Summary", "Problems"], titles
     pairs = [e.text for e in app.find(f"{ep}HeadingPairs").iter() if e.text]
     assert pairs[:2] == ["Worksheets", "4"]
+
+
+def test_the_named_annotation_columns_are_the_headers_in_order() -> None:
+    """Code addresses a column by name (Column.LETTER), never by a number that could drift."""
+    from flows.workbook.content import ANNOTATION_HEADERS, ANNOTATION_WIDTHS, Column
+
+    assert len(Column) == len(ANNOTATION_HEADERS) == len(ANNOTATION_WIDTHS)
+    assert {c.name: ANNOTATION_HEADERS[c] for c in Column} == {
+        "TIER": "Tier", "BAND": "Step 2 CK band", "STEP1": "Step 1 status",
+        "LEVEL": "Outlook level", "OUTLOOK": "Outlook", "IMPACT": "Step 2 CK impact",
+        "NEXT_STEPS": "Next steps", "LETTER": "Letter", "PROBLEMS": "Problems",
+    }

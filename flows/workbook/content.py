@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from enum import IntEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -34,6 +35,22 @@ ANNOTATION_HEADERS: tuple[str, ...] = (
     "Letter",
     "Problems",
 )
+
+
+class Column(IntEnum):
+    """The annotation columns by name, in the order of ANNOTATION_HEADERS."""
+
+    TIER = 0
+    BAND = 1
+    STEP1 = 2
+    LEVEL = 3
+    OUTLOOK = 4
+    IMPACT = 5
+    NEXT_STEPS = 6
+    LETTER = 7
+    PROBLEMS = 8
+
+
 # Column widths in Excel character units, in the order of ANNOTATION_HEADERS.
 ANNOTATION_WIDTHS: tuple[float, ...] = (10, 22, 17, 9, 36, 10, 60, 26, 50)
 
@@ -357,25 +374,25 @@ def build_content(
         if ev is not None:
             evaluation_by_row[row] = ev
             level = ev.level if ev.level in LEVEL_FILLS else None
-            cells[0] = cell(ev.tier)
-            cells[1] = cell(band_text(ev))
-            cells[2] = cell(step1_text(ev))
-            cells[3] = cell(ev.level, f"level{level}" if level else "number")
-            cells[4] = cell(ev.label, f"outlook{level}" if level else "text")
-            cells[5] = cell(ev.impact, "number")
-            cells[6] = cell(next_steps(ev), "wrap") if ev.advice else None
+            cells[Column.TIER] = cell(ev.tier)
+            cells[Column.BAND] = cell(band_text(ev))
+            cells[Column.STEP1] = cell(step1_text(ev))
+            cells[Column.LEVEL] = cell(ev.level, f"level{level}" if level else "number")
+            cells[Column.OUTLOOK] = cell(ev.label, f"outlook{level}" if level else "text")
+            cells[Column.IMPACT] = cell(ev.impact, "number")
+            cells[Column.NEXT_STEPS] = cell(next_steps(ev), "wrap") if ev.advice else None
         letter = letters.get(student_id) if student_id else None
         if row in held and rows_by_id.get(student_id, {row}) != {row}:
             letter = None  # a duplicate ID: that letter belongs to the other row
         link = None
         if letter is not None:
             link = letter_url(letter.path) if letter.path else None
-            cells[7] = cell(letter.status, "link" if link else "text")
+            cells[Column.LETTER] = cell(letter.status, "link" if link else "text")
         elif row in held:
-            cells[7] = cell("Held: see Problems")
+            cells[Column.LETTER] = cell("Held: see Problems")
         texts = [problem_text(p) for p in problems_by_row.get(row, [])]
         if texts:
-            cells[8] = cell("\n".join(texts), "wrap")
+            cells[Column.PROBLEMS] = cell("\n".join(texts), "wrap")
         wrapped = [(c.value, ANNOTATION_WIDTHS[i]) for i, c in enumerate(cells)
                    if c is not None and isinstance(c.value, str) and STYLES[c.style.removesuffix(
                        "+q")].wrap]
