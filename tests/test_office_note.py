@@ -63,7 +63,7 @@ def test_a_run_with_news_sends_one_note_to_the_office_only(
     with running_sink() as sink:
         _smtp(monkeypatch, sink.port)
         outcomes = _run()
-        assert [o["status"] for o in outcomes] == ["done"]
+        assert [o.status for o in outcomes] == ["done"]
         notes = [m for m in sink.received if OFFICE in m.rcpt_tos]
         assert len(notes) == 1
         note = notes[0]
