@@ -49,6 +49,7 @@ from flows.run_record import (
     count_roster,
     crash_outcome,
     cycle_record,
+    disk_full_message,
     fingerprint,
     ledger_path,
     load_table,
@@ -434,14 +435,9 @@ def advising_run(
 
 
 def _disk_full(path: Path, exc: OSError, settings: Settings) -> RosterOutcome:
-    """Say in one sentence that a library's write found the disk full, and what to do."""
-    where = exc.filename or settings.output_dir
-    return RosterOutcome(
-        path.name, RosterStatus.FAILED,
-        f"stopped: the disk is full ({exc.strerror or exc}, writing {where}); free space and "
-        "run again: the roster stays in the input folder, no file is left half-written, and "
-        "no letter already delivered goes out twice",
-    )
+    """Say in one sentence that a write found the disk full, and what to do."""
+    return RosterOutcome(path.name, RosterStatus.FAILED,
+                         disk_full_message(exc, settings.output_dir), reason="the disk is full")
 
 
 def _reject_link(drop: drop_folder.DropFile, settings: Settings) -> RosterOutcome:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows import drop_folder
-from flows.files import product_dir, roster_output_dir, sha256_file, write_atomic
+from flows.files import no_space, product_dir, roster_output_dir, sha256_file, write_atomic
 from flows.settings import Settings
 from residency_rules.calendar import Cycle, phase
 from residency_rules.errors import AdvisingError
@@ -443,4 +443,16 @@ def stage_guard(stage: str, roster: Path, output_dir: Path) -> Iterator[None]:
     except (AdvisingError, StageCrash):
         raise  # anticipated: plain words the product wrote, naming files and settings only
     except Exception as exc:  # noqa: BLE001 - any bug, whatever it quotes
+        if (full := no_space(exc)) is not None:  # a library's write found the disk full
+            raise AdvisingError(disk_full_message(full, output_dir)) from None
         raise record_crash(roster, output_dir, exc, stage) from None
+
+
+def disk_full_message(exc: OSError, output_dir: Path) -> str:
+    """Say in one sentence that a write found the disk full, and what to do: not a bug."""
+    where = exc.filename or output_dir
+    return (
+        f"stopped: the disk is full ({exc.strerror or exc}, writing {where}); free space and "
+        "run again: the roster stays in the input folder, no file is left half-written, and "
+        "no letter already delivered goes out twice"
+    )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flows import cli
+from flows.runtime import apply_prefect_defaults
 
 STAGES = ("ingest", "validate", "evaluate", "render letters", "deliver", "write workbook")
 
@@ -37,7 +38,7 @@ def _inject(owner: Any, attr: str, stage: str, secret: str) -> None:
 
 
 def main() -> int:
-    cli._prefect_defaults(verbose=False)
+    apply_prefect_defaults()
     import flows.intake
     import flows.letters.render
     import flows.pipeline
