@@ -363,7 +363,9 @@ def test_an_exception_in_any_stage_leaves_nothing_personal_in_prefect(
         for value in (first, last, email, f"scored {score}", "cell quoted by a library"):
             assert str(value) not in text, f"{value!r} reached the {where}"
         if where == "logs":  # messages only: no timestamp whose milliseconds match
-            assert not re.search(rf"\b{score}\b", text), "the score reached the logs"
+            # Paths name the test's temporary folder (pytest-219/...): not a score.
+            words = re.sub(r"\S*/\S*", " ", text)
+            assert not re.search(rf"\b{score}\b", words), "the score reached the logs"
         assert "Traceback" not in text, f"a traceback reached the {where}"
     assert run["state"]["type"] == "FAILED"
     failed = {t["name"]: t["state"]["message"] for t in tasks if t["state"]["type"] == "FAILED"}
