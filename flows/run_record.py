@@ -28,6 +28,7 @@ from flows.files import no_space, product_dir, roster_output_dir, sha256_file, w
 from flows.settings import Settings
 from residency_rules.calendar import Cycle, phase
 from residency_rules.errors import AdvisingError
+from residency_rules.explain import plural
 from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
 
 if TYPE_CHECKING:  # the types only: this module runs before Prefect, GX and the stages load
@@ -118,17 +119,13 @@ class RosterOutcome:
         if self.status is not RosterStatus.DONE or c is None:
             return None
         if c.emails_failed:
-            return f"{c.emails_failed} {_plural(c.emails_failed, 'letter')} failed or uncertain"
+            return f"{plural(c.emails_failed, 'letter')} failed or uncertain"
         if c.rows and c.emails_sent + c.emails_unchanged == 0:
             return (
                 f"no student could get a letter: {c.held_with_problems} of {c.rows} held for "
                 f"problems, {c.emails_skipped} without a usable address"
             )
         return None
-
-
-def _plural(n: int, word: str) -> str:
-    return word if n == 1 else f"{word}s"
 
 
 def exit_status(outcomes: list[RosterOutcome]) -> int:
@@ -142,7 +139,7 @@ def run_verdict(outcomes: list[RosterOutcome]) -> str | None:
     if not needy:
         return None
     verb = "needs" if len(needy) == 1 else "need"
-    head = f"{len(needy)} of {len(outcomes)} {_plural(len(outcomes), 'roster')} {verb} attention"
+    head = f"{len(needy)} of {plural(len(outcomes), 'roster')} {verb} attention"
     return f"{head}: " + "; ".join(f"{file} {why}" for file, why in needy)
 
 
