@@ -1,13 +1,15 @@
-"""The game plan: advice items, each tied to the article section it comes from.
+"""The game plan: advice items, each tied to the article section (or calendar) it comes from.
 
 Builders are cached on their plain arguments so most students reuse an item already built.
+No item names the office's letters-of-recommendation rating: letters appear only as
+instructions (whom to ask), never as a judgement of the student's letters.
 """
 
 from __future__ import annotations
 
 from functools import cache, lru_cache
 
-from residency_rules.explain import join
+from residency_rules.explain import join, number_word, pieces_text, visible
 from residency_rules.records import AdviceItem, ProgramMix
 
 # Section names as the article heads them, so a student or advisor can find the passage.
@@ -21,6 +23,7 @@ PARALLEL = "You're Applying Reasonably for Your Profile"
 AT_RISK = "When a Strong Step 2 CK Is Not Enough By Itself"
 STEP1_FAILED = "A Step 1 Failure Changes the Conversation"
 STEP1_SCREEN = "How Program Directors Actually View Step 2 CK vs Step 1"
+USMLE = "USMLE Bulletin of Information (attempt limits, score reporting)"
 
 _CACHE = 1 << 16
 _WRITE_IT_DOWN = "Write down your next four weeks: questions a day, NBME forms, exam date."
@@ -28,16 +31,20 @@ _WRITE_IT_DOWN = "Write down your next four weeks: questions a day, NBME forms, 
 
 @lru_cache(maxsize=_CACHE)
 def target(specialty: str, solid: int, excellent: int, situation: str, score: int) -> AdviceItem:
-    """Give the specialty's target range, worded for where the student is."""
+    """Give the specialty's target range, worded for where the student is.
+
+    situation: "pending" (an exam to book or weeks away), "near" (the exam in the last
+    weeks: no four-week plan to write), "retake" (after a failing score).
+    """
     if situation == "pending":
         text = f"Aim for {solid}-{excellent} on Step 2 CK for {specialty}. {_WRITE_IT_DOWN}"
+    elif situation == "near":
+        text = f"Your target for {specialty} is {solid}-{excellent} on Step 2 CK."
     elif situation == "retake":
         text = (
             f"Aim for {solid}-{excellent} on your Step 2 CK retake for {specialty}. "
             f"{_WRITE_IT_DOWN}"
         )
-    elif situation == "step1":
-        text = f"Once Step 1 is passed, aim for {solid}-{excellent} on Step 2 CK for {specialty}."
     else:
         text = f"The target range for {specialty} is {solid}-{excellent}; you scored {score}."
     return AdviceItem("target", text, TARGET)
@@ -50,25 +57,58 @@ QBANK = AdviceItem(
     GAME_PLAN,
 )
 
-STEP1_RETAKE = AdviceItem(
-    "step1",
-    "Pass Step 1 first: plan your retake with your advisor and use NBME practice forms to "
-    "know you are ready before you book it.",
-    STEP1_FAILED,
+QBANK_FINISH = AdviceItem(
+    "qbank",
+    "Finish your question bank in mixed, timed blocks, and take an NBME practice form every "
+    "week or two to check your range.",
+    GAME_PLAN,
 )
+
+QBANK_FINAL = AdviceItem(
+    "qbank",
+    "Take one more NBME practice form, go over the weak areas it shows, and rest the day "
+    "before your exam.",
+    GAME_PLAN,
+)
+
+QBANK_REST = AdviceItem(
+    "qbank",
+    "Rest before your exam: go over your notes on weak areas lightly, and no new material.",
+    GAME_PLAN,
+)
+
+
+@lru_cache(maxsize=64)
+def step1_retake(failures: int, left: int | None, limit: int) -> AdviceItem:
+    """Plan the Step 1 retake with the advisor: eligibility, practice forms, then a date.
+
+    Never a deadline to pass: the date is the advisor's and the student's to set once the
+    practice forms say the student is ready.
+    """
+    text = (
+        "Plan your Step 1 retake with your advisor: check your eligibility, take NBME "
+        "practice forms until they show you are ready, then choose the date."
+    )
+    if failures >= 2 and left is not None:
+        text += (
+            f" The USMLE allows {number_word(limit)} attempts at a Step: make the next one "
+            "the one you pass."
+        )
+    return AdviceItem("step1", text, STEP1_FAILED if failures >= 2 else USMLE)
+
 
 STEP1_TAKE = AdviceItem(
     "step1",
-    "Take Step 1 first, early enough that you can still sit Step 2 CK before applications go "
-    "out.",
+    "Plan Step 1 with your advisor: take NBME practice forms until they show you are ready, "
+    "then book the date.",
     STEP1_SCREEN,
 )
 
 STATEMENT_ITEM = AdviceItem(
     "statement",
-    "In your personal statement, write one short, specific paragraph on your Step 1 failure: "
-    "what happened, what you changed, and how your Step 2 CK and clerkships show it. Not an "
-    "apology letter.",
+    "In your personal statement, give your Step 1 failure one short, specific paragraph: what "
+    "happened, what you changed, how your Step 2 CK and clerkships show it. Not an apology "
+    "letter.",
     STATEMENT,
 )
 
@@ -107,6 +147,14 @@ LETTERS_ITEM = AdviceItem(
     LETTERS,
 )
 
+# Chosen from the office's rating, worded as an instruction only (the rating is never said).
+ONE_MORE_LETTER = AdviceItem(
+    "letters",
+    "Ask one more attending who saw your best work for a letter, and give them your CV and a "
+    "few lines on what you did together.",
+    LETTERS,
+)
+
 ADVISOR_ITEM = AdviceItem(
     "advisor",
     "Meet your advisor to go through this plan together.",
@@ -116,16 +164,18 @@ ADVISOR_ITEM = AdviceItem(
 
 @lru_cache(maxsize=_CACHE)
 def package(specialty: str, missing: tuple[str, ...]) -> AdviceItem:
-    """Name the rest of the package a hyper-competitive specialty wants."""
-    if missing:
+    """Name the rest of the package a hyper-competitive specialty wants (never the rating)."""
+    writers = "letters from faculty in the field who saw your best work"
+    if visible(missing):
         text = (
-            f"For {specialty}, work on the rest of the package now: {join(missing)}, and away "
-            "rotations where you want to match."
+            f"For {specialty}, work on the rest of the package now: "
+            f"{pieces_text(specialty, missing)}, {writers}, and away rotations where you want "
+            "to match."
         )
     else:
         text = (
-            f"For {specialty}, keep building the package: research in the field, strong "
-            "letters from big names and away rotations where you want to match."
+            f"For {specialty}, keep building the package: research in the field, {writers}, "
+            "and away rotations where you want to match."
         )
     return AdviceItem("package", text, PACKAGE)
 
@@ -134,7 +184,10 @@ def package(specialty: str, missing: tuple[str, ...]) -> AdviceItem:
 def missing_pieces(
     specialty: str, strong_clerkships: bool, research_ok: bool, letters_ok: bool
 ) -> tuple[str, ...]:
-    """List what a hyper-competitive application still lacks, in the article's words."""
+    """List what a hyper-competitive application still lacks, in the article's words.
+
+    The caller passes True for a piece the roster does not give (unknown is not zero).
+    """
     pieces: list[str] = []
     if not strong_clerkships:
         pieces.append("Honors-level clinical grades")
@@ -150,28 +203,28 @@ def mix(share: ProgramMix) -> AdviceItem:
     """Turn the level's program-list mix into one plain instruction."""
     return AdviceItem(
         "mix",
-        f"Build a realistic program list: about {share.reach}% reach, {share.solid}% solid and "
-        f"{share.safety}% safety programs.",
+        f"Build a realistic program list: about {share.reach}% reach, {share.solid}% solid, "
+        f"{share.safety}% safety.",
         GAME_PLAN,
     )
 
 
 @lru_cache(maxsize=_CACHE)
 def parallel(names: tuple[str, ...], lowest_tier: bool) -> AdviceItem:
-    """Name the parallel specialties, or say how to find one when none can be named yet."""
+    """Name the parallel specialties; in the least competitive tier (no lower one), breadth."""
     if names:
         text = (
-            f"Plan a parallel application as well: your score is already solid for "
-            f"{join(names)}."
+            f"Plan a parallel application as well: with your record, {join(names)} "
+            f"{'is a realistic choice' if len(names) == 1 else 'are realistic choices'}."
         )
     elif lowest_tier:
         text = (
-            "Apply to more programs than usual, with plenty of community programs, and talk "
-            "with your advisor about a backup plan."
+            "Apply to more programs than usual, with plenty of community programs, and plan "
+            "with your advisor how you would use SOAP if you need it."
         )
     else:
         text = (
-            "Plan a parallel application in a less competitive specialty; your advisor can "
-            "help you choose one."
+            "Apply to more programs than usual, with plenty of community programs, and go "
+            "through a backup plan with your advisor."
         )
     return AdviceItem("parallel", text, PARALLEL)

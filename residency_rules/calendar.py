@@ -1,19 +1,24 @@
-"""The application calendar: the cycle's dates and the phase a letter is written in.
+"""The application calendar: the cycle's dates, each specialty's match, and a letter's phase.
 
 Every letter is written for the day it is sent (docs/rules.md, The application calendar). The
-phase of that day picks what the plan is about. Pure: `today` is always a parameter, never read
-from a clock.
+phase of that day, for the student's own match, picks what the plan is about. Pure: `today` is
+always a parameter, never read from a clock.
 
-| phase        | from                           | the plan is about                              |
-|--------------|--------------------------------|------------------------------------------------|
-| preparing    | after the previous Match Day   | the target, Step 2 CK timing, letters, research |
-| applying     | 10 weeks before review_start   | the application, the program list, the score    |
-| interviewing | review_start                   | interviews, a failure in two sentences |
-| ranking      | 1 February                     | the rank order list, the deadline              |
-| match week   | rank_deadline                  | levels 1-2: ready for SOAP with the advisor    |
+| phase        | from                                   | the plan is about                         |
+|--------------|----------------------------------------|-------------------------------------------|
+| preparing    | after the previous Match Day           | the target, Step 2 CK timing, letters,    |
+|              |                                        | research; from `ready_from` (1 May): what |
+|              |                                        | to have ready the day ERAS opens          |
+| applying     | `season_opens` (ERAS opens)            | the application, the list, the score;     |
+|              |                                        | submitting from `submissions_open`        |
+| interviewing | `review_start` (programs review)       | interviews, a failure in two sentences    |
+| ranking      | the match's `ranking_opens`            | the rank (or preference) list, its date   |
+| match week   | the match's `rank_deadline`            | levels 1-2: SOAP (NRMP only); results     |
+| after match  | the day after the match's `match_day`  | the Match result and its branch           |
 
-After Match Day the configured cycle is over: the phase is `preparing` for the next cycle, whose
-dates are not known yet (`Cycle.over`), so letters speak of it only in general terms.
+Each specialty has its match (`nrmp` Main Match, `sf_match` for Ophthalmology, `aua` for
+Urology): ranking and result dates are the match's own; ERAS's dates are shared. The dates are
+third-party readings of the AAMC, NRMP, SF Match and AUA calendars, for the office to confirm.
 """
 
 from __future__ import annotations
@@ -24,35 +29,89 @@ from typing import Literal
 
 from residency_rules import datafile as df
 
-Phase = Literal["preparing", "applying", "interviewing", "ranking", "match week"]
-PHASES: tuple[Phase, ...] = ("preparing", "applying", "interviewing", "ranking", "match week")
+Phase = Literal["preparing", "applying", "interviewing", "ranking", "match week", "after match"]
+PHASES: tuple[Phase, ...] = (
+    "preparing", "applying", "interviewing", "ranking", "match week", "after match",
+)
+MatchKey = Literal["nrmp", "sf_match", "aua"]
+MATCH_KEYS: tuple[MatchKey, ...] = ("nrmp", "sf_match", "aua")
 
-APPLYING_WEEKS = 10  # the applying phase starts this long before programs start reviewing
-_RANKING_MONTH_DAY = (2, 1)  # the ranking phase starts on 1 February
 _STALE_DAYS = 366  # review_start more than a year away or behind: the wrong cycle
+# Where a copy of the data file made before these dates existed gets them from (the 2027
+# cycle's spacing): ERAS opens 16 weeks before programs review, submissions 3 weeks before.
+_SEASON_WEEKS_BEFORE_REVIEW = 16
+_SUBMISSIONS_WEEKS_BEFORE_REVIEW = 3
+_READY_MONTH_DAY = (5, 1)  # the last weeks of preparing start on 1 May
+_RANKING_MONTH_DAY = (2, 1)  # NRMP ranking opens on 1 February
+
+
+@dataclass(frozen=True, slots=True)
+class MatchSystem:
+    """One match a specialty goes through, with its own ranking and result dates."""
+
+    key: MatchKey
+    name: str  # "NRMP Main Match", "SF Match", "AUA Urology Match"
+    ranking_opens: _dt.date
+    rank_deadline: _dt.date
+    match_day: _dt.date
+    source: str
+    soap: bool = False  # SOAP (positions left open, in Match Week) exists in the NRMP only
+    list_name: str = "rank order list"  # what the student certifies or submits
 
 
 @dataclass(frozen=True, slots=True)
 class Cycle:
-    """One Main Match cycle's dates, with where they come from."""
+    """One application cycle's dates, with where they come from."""
 
     name: str  # e.g. "2027 Main Match"
     review_start: _dt.date  # programs start reviewing applications (ERAS)
-    rank_deadline: _dt.date  # the rank order list must be certified by this day
-    match_day: _dt.date
+    rank_deadline: _dt.date  # the NRMP rank order list must be certified by this day
+    match_day: _dt.date  # NRMP Match Day
     source: str
     confirmed: bool = False  # False: defaults the office has not confirmed for this year
+    season_opens: _dt.date | None = None  # ERAS opens: the student builds the application
+    submissions_open: _dt.date | None = None  # ERAS takes submissions from this day
+    ranking_opens: _dt.date | None = None  # NRMP: rank order lists can be entered
+    match_week: _dt.date | None = None  # NRMP: Monday of Match Week (SOAP)
+    ready_from: _dt.date | None = None  # from here the plan names the day ERAS opens
+    others: tuple[MatchSystem, ...] = ()  # the matches outside the NRMP (SF Match, AUA)
+
+    # Dates left out of an older copy of the data file follow from review_start and the
+    # NRMP dates, spaced as in the 2027 cycle.
+    @property
+    def season(self) -> _dt.date:
+        """Return the day ERAS opens for applicants (the applying phase starts)."""
+        return self.season_opens or self.review_start - _dt.timedelta(
+            weeks=_SEASON_WEEKS_BEFORE_REVIEW)
 
     @property
-    def applying_from(self) -> _dt.date:
-        """Return the first day of the applying phase."""
-        return self.review_start - _dt.timedelta(weeks=APPLYING_WEEKS)
+    def submissions(self) -> _dt.date:
+        """Return the first day ERAS takes submissions."""
+        return self.submissions_open or self.review_start - _dt.timedelta(
+            weeks=_SUBMISSIONS_WEEKS_BEFORE_REVIEW)
+
+    @property
+    def ready(self) -> _dt.date:
+        """Return the first day of the last weeks of preparing (the plan names ERAS's day)."""
+        if self.ready_from is not None:
+            return self.ready_from
+        month, day = _READY_MONTH_DAY
+        return min(_dt.date(self.season.year, month, day), self.season)
 
     @property
     def ranking_from(self) -> _dt.date:
-        """Return the first day of the ranking phase: 1 February of the rank deadline's year."""
+        """Return the first day of NRMP ranking: 1 February of the rank deadline's year."""
+        if self.ranking_opens is not None:
+            return self.ranking_opens
         month, day = _RANKING_MONTH_DAY
         return min(_dt.date(self.rank_deadline.year, month, day), self.rank_deadline)
+
+    @property
+    def soap_from(self) -> _dt.date:
+        """Return the Monday of Match Week, when SOAP begins (Match Day is its Friday)."""
+        if self.match_week is not None:
+            return self.match_week
+        return self.match_day - _dt.timedelta(days=self.match_day.weekday())
 
     @property
     def mid_season(self) -> _dt.date:
@@ -60,26 +119,51 @@ class Cycle:
         return self.review_start + (self.ranking_from - self.review_start) / 2
 
     @property
-    def soap_from(self) -> _dt.date:
-        """Return the Monday of Match Week, when SOAP begins (Match Day is its Friday)."""
-        return self.match_day - _dt.timedelta(days=self.match_day.weekday())
+    def nrmp(self) -> MatchSystem:
+        """Return the NRMP Main Match, from this cycle's own dates (settings may move them)."""
+        return MatchSystem(
+            key="nrmp", name="NRMP Main Match", ranking_opens=self.ranking_from,
+            rank_deadline=self.rank_deadline, match_day=self.match_day, source=self.source,
+            soap=True, list_name="rank order list",
+        )
 
-    def over(self, today: _dt.date) -> bool:
-        """Say whether the cycle has ended: Match Day is behind us."""
-        return today > self.match_day
+    def system(self, key: str) -> MatchSystem:
+        """Return the match a specialty goes through; the NRMP when the key is unknown here."""
+        for other in self.others:
+            if other.key == key:
+                return other
+        return self.nrmp
+
+    def over(self, today: _dt.date, key: str = "nrmp") -> bool:
+        """Say whether the match has ended for this cycle: its Match Day is behind us."""
+        return today > self.system(key).match_day
 
 
-def phase(today: _dt.date, cycle: Cycle) -> Phase:
-    """Return the phase of the application calendar that `today` falls in."""
-    if cycle.over(today) or today < cycle.applying_from:
+def phase(today: _dt.date, cycle: Cycle, system: MatchSystem | None = None) -> Phase:
+    """Return the phase of the application calendar that `today` falls in, for one match."""
+    match = system or cycle.nrmp
+    if today > match.match_day:
+        return "after match"
+    if today < cycle.season:
         return "preparing"
     if today < cycle.review_start:
         return "applying"
-    if today < cycle.ranking_from:
+    if today < match.ranking_opens:
         return "interviewing"
-    if today < cycle.rank_deadline:
+    if today < match.rank_deadline:
         return "ranking"
     return "match week"
+
+
+def season_key(today: _dt.date, cycle: Cycle) -> str:
+    """Name everything of the day's calendar that changes what a letter says, for every match.
+
+    A re-run on another day with the same key writes the same letters (exam dates apart).
+    """
+    marks = [phase(today, cycle, m) for m in (cycle.nrmp, *cycle.others)]
+    marks.append("ready" if today >= cycle.ready else "")
+    marks.append("submitting" if today >= cycle.submissions else "")
+    return "/".join(marks)
 
 
 def stale(today: _dt.date, cycle: Cycle) -> str | None:
@@ -90,9 +174,10 @@ def stale(today: _dt.date, cycle: Cycle) -> str | None:
     if cycle.over(today):
         return (
             f"The configured cycle ({cycle.name}) ended on Match Day, "
-            f"{cycle.match_day.isoformat()}: letters speak of the next cycle only in general "
-            "terms until its dates are set (ADVISING_REVIEW_START, ADVISING_RANK_DEADLINE, "
-            "ADVISING_MATCH_DAY, or [calendar] in the specialty table)."
+            f"{cycle.match_day.isoformat()}: letters speak of the Match result and of the next "
+            "cycle only in general terms until its dates are set (ADVISING_REVIEW_START, "
+            "ADVISING_RANK_DEADLINE, ADVISING_MATCH_DAY and the other ADVISING_ dates, or "
+            "[calendar] in the specialty table)."
         )
     gap = (cycle.review_start - today).days
     if gap > _STALE_DAYS or -gap > _STALE_DAYS:
@@ -106,22 +191,69 @@ def stale(today: _dt.date, cycle: Cycle) -> str | None:
 
 
 def check(cycle: Cycle, where: str) -> Cycle:
-    """Refuse dates out of order: review start, then rank deadline, then Match Day."""
-    if not cycle.review_start < cycle.rank_deadline <= cycle.match_day:
-        raise df.Where(where, "[calendar]").error(
-            f"the dates are out of order (review_start {cycle.review_start}, rank_deadline "
-            f"{cycle.rank_deadline}, match_day {cycle.match_day})",
-            "programs start reviewing before the rank deadline, which is before Match Day",
-        )
+    """Refuse dates out of order: ERAS opens, submissions, review, ranking, deadline, Match."""
+    steps = (
+        ("season_opens", cycle.season), ("submissions_open", cycle.submissions),
+        ("review_start", cycle.review_start), ("ranking_opens", cycle.ranking_from),
+        ("rank_deadline", cycle.rank_deadline), ("match_week", cycle.soap_from),
+        ("match_day", cycle.match_day),
+    )
+    for (a, first), (b, then) in zip(steps, steps[1:], strict=False):
+        if first > then or (a == "review_start" and first == then):
+            raise df.Where(where, "[calendar]").error(
+                f"the dates are out of order ({a} {first}, {b} {then})",
+                "ERAS opens, then takes submissions, then programs review; then ranking opens, "
+                "the rank deadline, Match Week and Match Day follow in that order",
+            )
+    for other in cycle.others:
+        if not other.ranking_opens <= other.rank_deadline <= other.match_day:
+            raise df.Where(where, f"[calendar.{other.key}]").error(
+                f"the dates are out of order (ranking_opens {other.ranking_opens}, "
+                f"rank_deadline {other.rank_deadline}, match_day {other.match_day})",
+                "ranking opens, then the deadline, then the match day",
+            )
+        if other.ranking_opens <= cycle.review_start:
+            raise df.Where(where, f"[calendar.{other.key}]").error(
+                f"ranking opens on {other.ranking_opens}, before programs review on "
+                f"{cycle.review_start}",
+                "give this cycle's dates: ranking comes after the interview season",
+            )
     return cycle
 
 
+_OTHER_NAMES: dict[str, tuple[str, str]] = {
+    "sf_match": ("SF Match", "preference list"),
+    "aua": ("AUA Urology Match", "preference list"),
+}
+
+
 def parse_cycle(doc: df.Table, origin: str) -> Cycle:
-    """Read and check the [calendar] table of a parsed data file."""
+    """Read and check the [calendar] table of a parsed data file (and its other matches)."""
     where = df.Where(origin, "[calendar]")
     fix = "copy the [calendar] table from the packaged specialties.toml"
     found = df.table(doc, "calendar", df.Where(origin, "top of the file"), fix)
     date_fix = "write the date unquoted, e.g. review_start = 2026-09-23"
+
+    def optional(key: str) -> _dt.date | None:
+        return df.day(found, key, where, date_fix) if key in found else None
+
+    others: list[MatchSystem] = []
+    for key in MATCH_KEYS[1:]:
+        if key not in found:
+            continue
+        inner = where.child(key)
+        block = df.table(found, key, where, f"write [calendar.{key}] with its dates and source")
+        name, list_name = _OTHER_NAMES[key]
+        others.append(MatchSystem(
+            key=key,
+            name=df.text(block, "name", inner, f'name the match, e.g. name = "{name}"'),
+            ranking_opens=df.day(block, "ranking_opens", inner, date_fix),
+            rank_deadline=df.day(block, "rank_deadline", inner, date_fix),
+            match_day=df.day(block, "match_day", inner, date_fix),
+            source=df.text(block, "source", inner, "say where the dates come from"),
+            soap=False,
+            list_name=list_name,
+        ))
     cycle = Cycle(
         name=df.text(found, "cycle", where, 'name the cycle, e.g. cycle = "2027 Main Match"'),
         review_start=df.day(found, "review_start", where, date_fix),
@@ -129,6 +261,12 @@ def parse_cycle(doc: df.Table, origin: str) -> Cycle:
         match_day=df.day(found, "match_day", where, date_fix),
         source=df.text(found, "source", where, "say where the dates come from"),
         confirmed=df.flag(found, "confirmed", where, "write confirmed = true once checked"),
+        season_opens=optional("season_opens"),
+        submissions_open=optional("submissions_open"),
+        ranking_opens=optional("ranking_opens"),
+        match_week=optional("match_week"),
+        ready_from=optional("ready_from"),
+        others=tuple(others),
     )
     return check(cycle, origin)
 

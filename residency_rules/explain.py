@@ -47,29 +47,57 @@ def times(n: int) -> str:
     return f"{number_word(n)} times"
 
 
+_LETTERS_PIECE = "strong letters from big names in the field"
+
+
+def visible(missing: tuple[str, ...]) -> tuple[str, ...]:
+    """Drop the letters piece from a list a student reads: the letters-of-recommendation
+    rating is the office's (students usually waive access to their letters)."""
+    return tuple(m for m in missing if m != _LETTERS_PIECE)
+
+
+def effect(level: int) -> str:
+    """Say what a cap does to the outlook, in words (not the label: one voice)."""
+    return "puts you at risk" if level <= 1 else "holds your outlook back"
+
+
 @cache
-def step1(status: Step1Status, marginal: bool, failed: int) -> Reason:
-    """Say where Step 1 leaves the student: programs check it first."""
+def step1(status: Step1Status, marginal: bool, failed: int, low: bool = False,
+          specialty: str = "", level: int = 3) -> Reason:
+    """Say where Step 1 leaves the student: programs check it first.
+
+    `low` (levels 1-2): no reassurance, and a failure says what it does to the outlook.
+    """
     if status == "clean":
         if marginal:
             text = (
                 "You passed Step 1 on the first try. It was a close pass, so programs will "
                 "lean on your Step 2 CK to judge you."
             )
+        elif low:
+            text = "You passed Step 1 on the first try."
         else:
             text = "You passed Step 1 on the first try, which is the first thing programs check."
         return Reason("step1.clean", text)
     if status == "failure":
-        text = (
-            f"You passed Step 1 after {counted(failed, 'failed attempt')}. Programs will see it "
-            "and ask what changed."
-        )
+        if low and specialty:
+            text = (
+                f"You passed Step 1 after failing it {times(failed)}. Programs see every "
+                "attempt: a strong Step 2 CK softens a Step 1 failure but does not erase it, "
+                f"and in {specialty} that {effect(level)}."
+            )
+        else:
+            text = (
+                f"You passed Step 1 after failing it {times(failed)}. Programs will see it "
+                "and ask what changed."
+            )
         return Reason("step1.failure", text)
     if status == "not passed":
         return Reason(
             "step1.not_passed",
-            "You have not passed Step 1 yet. Programs need a Step 1 pass before they look at "
-            "anything else.",
+            f"You have not passed Step 1 yet: you have failed it {times(max(failed, 1))}, and "
+            "every attempt stays on your record. Programs need a Step 1 pass before they look "
+            "at anything else.",
         )
     return Reason(
         "step1.not_taken",
@@ -119,9 +147,10 @@ def clerkships(
     failed_one: bool,
     moved_to: Band | None,
     grades_to_come: bool = True,
+    levers_open: bool = True,
 ) -> Reason:
-    """Say what the clerkship grades add, how they moved the reading of the score, and (weak)
-    what to do about them."""
+    """Say what the clerkship grades add, how they moved the reading of the score, and (weak,
+    while grades and letters can still count this cycle) what to do about them."""
     if strength == "strong":
         text = "Your clerkship grades are strong: at least half are Honors or High Pass."
         if moved_to is not None:
@@ -139,21 +168,34 @@ def clerkships(
     text = f"Your clerkship grades are a weak spot ({why})"
     if moved_to is not None:
         text += ": weak clinical comments can sink even a great score"
+    if not levers_open:
+        return Reason("clerkships.weak", f"{text}.")
     action = (
         "aim for Honors in the clerkships still to come and ask for feedback midway"
         if grades_to_come
-        else "ask the attendings of your sub-internship for feedback midway, and for a letter "
-        "when it goes well"
+        else "ask the attendings of your sub-internship for feedback midway"
     )
     return Reason("clerkships.weak", f"{text}. To answer it, {action}.")
 
 
-@cache
-def letters_weak() -> Reason:
-    """Name weak letters of recommendation, with what to do."""
+@lru_cache(maxsize=256)
+def research(count: int) -> Reason:
+    """Name research items as a strength, counted (only when the roster gives a count)."""
+    verb = "adds" if count == 1 else "add"
     return Reason(
-        "letters.weak",
-        "Your letters of recommendation are rated weak, and programs read them closely.",
+        "research.count",
+        f"Your {counted(count, 'research item')} {verb} to your application.",
+    )
+
+
+@lru_cache(maxsize=_CACHE)
+def cap_score(specialty: str, score: int, solid: int, level: int) -> Reason:
+    """Say that the score under the solid mark is what caps the outlook (levels 1-2)."""
+    gap = plural(solid - score, "point")
+    return Reason(
+        "cap.score",
+        f"Your {score} is {gap} under {solid}, a solid score for {specialty}: that is what "
+        f"{effect(level)}.",
     )
 
 
@@ -178,8 +220,9 @@ def changed(alone: str, causes: tuple[str, ...], label: str) -> Reason:
 
 
 @cache
-def step2_failed_before(band: Band) -> Reason:
-    """Say that a failed Step 2 CK attempt stays visible to programs, even after a pass."""
+def step2_failed_before(band: Band, specialty: str = "", level: int = 3) -> Reason:
+    """Say that a failed Step 2 CK attempt stays visible to programs, even after a pass; at
+    levels 1-2, what it does to the outlook."""
     if band == "failing":
         text = (
             "Programs see every Step 2 CK attempt: after a passing retake they will still see "
@@ -189,6 +232,11 @@ def step2_failed_before(band: Band) -> Reason:
         text = (
             "You failed Step 2 CK on an earlier attempt. Programs see every attempt, so even "
             "after a pass they will see that failure and read it like a Step 1 failure."
+        )
+    elif specialty and level <= 2:
+        text = (
+            "You failed Step 2 CK on an earlier attempt. Programs see every attempt and read "
+            f"that failure like a Step 1 failure, and in {specialty} it {effect(level)}."
         )
     else:
         text = (
@@ -219,23 +267,47 @@ def outside(kind: str, specialty: str, solid: int, excellent: int) -> Reason:
     return Reason(f"outlook.{kind}", text)
 
 
+def pieces_text(specialty: str, missing: tuple[str, ...]) -> str:
+    """Name the missing pieces a student may read; the whole package when only the office's
+    letters rating is missing."""
+    shown = visible(missing)
+    if shown:
+        return join(shown)
+    return "the whole package (your advisor will go through yours with you)"
+
+
 @lru_cache(maxsize=_CACHE)
-def package(specialty: str, missing: tuple[str, ...], capped: bool) -> Reason:
-    """Say what a hyper-competitive specialty wants beyond the score."""
+def package(specialty: str, missing: tuple[str, ...], capped: bool,
+            strong_grades: bool = False, research_count: int | None = None) -> Reason:
+    """Say what a hyper-competitive specialty wants beyond the score; name only what is known.
+
+    With nothing missing, the strengths the roster shows (strong clinical grades, research
+    counted); never the letters rating.
+    """
     if not missing:
+        have: list[str] = []
+        if strong_grades:
+            have.append("strong clinical grades")
+        if research_count:
+            have.append(counted(research_count, "research item"))
+        if not have:
+            return Reason("hyper.package", "")
         return Reason(
             "hyper.package",
-            f"For {specialty} you have the rest of the package programs look for: strong "
-            "clinical grades, research and letters.",
+            f"For {specialty}, your {join(tuple(have))} count in your favour.",
         )
-    pieces = join(missing)
+    pieces = pieces_text(specialty, missing)
+    advisor = (
+        " Your advisor will go through the rest with you."
+        if visible(missing) and len(visible(missing)) < len(missing) else ""
+    )
     if capped:
         text = (
             f"For {specialty}, a strong Step 2 CK is necessary but not enough: programs also "
-            f"want {pieces}."
+            f"want {pieces}.{advisor}"
         )
     else:
-        text = f"For {specialty}, programs also want {pieces}."
+        text = f"For {specialty}, programs also want {pieces}.{advisor}"
     return Reason("hyper.package", text)
 
 
@@ -259,13 +331,19 @@ def impact(value: int, why: str) -> Reason:
 
 
 @cache
-def trend(direction: Trend) -> Reason:
-    """Say how programs will read the change from Step 1 to Step 2 CK."""
+def trend(direction: Trend, low: bool = False) -> Reason:
+    """Say how programs will read the change from Step 1 to Step 2 CK (no reassurance at
+    levels 1-2)."""
     if direction == "upward":
         return Reason(
             "trend.upward",
             "Your Step 2 CK is clearly better than your Step 1: programs notice an upward "
             "trend like that.",
+        )
+    if low:
+        return Reason(
+            "trend.stable",
+            "Programs will read your Step 2 CK as steady, not as a comeback from Step 1.",
         )
     return Reason(
         "trend.stable",

@@ -1,13 +1,17 @@
-"""The game plan for the letter's date: the phase picks the items, their order and their days.
+"""The game plan for the letter's date: the situation picks the items, their order and days.
 
-Rules the plan keeps (docs/rules.md, The application calendar):
+Rules the plan keeps (docs/rules.md, The application calendar and The situation on the day):
 - no instruction is dated before the letter's date: a date is written into an item only when
   it is today or later, and each item's day is counted from today;
-- an exam date already past with no score becomes "send the office your score";
-- a student who has not passed Step 1 gets no application advice for this cycle;
-- causal order: what must come first comes first (the program list before applying), and the
-  days never go back; facts (a score already in) are statements in the why, not tasks;
-- every item keeps its source: an article section, the application calendar or the NRMP.
+- an item that cannot be done on the day, or no longer counts, is never offered: no "submit"
+  before ERAS takes submissions, no "take the exam" once it was sat, no "two full passes" in
+  the last weeks, no research, grades or new letters once programs review, no task of a cycle
+  whose Match is over;
+- a student who has not passed Step 1 gets a retake plan with the advisor, never a deadline to
+  pass it, and no application advice for this cycle;
+- each student hears their own match's dates and steps (NRMP, SF Match, AUA);
+- causal order: what must come first comes first, and the days never go back;
+- every item keeps its source: an article section, the application calendar or the match.
 """
 
 from __future__ import annotations
@@ -17,28 +21,33 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from residency_rules import advice
-from residency_rules.calendar import Cycle, Phase
+from residency_rules.calendar import Cycle, MatchSystem, Phase
 from residency_rules.explain import join, plural, when
-from residency_rules.records import AdviceItem, Band, ProgramMix, Step1Status, Tier
+from residency_rules.records import AdviceItem, Band, MatchResult, ProgramMix, Tier
+from residency_rules.situation import Day, Exam, Step1
 
-CALENDAR = "The application calendar (ERAS and NRMP dates)"
-NRMP = "NRMP Main Match: rank order list and Match Week (SOAP)"
+CALENDAR = "The application calendar (ERAS and match dates)"
 PLAN_WEEKS_DAYS = 28  # the plan covers the next four weeks
+_REST_DAYS = 3  # an exam this close: rest, no new practice form
 
 # The day (from the letter's date) each kind of item is due at the earliest; the plan keeps
 # the causal order and never lets a day go back, so a later item may come later still.
 _BASE_DAY: dict[str, int] = {
     "qbank": 0,
     "interviews": 0,
+    "result": 2,
     "send": 2,
     "target": 2,
     "step1": 7,
+    "unmatched": 7,
+    "if_unmatched": 7,
+    "backup": 7,
     "schedule": 5,
     "letters": 14,
-    "weak_letters": 14,
     "statement": 14,
     "explain": 7,
     "package": 21,
+    "ready": 21,
     "mix": 14,
     "parallel": 21,
     "add": 7,
@@ -46,154 +55,359 @@ _BASE_DAY: dict[str, int] = {
     "rank": 14,
     "soap": 7,
     "match_day": 14,
+    "results": 14,
+    "matched": 14,
+    "if_matched": 14,
+    "intern": 21,
+    "options": 21,
+    "graduate": 28,
     "next_cycle": 21,
     "advisor": 7,
 }
-# Habits start today and run on: they take no part in the order of the deadlines.
-_HABITS = frozenset(("qbank", "interviews"))
+# Habits start today and run on: they take no part in the order of the deadlines (a score
+# to send when it posts, an exam date to keep, are not tasks with a day of their own).
+_HABITS = frozenset(("qbank", "interviews", "send", "keep"))
 
 
 @dataclass(frozen=True, slots=True)
 class Situation:
-    """What the plan reads about one student on one day; every field plain and hashable."""
+    """What the plan reads about one student on one day."""
 
-    today: _dt.date
-    phase: Phase
-    cycle: Cycle
-    cycle_over: bool  # Match Day is behind: the next cycle's dates are not known
+    day: Day  # the phase of the student's match, the dates, the Match result
     cutoff: _dt.date  # the last exam date whose score posts before programs start reading
     specialty: str
     tier: Tier
     solid: int
     excellent: int
-    step1: Step1Status
+    step1: Step1
     step2_failed: bool  # a failed Step 2 CK attempt is on the record (programs see it)
     raw: Band
-    score: int | None
-    exam: _dt.date | None
+    exam: Exam
     late: bool  # the score will not be there when programs start reading
-    overdue: bool  # the exam date is past and no score is on file
     upward: bool
     level: int
     mix: ProgramMix
     parallel: tuple[str, ...]
     missing: tuple[str, ...]
-    weak_letters: bool
+    weak_letters: bool  # the office's rating: it picks an instruction, never a sentence
     interviews: int | None
     interviews_target: int
     interviews_low: bool
+    full_passes_weeks: int
+    final_weeks: int
+    max_attempts: int
+
+    @property
+    def today(self) -> _dt.date:
+        """Return the letter's date."""
+        return self.day.today
+
+    @property
+    def phase(self) -> Phase:
+        """Return the phase of the student's own match."""
+        return self.day.phase
+
+    @property
+    def cycle(self) -> Cycle:
+        """Return the cycle the letter is written for."""
+        return self.day.cycle
+
+    @property
+    def low(self) -> bool:
+        """Say whether the outlook asks for a parallel plan (levels 1-2)."""
+        return self.level <= 2 or self.mix.parallel_plan
 
 
 def build(s: Situation) -> tuple[tuple[AdviceItem, ...], tuple[int, ...]]:
     """Return the plan's items in causal order and the day each is due (from today)."""
     items: list[AdviceItem] = []
     deadlines: dict[str, _dt.date] = {}
-    passed_step1 = s.step1 == "clean" or s.step1 == "failure"
-    if s.mix.meet_advisor:  # at risk: the plan is gone through together first
-        items.append(advice.ADVISOR_ITEM)
-    if not passed_step1:
-        items.append(advice.STEP1_RETAKE if s.step1 == "not passed" else advice.STEP1_TAKE)
-        if s.overdue:
-            items.append(_send_score())
-        elif s.score is None or s.raw == "failing":  # a passed Step 2 CK cannot be retaken
-            items.append(advice.target(s.specialty, s.solid, s.excellent, "step1", 0))
-        items.append(_next_cycle(s.step1))
+    floors: dict[str, _dt.date] = {}
+    if not s.step1.passed:
+        items.extend(_step1_items(s))
+    elif s.phase == "after match":
+        items.extend(_after_match(s))
     else:
+        if s.mix.meet_advisor:  # at risk: the plan is gone through together first
+            items.append(advice.ADVISOR_ITEM)
         items.extend(_exam_items(s, deadlines))
-        items.extend(_phase_items(s, deadlines))
-    days = _days(tuple(i.key for i in items), tuple(
-        (deadlines[i.key] - s.today).days if i.key in deadlines else PLAN_WEEKS_DAYS
-        for i in items
-    ))
+        items.extend(_phase_items(s, deadlines, floors))
+    days = _days(
+        tuple(i.key for i in items),
+        tuple((deadlines[i.key] - s.today).days if i.key in deadlines else PLAN_WEEKS_DAYS
+              for i in items),
+        tuple((floors[i.key] - s.today).days if i.key in floors else 0 for i in items),
+    )
     return tuple(items), days
 
 
 @lru_cache(maxsize=4096)
-def _days(keys: tuple[str, ...], caps: tuple[int, ...]) -> tuple[int, ...]:
-    """Give each item its day: the kind's base day, never before the item above it, never
-    after its own deadline (and so never after a later item's deadline either)."""
+def _days(
+    keys: tuple[str, ...], caps: tuple[int, ...], floors: tuple[int, ...]
+) -> tuple[int, ...]:
+    """Give each item its day: the kind's base day (or its floor, the first day it can be
+    done), never before the item above it, never after its own deadline (and so never after a
+    later item's deadline either)."""
     days: list[int] = []
     previous = 0
-    for key, cap in zip(keys, caps, strict=True):
+    for key, cap, floor in zip(keys, caps, floors, strict=True):
         if key in _HABITS:
             days.append(0)
             continue
-        day = max(_BASE_DAY.get(key, PLAN_WEEKS_DAYS), previous)
+        day = max(_BASE_DAY.get(key, PLAN_WEEKS_DAYS), previous, floor)
         days.append(min(day, PLAN_WEEKS_DAYS, max(cap, 0)))
         previous = days[-1]
     later = PLAN_WEEKS_DAYS
     for i in range(len(days) - 1, -1, -1):  # a deadline below pulls the items above it in
         if keys[i] not in _HABITS:
-            days[i] = later = min(days[i], later)
+            days[i] = later = max(min(days[i], later), floors[i])
     return tuple(days)
 
 
-def _exam_items(s: Situation, deadlines: dict[str, _dt.date]) -> list[AdviceItem]:
-    """Step 2 CK still to pass: the score to send, or the target, the question bank and a date."""
-    if s.raw == "pending" and s.overdue:
-        return [_send_score()]
-    if s.raw != "pending" and s.raw != "failing":
-        return []
-    situation = "pending" if s.raw == "pending" else "retake"
-    items = [advice.target(s.specialty, s.solid, s.excellent, situation, 0), advice.QBANK]
-    exam = s.exam if s.raw == "pending" else None  # a retake: the old date says nothing
-    if s.cutoff >= s.today and not s.cycle_over and s.phase in ("preparing", "applying"):
-        deadlines["schedule"] = s.cutoff
-    # A retake's date is still to be set: it is late once the cutoff has passed.
-    late = s.late if s.raw == "pending" else s.today > s.cutoff
-    items.append(_schedule(s.phase, s.cycle_over, late, exam, s.cutoff, s.today, s.cycle,
-                           s.raw == "failing"))
+# --- Step 1 not passed ------------------------------------------------------------------------
+
+
+def _step1_items(s: Situation) -> list[AdviceItem]:
+    """A retake (or a first sitting) planned with the advisor; no application this cycle."""
+    items: list[AdviceItem] = []
+    if s.step1.status == "not passed":
+        items.append(advice.step1_retake(s.step1.failures, s.step1.attempts_left,
+                                         s.max_attempts))
+    else:
+        items.append(advice.STEP1_TAKE)
+    if s.exam.state in ("sat", "overdue"):
+        items.append(_send_score(s.exam, s.today))
+    items.append(_next_cycle(s.step1.status == "not passed",
+                             s.phase in ("preparing", "applying")))
     return items
 
 
-def _phase_items(s: Situation, deadlines: dict[str, _dt.date]) -> list[AdviceItem]:
-    """What the phase of the letter's date asks of a student who has passed Step 1."""
+@lru_cache(maxsize=8)
+def _next_cycle(failed: bool, this_cycle_open: bool) -> AdviceItem:
+    """A student without a Step 1 pass applies in a later cycle, not this one."""
+    first = "Do not apply this cycle. " if this_cycle_open else ""
+    return AdviceItem(
+        "next_cycle",
+        f"{first}Once Step 1 is passed, set the timeline for Step 2 CK and your application "
+        "with your advisor.",
+        advice.STEP1_FAILED if failed else advice.STEP1_SCREEN,
+    )
+
+
+# --- Step 2 CK ----------------------------------------------------------------------------------
+
+
+def _exam_items(s: Situation, deadlines: dict[str, _dt.date]) -> list[AdviceItem]:
+    """Step 2 CK still to pass: the score to send, or the target, the study plan and a date."""
+    state = s.exam.state
+    if state == "in":
+        return []
+    if state in ("sat", "overdue"):
+        return [_send_score(s.exam, s.today)]
+    retake = state == "failing"
+    weeks = s.exam.weeks_left if state == "scheduled" else None
+    near = weeks is not None and weeks < s.final_weeks
+    items = []
+    if not near:  # in the last weeks the target is the score bands' to show, not a task
+        kind = "retake" if retake else "pending"
+        items.append(advice.target(s.specialty, s.solid, s.excellent, kind, 0))
+    items.append(_study(s, weeks))
+    if s.cutoff >= s.today and s.phase in ("preparing", "applying"):
+        deadlines["schedule"] = s.cutoff
+    # A retake's date is still to be set: it is late once the cutoff has passed.
+    late = s.late if not retake else s.today > s.cutoff
+    exam = s.exam.day if state == "scheduled" else None
+    items.append(_schedule(s.phase, late, exam, s.cutoff, s.today, s.cycle, s.day.match,
+                           retake))
+    return items
+
+
+def _study(s: Situation, weeks: int | None) -> AdviceItem:
+    """The question-bank plan by the weeks left: two full passes only with time for them."""
+    if weeks is None or weeks >= s.full_passes_weeks:
+        return advice.QBANK
+    if s.exam.day is not None and (s.exam.day - s.today).days <= _REST_DAYS:
+        return advice.QBANK_REST
+    if weeks < s.final_weeks:
+        return advice.QBANK_FINAL
+    return advice.QBANK_FINISH
+
+
+@lru_cache(maxsize=4096)
+def _send_score(exam: Exam, today: _dt.date) -> AdviceItem:
+    """The exam was sat: say when the score should post (never a date before today), and ask
+    for it; never "take the exam"."""
+    if exam.state == "overdue" or exam.posts_by is None or exam.posts_by < today:
+        text = (
+            "Your Step 2 CK score should have posted by now: send it to the office as soon "
+            "as you have it, and we will rewrite your plan with it."
+        )
+    elif exam.posts_from is not None and exam.posts_from > today:
+        text = (
+            f"Your Step 2 CK score should post between {when(exam.posts_from)} and "
+            f"{when(exam.posts_by)} (about 3-4 weeks after the exam): send it to the office "
+            "when it does, and we will rewrite your plan with it."
+        )
+    else:
+        text = (
+            f"Your Step 2 CK score should post any day now, by {when(exam.posts_by)}: send it "
+            "to the office when it does, and we will rewrite your plan with it."
+        )
+    return AdviceItem("send", text, advice.USMLE)
+
+
+@lru_cache(maxsize=4096)
+def _schedule(
+    phase: Phase,
+    late: bool,
+    exam: _dt.date | None,
+    cutoff: _dt.date,
+    today: _dt.date,
+    cycle: Cycle,
+    match: MatchSystem,
+    retake: bool,
+) -> AdviceItem:
+    """Say when to sit the exam, in the words of the phase; no date before today."""
+    what = "your retake" if retake else "your exam"
+    reading = f"programs start reading applications on {when(cycle.review_start)}"
+    keep = exam is not None and exam >= today
+    if retake and phase in ("preparing", "applying", "interviewing"):
+        # The retake's date is the advisor's and the student's to set (the USMLE's rules on
+        # retakes, readiness): no date is pushed on it.
+        soon = (f" (programs start reading on {when(cycle.review_start)})"
+                if cycle.review_start >= today else "")
+        text = (
+            "Set your retake date with your advisor: book it when your practice forms show "
+            f"a safe pass, as early as that allows{soon}."
+        )
+    elif phase == "preparing" or phase == "applying":
+        if not late and exam is not None:
+            text = f"Keep your exam on {when(exam)}: the score should post before {reading}."
+            return AdviceItem("keep", text, advice.TIMING)
+        elif not late:
+            text = (
+                f"Book {what} for {when(cutoff)} or earlier, so the score posts before "
+                f"{reading}."
+            )
+        elif exam is not None and cutoff >= today:
+            text = (
+                f"Move your exam to {when(cutoff)} or earlier if you can; if not, still apply "
+                "on time."
+            )
+        elif exam is not None:
+            text = (
+                f"Keep your exam on {when(exam)} and apply on time: {reading}, and your score "
+                "will follow your application."
+            )
+        else:
+            text = (
+                f"Book {what} as soon as you are ready and apply on time: {reading}, and your "
+                "score will follow your application."
+            )
+    elif phase == "interviewing":
+        lists = f"{match.list_name}s close on {when(match.rank_deadline)}"
+        if keep and exam is not None:
+            text = (
+                f"Keep your exam on {when(exam)}: programs will want the score before they "
+                f"make their lists ({lists})."
+            )
+            return AdviceItem("keep", text, advice.TIMING)
+        else:
+            text = (
+                f"Book {what} as soon as you are ready: programs will want a passing score "
+                f"before they make their lists ({lists})."
+            )
+    elif keep and exam is not None:
+        text = (
+            f"Keep your exam on {when(exam)}: you need a passing Step 2 CK score before you "
+            "can start residency."
+        )
+        return AdviceItem("keep", text, advice.TIMING)
+    else:
+        text = (
+            f"Plan {what} with your advisor: you need a passing Step 2 CK score before you "
+            "can start residency."
+        )
+    return AdviceItem("schedule", text, advice.TIMING)
+
+
+# --- the phases ---------------------------------------------------------------------------------
+
+
+def _phase_items(
+    s: Situation, deadlines: dict[str, _dt.date], floors: dict[str, _dt.date]
+) -> list[AdviceItem]:
+    """What the phase of the student's match asks of a student who has passed Step 1."""
     items: list[AdviceItem] = []
-    step1_failure = s.step1 == "failure"
+    step1_failure = s.step1.status == "failure"
     # The failure a student writes and answers for; a failing score on file is the retake's.
     step2_failure = s.step2_failed and s.raw != "failing"
-    low = s.level <= 2 or s.mix.parallel_plan
     if s.phase == "preparing" or s.phase == "applying":
-        if s.upward:
-            items.append(advice.LETTERS_ITEM)
+        ready = s.phase == "preparing" and s.day.ready
+        if ready:
+            items.append(_eras_ready(s.cycle.season))
+            deadlines["ready"] = s.cycle.season - _dt.timedelta(days=1)
         # After a failure (either exam) no package lifts the level.
-        package = s.tier == "hyper" and s.step1 == "clean" and not s.step2_failed
-        if s.weak_letters and not package:  # the package names strong letters already
-            items.append(WEAK_LETTERS)
+        package = s.tier == "hyper" and s.step1.status == "clean" and not s.step2_failed
+        if s.upward:  # whom to ask: the ready item only says when
+            items.append(advice.LETTERS_ITEM)
+        elif s.weak_letters and not package:  # the package names the letter writers
+            items.append(advice.ONE_MORE_LETTER)
         if package:
             items.append(advice.package(s.specialty, s.missing))
         items.extend(advice.failure_statement(step1_failure, step2_failure))
         items.append(advice.mix(s.mix) if s.phase == "applying" else _start_list(s.mix))
-        if low:
+        if s.low:
             items.append(advice.parallel(s.parallel, s.tier == "less"))
         if s.phase == "applying":
-            items.append(_apply(s.cycle.review_start, s.raw == "pending"))
+            opens = s.cycle.submissions
+            items.append(_apply(opens, s.cycle.review_start, s.exam.state != "in"
+                                and s.exam.state != "failing",
+                                (opens - s.today).days <= PLAN_WEEKS_DAYS, opens <= s.today))
             deadlines["apply"] = s.cycle.review_start - _dt.timedelta(days=1)
+            if opens > s.today:
+                floors["apply"] = min(opens, s.today + _dt.timedelta(days=PLAN_WEEKS_DAYS))
         return items
     if s.phase == "interviewing":
         items.append(INTERVIEWS)
         if step1_failure or step2_failure:
             items.append(_explain_failure(step1_failure, step2_failure))
-        if s.weak_letters:  # a letter can still be added to the application
-            items.append(WEAK_LETTERS)
-        if s.interviews_low or (s.interviews is None and low):
+        if s.interviews_low or (s.interviews is None and s.low):
             items.append(_add_programs(s.interviews, s.interviews_target, bool(s.parallel),
                                        s.today >= s.cycle.mid_season))
-        if low and s.parallel:
+        if s.low and s.parallel:
             items.append(_parallel_now(s.parallel))
         return items
+    match = s.day.match
+    to_come = s.exam.state in ("scheduled", "unscheduled", "failing", "sat", "overdue")
     if s.phase == "ranking":
-        items.append(_rank(s.cycle.rank_deadline, bool(s.parallel) and low))
-        deadlines["rank"] = s.cycle.rank_deadline
-        if low:
-            items.append(_soap(s.cycle.soap_from, s.today, before=True))
+        items.append(_rank(match, bool(s.parallel) and s.low))
+        deadlines["rank"] = match.rank_deadline
+        if s.low:
+            items.append(_soap(s.cycle.soap_from, s.today, before=True) if match.soap
+                         else _backup(match))
         return items
-    # match week
-    if low or s.raw == "pending" or s.raw == "failing":
+    # match week (NRMP) or waiting for the results (SF Match, AUA)
+    if match.soap and (s.low or to_come):
         items.append(_soap(s.cycle.soap_from, s.today, before=False))
+    elif match.soap:
+        items.append(_match_day(match.match_day))
     else:
-        items.append(_match_day(s.cycle.match_day))
+        if s.low:
+            items.append(_backup(match))
+        items.append(_results(match))
     return items
+
+
+@lru_cache(maxsize=64)
+def _eras_ready(opens: _dt.date) -> AdviceItem:
+    """The last weeks of preparing: the day ERAS opens and what to have ready for it."""
+    return AdviceItem(
+        "ready",
+        f"ERAS opens on {when(opens)}. By then, have your letters asked for and a first draft "
+        "of your personal statement.",
+        CALENDAR,
+    )
 
 
 INTERVIEWS = AdviceItem(
@@ -202,6 +416,7 @@ INTERVIEWS = AdviceItem(
     "patient stories from your clerkships ready.",
     CALENDAR,
 )
+
 
 @lru_cache(maxsize=4)
 def _explain_failure(step1: bool, step2: bool) -> AdviceItem:
@@ -221,96 +436,6 @@ def _explain_failure(step1: bool, step2: bool) -> AdviceItem:
         advice.STATEMENT,
     )
 
-WEAK_LETTERS = AdviceItem(
-    "weak_letters",
-    "Replace a weak letter of recommendation: ask an attending who saw your best work, and "
-    "give them your CV and a few lines on what you did together.",
-    advice.LETTERS,
-)
-
-
-@lru_cache(maxsize=64)
-def _next_cycle(step1: Step1Status) -> AdviceItem:
-    """A student without a Step 1 pass applies in a later cycle, not this one."""
-    return AdviceItem(
-        "next_cycle",
-        "Do not apply this cycle. Once Step 1 is passed, set the timeline for Step 2 CK and "
-        "the next application cycle with your advisor.",
-        advice.STEP1_FAILED if step1 == "not passed" else advice.STEP1_SCREEN,
-    )
-
-
-@lru_cache(maxsize=1)
-def _send_score() -> AdviceItem:
-    return AdviceItem(
-        "send",
-        "Send the office your Step 2 CK score as soon as it posts: we will rewrite your plan "
-        "with it.",
-        advice.TIMING,
-    )
-
-
-@lru_cache(maxsize=4096)
-def _schedule(
-    phase: Phase,
-    cycle_over: bool,
-    late: bool,
-    exam: _dt.date | None,
-    cutoff: _dt.date,
-    today: _dt.date,
-    cycle: Cycle,
-    retake: bool,
-) -> AdviceItem:
-    """Say when to sit the exam, in the words of the phase; no date before today."""
-    what = "your retake" if retake else "your exam"
-    reading = f"programs start reading applications on {when(cycle.review_start)}"
-    if cycle_over:
-        text = (
-            f"Book {what} so the score posts at least four weeks before programs start reading "
-            "applications in your cycle; the office will confirm that date."
-        )
-    elif phase == "preparing" or phase == "applying":
-        if not late and exam is not None:
-            text = f"Keep your exam on {when(exam)}: the score should post before {reading}."
-        elif not late:
-            text = (
-                f"Book {what} for {when(cutoff)} or earlier, so the score posts before "
-                f"{reading}."
-            )
-        elif exam is not None and cutoff >= today:
-            text = (
-                f"Move your exam to {when(cutoff)} or earlier if you can, so the score posts "
-                f"before {reading}; if not, still apply on time."
-            )
-        elif exam is not None:
-            text = (
-                f"Keep your exam on {when(exam)} and apply on time: {reading}, and your score "
-                "will follow your application."
-            )
-        else:
-            text = (
-                f"Book {what} as soon as you are ready and apply on time: {reading}, and your "
-                "score will follow your application."
-            )
-    elif phase == "interviewing":
-        deadline = when(cycle.rank_deadline)
-        if exam is not None and exam >= today:
-            text = (
-                f"Keep your exam on {when(exam)}: programs will want the score before they "
-                f"rank (rank lists close on {deadline})."
-            )
-        else:
-            text = (
-                f"Book {what} as soon as you are ready: programs will want a passing score "
-                f"before they rank (rank lists close on {deadline})."
-            )
-    else:
-        text = (
-            f"Plan {what} with your advisor: you need a passing Step 2 CK score before you "
-            "can start residency."
-        )
-    return AdviceItem("schedule", text, advice.TIMING)
-
 
 @lru_cache(maxsize=64)
 def _start_list(share: ProgramMix) -> AdviceItem:
@@ -322,15 +447,28 @@ def _start_list(share: ProgramMix) -> AdviceItem:
     )
 
 
-@lru_cache(maxsize=64)
-def _apply(review_start: _dt.date, pending: bool) -> AdviceItem:
+@lru_cache(maxsize=256)
+def _apply(
+    opens: _dt.date, review_start: _dt.date, pending: bool, in_plan: bool, open_now: bool
+) -> AdviceItem:
+    """Submit once ERAS takes submissions; before that, finish the application for that day."""
     wait = " Do not wait for your score." if pending else ""
-    return AdviceItem(
-        "apply",
-        f"Submit your application (ERAS) with that list before programs start reading on "
-        f"{when(review_start)}.{wait}",
-        CALENDAR,
-    )
+    if open_now:
+        text = (
+            f"Submit your ERAS application with that list before programs start reading on "
+            f"{when(review_start)}.{wait}"
+        )
+    elif in_plan:
+        text = (
+            f"Submit your ERAS application with that list from {when(opens)}, when ERAS takes "
+            f"submissions; programs start reading on {when(review_start)}.{wait}"
+        )
+    else:
+        text = (
+            f"Finish your ERAS application with that list: ERAS takes submissions from "
+            f"{when(opens)}; programs start reading on {when(review_start)}.{wait}"
+        )
+    return AdviceItem("apply", text, CALENDAR)
 
 
 @lru_cache(maxsize=256)
@@ -361,21 +499,27 @@ def _add_programs(
 def _parallel_now(names: tuple[str, ...]) -> AdviceItem:
     return AdviceItem(
         "parallel",
-        f"If you have not yet, apply to a parallel specialty now: your score is already solid "
-        f"for {join(names)}.",
+        f"If you have not yet, apply in your parallel specialty now: with your record, "
+        f"{join(names)} {'is a realistic choice' if len(names) == 1 else 'are realistic choices'}.",
         advice.PARALLEL,
     )
 
 
 @lru_cache(maxsize=64)
-def _rank(deadline: _dt.date, parallel: bool) -> AdviceItem:
+def _rank(match: MatchSystem, parallel: bool) -> AdviceItem:
     also = ", parallel programs included" if parallel else ""
-    return AdviceItem(
-        "rank",
-        f"Certify your rank order list by {when(deadline)}: every program you would accept, in "
-        f"your true order of preference{also}.",
-        NRMP,
-    )
+    if match.soap:
+        text = (
+            "Certify your rank order list: every program you would accept, in your true order "
+            f"of preference{also}. The deadline is {when(match.rank_deadline)}."
+        )
+    else:
+        text = (
+            f"Submit your {match.list_name} to the {match.name}: every program you would "
+            f"accept, in your true order of preference{also}. The deadline is "
+            f"{when(match.rank_deadline)}."
+        )
+    return AdviceItem("rank", text, match.name)
 
 
 @lru_cache(maxsize=256)
@@ -391,7 +535,28 @@ def _soap(soap_from: _dt.date, today: _dt.date, before: bool) -> AdviceItem:
             f"Be ready for SOAP in {week} with your advisor: keep the week free and your "
             "documents at hand."
         )
-    return AdviceItem("soap", text, NRMP)
+    return AdviceItem("soap", text, "NRMP Main Match: Match Week and SOAP")
+
+
+@lru_cache(maxsize=16)
+def _backup(match: MatchSystem) -> AdviceItem:
+    """Outside the NRMP there is no SOAP: the backup is planned with the advisor."""
+    return AdviceItem(
+        "backup",
+        f"Plan with your advisor now what you will do if the {match.name} does not place you: "
+        "the options are easier to weigh before the results.",
+        advice.PARALLEL,
+    )
+
+
+@lru_cache(maxsize=16)
+def _results(match: MatchSystem) -> AdviceItem:
+    return AdviceItem(
+        "results",
+        f"Nothing more to submit: the {match.name} results come on {when(match.match_day)}. "
+        "Your advisor is there if you want to talk before then.",
+        match.name,
+    )
 
 
 @lru_cache(maxsize=64)
@@ -400,5 +565,123 @@ def _match_day(match_day: _dt.date) -> AdviceItem:
         "match_day",
         f"Nothing more to submit: Match Day is {when(match_day)}. Your advisor is there if you "
         "want to talk before then.",
-        NRMP,
+        "NRMP Main Match",
     )
+
+
+# --- after the Match ----------------------------------------------------------------------------
+
+AFTER = "After the Match (the advising office)"
+
+
+def _after_match(s: Situation) -> list[AdviceItem]:
+    """The Match result and its branch; nothing of the ended cycle's application."""
+    result = s.day.result
+    match = s.day.match
+    items: list[AdviceItem] = []
+    if result is None:
+        items.extend(_unknown_result(match.soap))
+    elif result == "did not match":
+        nrmp_open = (not match.soap and s.today <= s.cycle.rank_deadline)
+        items.append(_unmatched(nrmp_open))
+        items.append(_options())
+    else:
+        items.append(_matched(result if match.soap else "matched"))
+        if not match.soap:
+            items.append(INTERN_YEAR)
+    if s.exam.state in ("sat", "overdue"):
+        items.append(_send_score(s.exam, s.today))
+    elif s.exam.to_come:
+        items.append(_exam_after(result))
+    if result in ("matched", "matched in SOAP"):
+        items.append(GRADUATE)
+    return items
+
+
+@lru_cache(maxsize=4)
+def _matched(result: MatchResult) -> AdviceItem:
+    return AdviceItem(
+        "matched",
+        "Return what your program sends you (the contract and the onboarding forms) by the "
+        "dates it gives.",
+        AFTER,
+    )
+
+
+INTERN_YEAR = AdviceItem(
+    "intern",
+    "If your program does not include the intern year, plan that year's application with your "
+    "advisor.",
+    AFTER,
+)
+
+GRADUATE = AdviceItem(
+    "graduate",
+    "Keep your final-year requirements on track so that you graduate on time.",
+    AFTER,
+)
+
+_OPTIONS = (
+    "a broader program list or a related, less competitive specialty, and whether a research "
+    "or preliminary year would strengthen your application"
+)
+
+
+@lru_cache(maxsize=4)
+def _unmatched(other_matches_open: bool) -> AdviceItem:
+    also = (
+        " Other residency matches of this cycle have not closed yet: ask whether a related "
+        "specialty or a preliminary year is still open to you."
+        if other_matches_open else ""
+    )
+    return AdviceItem(
+        "unmatched",
+        "Meet your advisor within the week: go through what happened and choose your next "
+        f"step together.{also}",
+        AFTER,
+    )
+
+
+@lru_cache(maxsize=1)
+def _options() -> AdviceItem:
+    return AdviceItem(
+        "options",
+        f"For the next cycle, weigh with your advisor {_OPTIONS}. Its dates are not set yet: "
+        "the office will write to you when they are.",
+        AFTER,
+    )
+
+
+@lru_cache(maxsize=2)
+def _unknown_result(nrmp: bool) -> tuple[AdviceItem, ...]:
+    return (
+        AdviceItem(
+            "result",
+            "Tell the office your Match result (reply to this letter), so that we can send "
+            "you the plan that fits it.",
+            AFTER,
+        ),
+        AdviceItem(
+            "if_unmatched",
+            "If you did not match: meet your advisor within the week; together you will weigh "
+            f"{_OPTIONS} for the next cycle.",
+            AFTER,
+        ),
+        AdviceItem(
+            "if_matched",
+            "If you matched: congratulations. Return what your program sends you by the dates "
+            "it gives.",
+            AFTER,
+        ),
+    )
+
+
+@lru_cache(maxsize=4)
+def _exam_after(result: MatchResult | None) -> AdviceItem:
+    why = (
+        "you need a passing score before you start residency"
+        if result in ("matched", "matched in SOAP")
+        else "you need a passing score before you start residency, and in hand it makes your "
+        "next application stronger"
+    )
+    return AdviceItem("schedule", f"Plan your Step 2 CK with your advisor: {why}.", advice.TIMING)

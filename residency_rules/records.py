@@ -19,6 +19,12 @@ Band = Literal["failing", "below", "borderline", "solid", "excellent", "pending"
 Step1Status = Literal["clean", "failure", "not passed", "not taken"]
 ClerkshipStrength = Literal["strong", "neutral", "weak"]
 Trend = Literal["upward", "stable"]
+# The student's Match result (optional roster column `match_result`), read after Match Day.
+MatchResult = Literal["matched", "matched in SOAP", "did not match"]
+# Step 2 CK on the day: in (a passing score), failing (a score under the passing mark),
+# scheduled (a date today or later), sat (a date past, the score not due yet), overdue (a date
+# past and the score should have posted), unscheduled (no score, no date).
+ExamState = Literal["in", "failing", "scheduled", "sat", "overdue", "unscheduled"]
 
 # The seven core clerkships, in the order the office usually lists them.
 CLERKSHIPS: tuple[str, ...] = (
@@ -57,6 +63,7 @@ class StudentRecord:
     advisor: str | None = None
     advisor_email: str | None = None
     interviews: int | None = None  # interview invitations so far (optional column)
+    match_result: MatchResult | None = None  # after Match Day (optional column)
     row: int = 0  # the Excel row number as the office sees it
 
 
@@ -80,6 +87,8 @@ class Specialty:
     # Lower-tier specialties an advisor suggests first for a parallel plan, in order, and why.
     parallel: tuple[str, ...] = ()
     parallel_source: str = ""
+    # The match the specialty goes through: "nrmp" (Main Match), "sf_match", "aua".
+    match: str = "nrmp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +144,16 @@ class NextLevel:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreBand:
+    """Scores from `low` to `high` (None: and above) and the outlook they would bring."""
+
+    low: int
+    high: int | None
+    level: int
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
     """Everything the rules concluded about one student; outputs render from this only."""
 
@@ -187,3 +206,19 @@ class Evaluation:
     levers: tuple[str, ...] = ()
     # Pending: the outlook a just-passing score would bring (the downside of the range).
     floor_label: str = ""
+    # --- the situation on the day (docs/rules.md, The situation on the day) ---
+    match_system: str = "nrmp"  # the student's match: nrmp, sf_match, aua
+    match_name: str = "NRMP Main Match"
+    match_result: MatchResult | None = None
+    step1_failures: int = 0  # failed Step 1 attempts, counted
+    exam_state: ExamState = "unscheduled"
+    exam_date: date | None = None
+    exam_weeks_left: int | None = None  # scheduled: whole weeks to the exam
+    # Sat, score not in: the days between which the score should post (about 3-4 weeks after).
+    score_posts: tuple[date, date] | None = None
+    # Pending or failing: every band from the passing score up, with the outlook it would
+    # bring, worst first (the letter shows them best first).
+    score_bands: tuple[ScoreBand, ...] = ()
+    # Levels 1-2: the rule id of the reason that caps the outlook (the why names it first).
+    cap_rule: str = ""
+    research_known: bool = False  # the roster gives a research count (None: not given)

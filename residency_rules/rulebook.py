@@ -42,6 +42,12 @@ class Rules:
     package_min_research: int
     package_cap: Outlook
     parallel_max_listed: int
+    parallel_min_level: int  # a parallel specialty is offered only at this level or better
+    score_posts_from_weeks: int  # a Step 2 CK score posts this long after the exam at the soonest
+    score_posts_by_weeks: int  # ... and should have posted by this long after it
+    max_attempts: int  # USMLE: attempts allowed at one Step
+    full_passes_weeks: int  # weeks left before "two full passes" of a question bank is a plan
+    final_weeks: int  # under this many weeks left: a practice form, weak areas, rest
     pending_label: str
     pending_max_level: int
     failing: Outlook
@@ -129,7 +135,26 @@ def parse_rules(doc: df.Table, origin: str) -> Rules:
     )
 
     parallel, w = section("parallel")
-    max_listed = df.integer(parallel, "max_listed", w, "use e.g. max_listed = 5", low=1, high=50)
+    max_listed = df.integer(parallel, "max_listed", w, "use e.g. max_listed = 3", low=1, high=50)
+    min_level = df.integer(parallel, "min_level", w, "use a level 1-5, e.g. min_level = 3",
+                           low=1, high=5)
+
+    exam, w = section("exam")
+    fix = "use a number of weeks, e.g. score_posts_from_weeks = 3, score_posts_by_weeks = 4"
+    posts_from = df.integer(exam, "score_posts_from_weeks", w, fix, low=0, high=26)
+    posts_by = df.integer(exam, "score_posts_by_weeks", w, fix, low=0, high=26)
+    if posts_from > posts_by:
+        raise w.error(f"score_posts_from_weeks ({posts_from}) is above score_posts_by_weeks "
+                      f"({posts_by})", fix)
+    max_attempts = df.integer(exam, "max_attempts", w, "use the USMLE's limit, e.g. 4",
+                              low=1, high=10)
+
+    study, w = section("study")
+    fix = "use a number of weeks, e.g. full_passes_weeks = 8, final_weeks = 3"
+    full_passes = df.integer(study, "full_passes_weeks", w, fix, low=1, high=52)
+    final = df.integer(study, "final_weeks", w, fix, low=1, high=52)
+    if final > full_passes:
+        raise w.error(f"final_weeks ({final}) is above full_passes_weeks ({full_passes})", fix)
 
     outside, w = section("outside")
     pending_label = df.text(outside, "pending_label", w, 'e.g. pending_label = "Pending Step 2 CK"')
@@ -154,6 +179,12 @@ def parse_rules(doc: df.Table, origin: str) -> Rules:
         package_min_research=min_research,
         package_cap=cap,
         parallel_max_listed=max_listed,
+        parallel_min_level=min_level,
+        score_posts_from_weeks=posts_from,
+        score_posts_by_weeks=posts_by,
+        max_attempts=max_attempts,
+        full_passes_weeks=full_passes,
+        final_weeks=final,
         pending_label=pending_label,
         pending_max_level=pending_max,
         failing=failing,

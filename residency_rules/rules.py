@@ -13,8 +13,11 @@ numbers and labels in the data file):
 - Trend: a numeric Step 1 decides when the gap is >= 15 (upward) or < 5 (stable); otherwise
   a marginal or failed Step 1 is upward with an excellent Step 2 CK and stable below it.
 - Modifiers shift only the matrix bands; outside the matrix the band is the raw band.
-- The parallel plan names at most `max_listed` (5) specialties; none without a numeric score.
-  Order: the specialty's curated `parallel` list, then its `family`, then the closest median.
+- The parallel plan names at most `max_listed` (3) specialties, each evaluated on the
+  student's record and offered at `min_level` (3) or better; none without a numeric score.
+  Order: the curated `parallel` list, then the `family`; other families only when none fits.
+- Unknown is not zero: no research column or a blank cell, and no clerkship graded yet, are
+  "not given": the hyper package does not count them as missing, no letter calls them so.
 - Step 2 CK attempts count the sittings, the score on file (or awaited) included. A pass or a
   pending score after two or more, and any failing score, put a Step 2 CK failure on the
   record: a clean Step 1 then reads the `failure` row (score ladder included), Step 2 CK's
@@ -27,7 +30,7 @@ import datetime as _dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from residency_rules import advice, explain, plan
+from residency_rules import advice, explain, plan, situation
 from residency_rules.bands import (
     clerkship_strength,
     matrix_row,
@@ -36,9 +39,9 @@ from residency_rules.bands import (
     step2_band,
     step2_failed_before,
 )
-from residency_rules.calendar import Cycle, phase
+from residency_rules.calendar import Cycle
 from residency_rules.errors import RulesError
-from residency_rules.outlook import ladder, read_matrix, shift_band
+from residency_rules.outlook import ladder, read_matrix, score_bands, shift_band
 from residency_rules.parallel import parallel_specialties
 from residency_rules.records import (
     Band,
@@ -47,6 +50,7 @@ from residency_rules.records import (
     NextLevel,
     ProgramMix,
     Reason,
+    ScoreBand,
     Specialty,
     Step1Status,
     StudentRecord,
@@ -75,7 +79,9 @@ class _Compiled:
     ladders: dict[tuple[str, Step1Status, ClerkshipStrength, bool, bool], tuple[NextLevel, ...]] = (
         field(default_factory=dict)
     )
-    parallels: dict[tuple[str, int], tuple[str, ...]] = field(default_factory=dict)
+    parallels: dict[tuple[object, ...], tuple[str, ...]] = field(default_factory=dict)
+    band_cache: dict[tuple[str, Step1Status, ClerkshipStrength, bool, bool],
+                     tuple[ScoreBand, ...]] = field(default_factory=dict)
     decisions: dict[_DecisionKey, _Decision] = field(default_factory=dict)
 
     def ladder(
@@ -95,15 +101,21 @@ class _Compiled:
             self.ladders[key] = found
         return found
 
-    def parallel(self, spec: Specialty, score: int) -> tuple[str, ...]:
-        """Return the cached parallel plan for a specialty and score: lower tiers only, where
-        the score is already solid; curated list, then same family, then closest NRMP median."""
-        key = (spec.name, score)
-        found = self.parallels.get(key)
+    def bands(
+        self,
+        spec: Specialty,
+        status: Step1Status,
+        clerkships: ClerkshipStrength,
+        repeated: bool,
+        package_ok: bool,
+    ) -> tuple[ScoreBand, ...]:
+        """Return the cached bands of scores still to come, each with its outlook."""
+        key = (spec.name, status, clerkships, repeated, package_ok)
+        found = self.band_cache.get(key)
         if found is None:
-            limit = self.rules.parallel_max_listed
-            found = parallel_specialties(self.specialties, spec, score, limit)
-            self.parallels[key] = found
+            failed = 2 if repeated else 0
+            found = score_bands(spec, status, clerkships, failed, package_ok, self.rules)
+            self.band_cache[key] = found
         return found
 
 
@@ -176,10 +188,13 @@ class _Decision:
     score_alone: Outlook | None  # the matrix for the score alone; None outside the matrix
     floor_label: str  # pending: the outlook a just-passing score would bring, if at risk
     modifiers: tuple[str, ...]  # what changed the score-alone reading (the why says so)
+    bands: tuple[ScoreBand, ...]  # pending or failing: every band of the score to come
+    capped: bool  # the hyper-tier package capped the level
 
 
 _DecisionKey = tuple[
-    str, Step1Status, bool, int, Band, ClerkshipStrength, bool, tuple[str, ...], bool, bool
+    str, Step1Status, bool, int, Band, ClerkshipStrength, bool, tuple[str, ...], bool, bool,
+    bool,
 ]
 
 
@@ -195,17 +210,22 @@ def _decide(
     missing: tuple[str, ...],
     step2_failed: bool,
     grades_to_come: bool = True,
+    levers_open: bool = True,
 ) -> _Decision:
-    """Read the outlook for one situation; cached, as a roster repeats few situations."""
+    """Read the outlook for one situation; cached, as a roster repeats few situations.
+
+    levers_open: programs do not review yet, so the why may still say what to do about the
+    clinical grades.
+    """
     key: _DecisionKey = (
         spec.name, status, marginal, failed, raw, strength, failed_clerkship, missing,
-        step2_failed, grades_to_come,
+        step2_failed, grades_to_come, levers_open,
     )
     found = compiled.decisions.get(key)
     if found is None:
         found = _decide_uncached(
             compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing,
-            step2_failed, grades_to_come,
+            step2_failed, grades_to_come, levers_open,
         )
         compiled.decisions[key] = found
     return found
@@ -223,6 +243,7 @@ def _decide_uncached(
     missing: tuple[str, ...],
     step2_failed: bool,
     grades_to_come: bool,
+    levers_open: bool,
 ) -> _Decision:
     rules = compiled.rules
     # A Step 2 CK failure on the record puts a clean Step 1 on the `failure` row (#14).
@@ -240,6 +261,7 @@ def _decide_uncached(
     score_alone: Outlook | None = None
     floor_label = ""
     causes: list[str] = []
+    bands: tuple[ScoreBand, ...] = ()
     outcome: Reason | None
     if not step1_passed:
         outside = rules.step1_not_passed if status == "not passed" else rules.step1_not_taken
@@ -251,6 +273,7 @@ def _decide_uncached(
         outcome = explain.outside("failing", name, spec.solid, spec.excellent)
         steps = compiled.ladder(spec, row, strength, repeated, package_ok)
         next_levels = tuple(n for n in steps if n.level > level)
+        bands = compiled.bands(spec, row, strength, repeated, package_ok)
     elif raw == "pending":
         steps = compiled.ladder(spec, row, strength, repeated, package_ok)
         best = steps[-1].level if steps else 1
@@ -262,6 +285,7 @@ def _decide_uncached(
             floor_label = steps[0].label
         capped = bool(steps) and steps[-1].label == rules.package_cap.label and not package_ok
         outcome = explain.outside("pending", name, spec.solid, spec.excellent)
+        bands = compiled.bands(spec, row, strength, repeated, package_ok)
     else:
         band, clerk_moved, _ = shift_band(raw, strength, failed if repeated else 0)
         if clerk_moved:
@@ -281,22 +305,25 @@ def _decide_uncached(
         if capped:
             causes.append(
                 f"in {name} a strong score is necessary but not enough without "
-                f"{explain.join(missing)}"
+                f"{explain.pieces_text(name, missing)}"
             )
         outcome = None
         if score_alone.label != label and causes:
             outcome = explain.changed(score_alone.label, tuple(causes), label)
 
     if strength != "neutral":
-        reasons.append(
-            explain.clerkships(strength, failed_clerkship, clerk_moved_to, grades_to_come)
-        )
+        reasons.append(explain.clerkships(
+            strength, failed_clerkship, clerk_moved_to, grades_to_come, levers_open,
+        ))
     if repeated and raw != "failing":
         reasons.append(explain.repeated_failures(failed))
     if hyper and step1_passed:
-        if not (capped and outcome is not None):  # else the outcome says it
+        # Missing pieces only (the strengths of a whole package are the student's record's,
+        # said by _evaluate); else the outcome says it.
+        if missing and not (capped and outcome is not None
+                            and outcome.rule == "matrix.changed"):
             reasons.append(explain.package(name, missing, capped))
-        if marginal:
+        if marginal and level >= 3:  # the top programs' note means nothing at a reach
             reasons.append(explain.hyper_marginal(name))
     if outcome is not None:
         reasons.append(outcome)
@@ -320,6 +347,8 @@ def _decide_uncached(
         score_alone=score_alone,
         floor_label=floor_label,
         modifiers=tuple(causes) if outcome is not None else (),
+        bands=bands,
+        capped=capped,
     )
 
 
@@ -383,11 +412,12 @@ def _levers(
             )
     if spec.tier == "hyper":
         missing = _missing(spec.name, strength, record, compiled.rules)
-        pieces = tuple(m for m in missing if "clinical" not in m)
+        # What the student can be told: research, not the office's letters rating.
+        pieces = tuple(m for m in explain.visible(missing) if "clinical" not in m)
         if pieces:
             best = "strong" if could_be_strong else strength
-            left = _missing(spec.name, best, record, compiled.rules)
-            left = tuple(m for m in left if "clinical" in m)
+            left = tuple(m for m in _missing(spec.name, best, record, compiled.rules)
+                         if m not in pieces)
             alt = _decide(compiled, spec, status, marginal, failed, raw, best, False, left,
                           step2_failed)
             if alt.level > decision.level:
@@ -403,12 +433,71 @@ def _levers(
 def _missing(
     name: str, strength: ClerkshipStrength, record: StudentRecord, rules: Rules
 ) -> tuple[str, ...]:
+    """List the hyper package's missing pieces; a piece the roster does not give (no research
+    count, no clerkship graded yet) is unknown, not missing (docs/rules.md, Unknown is not
+    zero)."""
+    graded = any(g is not None for _, g in record.clerkships)
+    research = record.research_count
     return advice.missing_pieces(
         name,
-        strength == "strong",
-        (record.research_count or 0) >= rules.package_min_research,
+        strength == "strong" or not graded,
+        research is None or research >= rules.package_min_research,
         record.letters != "weak",
     )
+
+
+def _parallel(
+    compiled: _Compiled,
+    spec: Specialty,
+    score: int,
+    step2_date: _dt.date | None,
+    status: Step1Status,
+    marginal: bool,
+    failed: int,
+    strength: ClerkshipStrength,
+    failed_clerkship: bool,
+    step2_failed: bool,
+) -> tuple[str, ...]:
+    """Return the cached parallel plan: lower tiers where this record reaches level 3 or
+    better, each candidate read by the same rules (failures and clinical grades included)."""
+    key = (spec.name, score, step2_date, status, marginal, failed, strength, failed_clerkship,
+           step2_failed)
+    found = compiled.parallels.get(key)
+    if found is None:
+        rules = compiled.rules
+
+        def level_for(other: Specialty) -> int:
+            raw = step2_band(score, step2_date, other, rules)
+            return _decide(compiled, other, status, marginal, failed, raw, strength,
+                           failed_clerkship, (), step2_failed).level
+
+        found = parallel_specialties(compiled.specialties, spec, score, level_for,
+                                     rules.parallel_max_listed, rules.parallel_min_level)
+        compiled.parallels[key] = found
+    return found
+
+
+def _cap_rule(
+    status: Step1Status, raw: Band, step2_failed: bool, decision: _Decision
+) -> str:
+    """Name the reason that caps an outlook at level 1-2: the why gives it first."""
+    if status == "not passed":
+        return "step1.not_passed"
+    if status == "not taken":
+        return "step1.not_taken"
+    if raw == "failing":
+        return "outlook.failing"
+    if status == "failure":
+        return "step1.failure"
+    if step2_failed:
+        return "step2.failed_before"
+    if raw == "pending":
+        return "hyper.package" if decision.capped else ""
+    if decision.modifiers:
+        return "matrix.changed"
+    if decision.capped:
+        return "hyper.package"
+    return "cap.score"
 
 
 def _evaluate(
@@ -438,68 +527,86 @@ def _evaluate(
     strength, failed_clerkship = clerkship_strength(record.clerkships)
     grades_to_come = any(g is None for _, g in record.clerkships)
     step2_failed = step2_failed_before(record.step2_attempts, raw)
+    day = situation.day(today, cycle, spec.match, record.match_result)
+    season = day.phase
+    # Research, grades and new letters count only until programs review (and not after the
+    # Match): from then on the plan is what counts now.
+    levers_open = season in ("preparing", "applying")
     missing: tuple[str, ...] = ()
     if tier == "hyper":
         missing = _missing(name, strength, record, rules)
     decision = _decide(
         compiled, spec, status, marginal, failed, raw, strength, failed_clerkship, missing,
-        step2_failed, grades_to_come,
+        step2_failed, grades_to_come, levers_open,
     )
     level = decision.level
+    low = level <= 2
     step1_passed = status == "clean" or status == "failure"
+    exam = situation.exam(score, raw, step2_date, today, rules)
+    step1 = situation.step1(status, marginal, failed, record.step1_attempts, rules)
 
     reasons: list[Reason] = [
-        explain.step1(status, marginal, failed),
+        explain.step1(status, marginal, failed, low, name, level),
         explain.score(name, raw, score, spec.solid, spec.excellent, passing),
     ]
     if record.conditional_pass:
         reasons.append(explain.conditional(record.conditional_pass))
     reasons.extend(decision.reasons)
     if step2_failed:
-        reasons.append(explain.step2_failed_before(raw))
-    if record.letters == "weak" and not (tier == "hyper" and step1_passed):
-        reasons.append(explain.letters_weak())  # in a hyper tier the package names them
+        reasons.append(explain.step2_failed_before(raw, name, level))
+    # Strengths, only when the roster shows them (never the letters rating).
+    research = record.research_count
+    if tier == "hyper" and step1_passed and not missing and strength == "strong" and research:
+        reasons.append(explain.package(name, (), False, True, research))
+    elif research:
+        reasons.append(explain.research(research))
     trend = _trend(status, marginal, raw, score, record.step1_score, rules)
     if trend is not None:
-        reasons.append(explain.trend(trend))
+        reasons.append(explain.trend(trend, low))
     timing_late = False
-    overdue = score is None and step2_date is not None and step2_date < today
     if score is None:
         # No date on file: the exam cannot be earlier than today.
         timing_late = (step2_date or today) > cutoff
         if timing_late:
             reasons.append(explain.timing(step2_date, review_start, today))
+    cap = _cap_rule(status, raw, step2_failed, decision) if low else ""
+    if cap == "cap.score" and score is not None:
+        reasons.append(explain.cap_score(name, score, spec.solid, level))
+    # The why explains the headline: at levels 1-2 what caps the outlook comes first.
+    first = [r for r in reasons if r.rule == cap]
+    reasons = first[:1] + [r for r in reasons if r not in first[:1]]
 
     mix = decision.mix
     parallel: tuple[str, ...] = ()
     if mix.parallel_plan and score is not None and raw != "failing":
-        parallel = compiled.parallel(spec, score)
+        parallel = _parallel(compiled, spec, score, step2_date, status, marginal, failed,
+                             strength, failed_clerkship, step2_failed)
 
-    season = phase(today, cycle)
-    over = cycle.over(today)
     target = table.interviews.target(name) if table.interviews is not None else 10
     interviews = record.interviews
-    low = (
+    low_invitations = (
         season == "interviewing" and today >= cycle.mid_season and interviews is not None
         and interviews < target and step1_passed
     )
     items, days = plan.build(plan.Situation(
-        today=today, phase=season, cycle=cycle, cycle_over=over, cutoff=cutoff,
-        specialty=name, tier=tier, solid=spec.solid, excellent=spec.excellent, step1=status,
-        step2_failed=step2_failed,
-        raw=raw, score=score, exam=step2_date, late=timing_late, overdue=overdue,
-        upward=trend == "upward", level=level, mix=mix, parallel=parallel, missing=missing,
-        weak_letters=record.letters == "weak", interviews=interviews, interviews_target=target,
-        interviews_low=low,
+        day=day, cutoff=cutoff, specialty=name, tier=tier, solid=spec.solid,
+        excellent=spec.excellent, step1=step1, step2_failed=step2_failed, raw=raw, exam=exam,
+        late=timing_late, upward=trend == "upward", level=level, mix=mix, parallel=parallel,
+        missing=missing, weak_letters=record.letters == "weak", interviews=interviews,
+        interviews_target=target, interviews_low=low_invitations,
+        full_passes_weeks=rules.full_passes_weeks, final_weeks=rules.final_weeks,
+        max_attempts=rules.max_attempts,
     ))
     levers: tuple[str, ...] = ()
-    if step1_passed and raw not in ("pending", "failing"):
+    if step1_passed and raw not in ("pending", "failing") and levers_open:
         levers = _levers(
             compiled, spec, status, marginal, failed, raw, decision, record, strength,
             step2_failed,
         )
     alone = decision.score_alone
     pending = raw == "pending"
+    overdue = exam.state == "overdue"
+    to_book = exam.state in ("scheduled", "unscheduled")
 
     return Evaluation(
         student_id=record.student_id,
@@ -529,8 +636,11 @@ def _evaluate(
         advice_days=days,
         applies_this_cycle=step1_passed,
         exam_overdue=overdue,
-        score_by=cutoff if pending and cutoff >= today and not over else None,
-        interviews_low=low,
+        # The last day to sit the exam: for a student who still has to book it, or whose date
+        # is too late (a date in time says it already: "Keep your exam on ...").
+        score_by=(cutoff if pending and cutoff >= today and season in ("preparing", "applying")
+                  and (exam.state == "unscheduled" or (to_book and timing_late)) else None),
+        interviews_low=low_invitations,
         pending_at_risk=pending and (timing_late or overdue or status == "failure"
                                      or step2_failed),
         step2_failed_before=step2_failed,
@@ -539,6 +649,18 @@ def _evaluate(
         levers=levers,
         floor_label=decision.floor_label,
         modifiers=decision.modifiers,
+        match_system=day.match.key,
+        match_name=day.match.name,
+        match_result=record.match_result,
+        step1_failures=step1.failures,
+        exam_state=exam.state,
+        exam_date=step2_date,
+        exam_weeks_left=exam.weeks_left,
+        score_posts=(exam.posts_from, exam.posts_by)
+        if exam.posts_from is not None and exam.posts_by is not None else None,
+        score_bands=decision.bands,
+        cap_rule=cap,
+        research_known=research is not None,
     )
 
 

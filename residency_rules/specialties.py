@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import functools
+import re
 import tomllib
 import unicodedata
 from collections.abc import Mapping
@@ -13,7 +14,13 @@ from importlib import resources
 from typing import Literal
 
 from residency_rules import datafile as df
-from residency_rules.calendar import Cycle, InterviewTargets, parse_cycle, parse_interviews
+from residency_rules.calendar import (
+    MATCH_KEYS,
+    Cycle,
+    InterviewTargets,
+    parse_cycle,
+    parse_interviews,
+)
 from residency_rules.errors import RulesError
 from residency_rules.explain import when
 from residency_rules.records import Specialty, Tier
@@ -143,6 +150,7 @@ def parse_table(text: str, origin: str) -> SpecialtyTable:
     )
     _check_names(specialties, origin)
     _check_parallel(specialties, origin)
+    _check_matches(specialties, calendar, origin)
     status, checked_on, report = _nrmp_block(doc, origin)
     return SpecialtyTable(
         version=version,
@@ -157,6 +165,27 @@ def parse_table(text: str, origin: str) -> SpecialtyTable:
         calendar=calendar,
         interviews=interviews,
     )
+
+
+_YEAR = re.compile(r"\b(20\d\d)\b")
+
+
+def nrmp_match_year(table: SpecialtyTable) -> str:
+    """Return the Match the NRMP figures describe, e.g. "the 2026 Match", from the report's
+    name (the shipped report and an imported one name their year)."""
+    found = _YEAR.search(table.nrmp_report or "") or _YEAR.search(table.rules.sources["nrmp"])
+    return f"the {found.group(1)} Match" if found else "the latest Match"
+
+
+def nrmp_for_students(table: SpecialtyTable) -> str:
+    """Say, in a student's words, how far the NRMP figures can be trusted: the office's check.
+
+    Letters say "not yet checked by your office against the report" while the block is
+    unchecked, and name the report and the day once the office checked it.
+    """
+    if table.nrmp_status == "checked" and table.nrmp_checked_on is not None:
+        return f"{table.nrmp_report}, checked by your office on {when(table.nrmp_checked_on)}"
+    return "NRMP figures, not yet checked by your office against the report"
 
 
 def nrmp_citation(table: SpecialtyTable) -> str:
@@ -295,6 +324,13 @@ def _specialty(entry: object, index: int, origin: str, families: tuple[str, ...]
             entry, "parallel_source", where,
             'say who chose the list, e.g. parallel_source = "office-curated default"',
         )
+    match = "nrmp"
+    if "match" in entry:
+        match = df.text(entry, "match", where, 'write match = "nrmp", "sf_match" or "aua"')
+        if match not in MATCH_KEYS:
+            raise where.error(
+                f'the match "{match}" is unknown', 'use "nrmp", "sf_match" or "aua"'
+            )
     return Specialty(
         name=name,
         tier=tier,  # narrowed to Tier by the check against TIERS above
@@ -309,7 +345,22 @@ def _specialty(entry: object, index: int, origin: str, families: tuple[str, ...]
         family=family,
         parallel=parallel,
         parallel_source=parallel_source,
+        match=match,
     )
+
+
+def _check_matches(
+    specialties: tuple[Specialty, ...], calendar: Cycle, origin: str
+) -> None:
+    """Refuse a specialty whose match has no dates in [calendar]: its letters need them."""
+    known = {m.key for m in calendar.others} | {"nrmp"}
+    for index, spec in enumerate(specialties, start=1):
+        if spec.match not in known:
+            raise df.Where(origin, f'specialty entry {index} "{spec.name}"').error(
+                f'its match "{spec.match}" has no dates',
+                f"add a [calendar.{spec.match}] table with name, ranking_opens, rank_deadline, "
+                "match_day and source (see the packaged specialties.toml)",
+            )
 
 
 def _check_parallel(specialties: tuple[Specialty, ...], origin: str) -> None:
@@ -375,13 +426,14 @@ def describe_table(table: SpecialtyTable, read_from: str) -> str:
         lines += [
             f"NRMP figures: CHECKED: imported on {when(table.nrmp_checked_on)} from the office's "
             "copy of the report.",
-            f'Letters cite them as "{nrmp_citation(table)}".',
+            f'Cited as "{nrmp_citation(table)}"; letters say "{nrmp_for_students(table)}".',
         ]
     else:
         lines += [
             "NRMP figures: NOT CHECKED. They were typed in by hand and have not been compared "
             "with the report;",
-            f'letters call them "{nrmp_citation(table)}".',
+            f'the workbook calls them "{nrmp_citation(table)}" and letters say '
+            f'"{nrmp_for_students(table)}".',
             "To check them, type the figures from your copy of the report into a CSV file "
             "(columns: specialty, q1, median, q3, unmatched median)",
             "and run: advising specialties --import FILE.csv",

@@ -33,6 +33,7 @@ from residency_rules.records import (
 )
 from residency_rules.specialties import SpecialtyTable
 from tests.conftest import RUN_DATE
+from tests.support.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden"
 XSS_NAME = "<script>alert(1)</script> O'Brien & Zoë"
@@ -149,108 +150,43 @@ def render_one(
 # --- the cases of the golden files ------------------------------------------------------------
 
 
+def ruled(record: StudentRecord, today: date = RUN_DATE) -> Evaluation:
+    """The evaluation the real rules give a record on the letter's date."""
+    from residency_rules.rules import evaluate
+    from residency_rules.specialties import load_default_table
+
+    return evaluate(record, load_default_table(), today=today)
+
+
 def _cases() -> dict[str, tuple[StudentRecord, Evaluation, LetterSummary | None]]:
-    pending = (
-        make_student("P01", name="Kwame Mensah", specialty="Internal Medicine", step2_score=None,
-                     step1_margin=None, step2_date=date(2026, 9, 10), advisor=None,
-                     advisor_email=None),
-        make_evaluation(
-            "P01", specialty="Internal Medicine", tier="less", solid=240, excellent=250,
-            step1_marginal=False, raw_band="pending", band="pending", level=3,
-            label="Pending Step 2 CK", trend=None, timing_late=True, step2_score=None,
-            reasons=(
-                Reason("step1.clean", "You passed Step 1 on the first try, which is the first "
-                       "thing programs check."),
-                Reason("step2.pending", "Your Step 2 CK score is not in yet. For Internal "
-                       "Medicine, 240 is a solid score and 250 an excellent one."),
-                Reason("timing.late", "Your Step 2 CK score will not be out by 23 Sep 2026."),
-            ),
-            advice=(
-                AdviceItem("target", "Aim for 240-250 on Step 2 CK for Internal Medicine.", "t"),
-                AdviceItem("qbank", "Do two full passes of a question bank (UWorld or AMBOSS) in "
-                           "mixed, timed blocks.", "Game plan 3"),
-                AdviceItem("schedule", "Move your exam to 26 Aug 2026 or earlier if you can.",
-                           "Game plan 5"),
-                AdviceItem("mix", "Build a realistic program list.", "Game plan 6"),
-            ),
-            mix=ProgramMix(15, 40, 45, parallel_plan=False, meet_advisor=False),
-            next_levels=(
-                NextLevel(2, "Apply broadly", 218),
-                NextLevel(3, "Competitive at community programs", 235),
-                NextLevel(4, "Strong candidate", 240),
-                NextLevel(5, "Very competitive", 250),
-            ),
-        ),
-        None,
+    """The golden letters' students, evaluated by the real rules on RUN_DATE (24 Nov 2026,
+    the interview season), and one hand-built evaluation carrying hostile text."""
+    pending_record = make_student(
+        "P01", name="Kwame Mensah", specialty="Internal Medicine", step2_score=None,
+        step1_margin=None, step2_date=date(2026, 12, 15), advisor=None, advisor_email=None,
     )
+    pending = (pending_record, ruled(pending_record), None)
+    changed_record = make_student("F01", name="Li Wei", specialty="Family Medicine",
+                                  step1_attempts=2, step1_margin=None, step2_score=252)
     changed = (
-        make_student("F01", name="Li Wei", specialty="Family Medicine", step1_attempts=2,
-                     step1_margin=None, step2_score=252),
-        make_evaluation(
-            "F01", specialty="Family Medicine", tier="less", solid=240, excellent=250,
-            step1_status="failure", step1_marginal=False, raw_band="excellent", band="excellent",
-            level=3, label="Matchable, with explanation", impact=60, trend="upward",
-            step2_score=252, next_levels=(), phase="interviewing",
-            reasons=(
-                Reason("step1.failure", "You passed Step 1 after 1 failed attempt."),
-                Reason("step2.excellent", "Your Step 2 CK score of 252 is excellent for Family "
-                       "Medicine (250 or more)."),
-                Reason("matrix", "Your outlook for Family Medicine is: Matchable, with "
-                       "explanation."),
-            ),
-            advice=(
-                AdviceItem("statement", "In your personal statement, write one short, specific "
-                           "paragraph about your Step 1 failure. Not an apology letter.", "PS"),
-                AdviceItem("letters", "Ask for letters from attendings who saw you at your "
-                           "best.", "Letters"),
-            ),
-            mix=ProgramMix(15, 40, 45, parallel_plan=False, meet_advisor=False),
-        ),
+        changed_record,
+        ruled(changed_record),
         LetterSummary(2, "Reach: apply broadly, with explanation", "borderline", 238,
                       "Family Medicine", date(2026, 10, 1)),
     )
-    hyper = (
-        make_student("D01", name="Sofía Núñez", specialty="Dermatology", step1_margin=None,
-                     step2_score=262, research_count=0),
-        make_evaluation(
-            "D01", specialty="Dermatology", tier="hyper", solid=255, excellent=265,
-            step1_marginal=False, level=2, label="Reach: the rest of the package is missing",
-            impact=40, trend=None, step2_score=262, next_levels=(),
-            reasons=(
-                Reason("step2.solid", "Your Step 2 CK score of 262 is solid for Dermatology."),
-                Reason("hyper.package", "For Dermatology, a strong Step 2 CK is necessary but "
-                       "not enough."),
-            ),
-            advice=(
-                AdviceItem("package", "Work on the rest of the package now.", "Hyper"),
-                AdviceItem("parallel", "Plan a parallel application as well.", "Parallel"),
-            ),
-            mix=ProgramMix(10, 30, 60, parallel_plan=True, meet_advisor=False),
-            parallel=("Diagnostic Radiology", "Anesthesiology", "General Surgery"),
-            missing_package=("Honors-level clinical grades", "research, ideally in Dermatology"),
-        ),
-        None,
+    hyper_record = make_student(
+        "D01", name="Sofía Núñez", specialty="Dermatology", step1_margin=None, step2_score=262,
+        research_count=0, letters="weak",
+        clerkships=(("Internal Medicine", "HP"), ("Surgery", "P"), ("Pediatrics", "P"),
+                    ("Psychiatry", None)),
     )
-    at_risk = (
-        make_student("G01", name="Jonas Berg", specialty="General Surgery", step1_attempts=2,
-                     step1_margin=None, step2_score=240, advisor=None, advisor_email=None,
-                     conditional_pass=("Surgery",)),
-        make_evaluation(
-            "G01", specialty="General Surgery", tier="high", solid=250, excellent=260,
-            step1_status="failure", step1_marginal=False, raw_band="below", band="below",
-            clerkships="weak", level=1, label="At risk: plan a parallel specialty", impact=60,
-            trend="stable", step2_score=240, next_levels=(),
-            reasons=(Reason("step2.below", "Your Step 2 CK score of 240 is well under 250."),),
-            advice=(
-                AdviceItem("statement", "Write one short paragraph about your Step 1 failure.",
-                           "PS"),
-                AdviceItem("parallel", "Plan a parallel application as well.", "Parallel"),
-            ),
-            mix=ProgramMix(5, 25, 70, parallel_plan=True, meet_advisor=True),
-            parallel=("Family Medicine", "Pathology", "Psychiatry"),
-        ),
-        None,
+    hyper = (hyper_record, ruled(hyper_record), None)
+    at_risk_record = make_student(
+        "G01", name="Jonas Berg", specialty="General Surgery", step1_attempts=2,
+        step1_margin=None, step2_score=240, advisor=None, advisor_email=None,
+        conditional_pass=("Surgery",), clerkships=(("Surgery", "P"),),
     )
+    at_risk = (at_risk_record, ruled(at_risk_record), None)
     hostile = (
         make_student("X01", name=XSS_NAME, advisor="Dr. <b>Bold</b> & \"Quote\"",
                      advisor_email="adv@school.edu"),
@@ -262,7 +198,7 @@ def _cases() -> dict[str, tuple[StudentRecord, Evaluation, LetterSummary | None]
         None,
     )
     return {
-        "strong_em": (make_student(), make_evaluation(), None),
+        "strong_em": (make_student(), ruled(make_student()), None),
         "pending_late": pending,
         "failure_changed": changed,
         "hyper_reach": hyper,
@@ -293,17 +229,14 @@ def mask_dates(text: str) -> str:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_letter_matches_golden_file(case: str, tmp_path: Path, table: SpecialtyTable) -> None:
-    """Each letter equals its reviewed golden file once dates are masked (UPDATE_GOLDEN=1)."""
+    """Each letter equals its reviewed golden file once dates are masked (UPDATE_GOLDEN=1
+    rewrites it and fails: read the diff, then run again)."""
     record, evaluation, previous = CASES[case]
     letter = render_one(tmp_path, table, record, evaluation, previous)
-    for suffix, body in (("html", letter.html), ("txt", letter.text)):
-        golden = GOLDEN / f"{case}.{suffix}"
-        masked = mask_dates(body)
-        if os.environ.get("UPDATE_GOLDEN"):
-            GOLDEN.mkdir(exist_ok=True)
-            golden.write_text(masked, encoding="utf-8")
-        assert golden.exists(), f"no golden file {golden}: run with UPDATE_GOLDEN=1, then review"
-        assert masked == golden.read_text(encoding="utf-8"), f"{case}.{suffix} differs"
+    check_golden(*(
+        (GOLDEN / f"{case}.{suffix}", mask_dates(body))
+        for suffix, body in (("html", letter.html), ("txt", letter.text))
+    ))
 
 
 # --- valid, safe HTML -------------------------------------------------------------------------
@@ -478,7 +411,7 @@ def test_outlook_and_level_come_first_then_chart_plan_mix_signature(
     assert "To reach the next level" not in text and "255+" not in text
     order = [
         "Competitive for many programs", "Level 4 of 5", "First, by Thu 26 Nov",
-        "Your Step 2 CK on the scale", "Middle half of applicants who matched",
+        "Your Step 2 CK on the scale", "Middle half of US MD seniors who matched",
         "What can still move your outlook", "Why", "Then", "By Tue 22 Dec", "Your program list",
         "4 reach", "10 solid", "6 safety", "Dr. Rosa Ortiz", "rosa.ortiz@school.edu",
         "not a guarantee", "Rules version 2026.1",
@@ -499,7 +432,10 @@ def test_chart_shows_score_against_marks_and_nrmp_quartiles(
     plain = check_html(letter.html).plain
     assert "Your Step 2 CK 248" in plain
     assert "Solid mark 245" in plain and "Excellent mark 255" in plain
-    assert "inside the middle half of applicants who matched" in flat(letter.text)
+    assert (
+        "Of US MD seniors who matched in Emergency Medicine in the 2026 Match, the middle half "
+        f"scored {spec.nrmp_q1}-{spec.nrmp_q3}; your 248 is inside that range" in flat(letter.text)
+    )
     bars = [a for t, a in check_html(letter.html).elements
             if t == "td" and a.get("height") == "12" and "bgcolor" in a]
     widths = [int(str(a["width"]).rstrip("%")) for a in bars]
@@ -511,27 +447,29 @@ def test_chart_shows_score_against_marks_and_nrmp_quartiles(
 def test_nrmp_figures_are_called_approximate_until_the_office_checks_them(
     tmp_path: Path, table: SpecialtyTable
 ) -> None:
-    """Unchecked (as shipped): approximate, no table number. Checked: the report and the day."""
+    """Unchecked (as shipped): not yet checked by the office, no table number. Checked: the
+    report and the day the office checked it."""
     letter = render_one(tmp_path, table)
     assert table.nrmp_status == "unchecked"
     for text in (flat(letter.text), letter.html):
-        assert "approximate NRMP figures (entered by hand, not yet checked against the report)" in (
-            text
-        )
+        assert "NRMP figures, not yet checked by your office against the report" in text
         assert "Table 5" not in text and "Charting Outcomes" not in text
     checked = dataclasses.replace(
         table, nrmp_status="checked", nrmp_checked_on=date(2026, 12, 1)
     )
     letter = render_one(tmp_path / "checked", checked)
     for text in (flat(letter.text), letter.html):
-        assert "NRMP Charting Outcomes 2026, Table 5, checked on 1 Dec 2026" in text
-        assert "approximate" not in text
+        assert "NRMP Charting Outcomes 2026, Table 5, checked by your office on 1 Dec 2026" in (
+            text)
+        assert "not yet checked" not in text
 
 
 def test_pending_student_gets_a_target_range_and_a_plan(
     tmp_path: Path, table: SpecialtyTable
 ) -> None:
-    """No score yet: the letter gives the target range, the score for each level and a plan."""
+    """No score yet, the exam three weeks away in the interview season: the target range in
+    the chart, every band of the score with its outlook, the study plan for the weeks left
+    (no "two full passes" now), the exam date to keep, and no date already past."""
     record, evaluation, _ = CASES["pending_late"]
     letter = render_one(tmp_path, table, record, evaluation)
     text = flat(letter.text)
@@ -539,27 +477,32 @@ def test_pending_student_gets_a_target_range_and_a_plan(
     assert "Your target range 240-250" in check_html(letter.html).plain
     assert "WHAT EACH SCORE WOULD MEAN" in text
     # The range of outcomes, the downside included; no level number before there is a score.
-    assert "- 250 or more: Very competitive - 240 or more" in text
+    assert "- 250 or more: Very competitive - 240-249: Strong candidate" in text
     assert "- under 218: not passed (a retake)" in text
     assert "level 3" not in text.lower() and "(level" not in text
-    assert "First, from Tue 24 Nov: Do two full passes" in text
-    # Late exam date: a callout with the dates, not a duplicate reason.
-    assert "is too late" in text and "23 September 2026" in text
-    assert "will not be out by" not in text
+    assert "Finish your question bank in mixed, timed blocks" in text
+    assert "two full passes" not in text
+    assert "Keep your exam on 15 Dec 2026" in text
+    assert "23 September 2026" not in text and "23 Sep 2026" not in text
     assert "an advisor at the Office of Student Affairs" not in text  # no meeting needed
 
 
 def test_parallel_plan_and_advisor_meeting_at_level_one(
     tmp_path: Path, table: SpecialtyTable
 ) -> None:
-    """Level 1: the parallel specialties with NRMP medians, and a dated meeting with an advisor."""
+    """Level 1: the parallel specialty the rules rate level 3 for this student, the Step 1
+    failure first in the why, and a dated meeting with an advisor."""
     record, evaluation, _ = CASES["at_risk_parallel"]
     letter = render_one(tmp_path, table, record, evaluation)
     text = flat(letter.text)
-    assert "Plan a parallel application as well" in text
-    assert "by Tue 8 Dec: Meet an advisor at the Office of Student Affairs" in text
-    assert "1 reach, 5 solid, 14 safety" in text
-    assert "Surgery clerkship grade was a Conditional Pass" in text
+    assert evaluation.parallel == ("Family Medicine",)
+    assert "apply in your parallel specialty now: with your record, Family Medicine is a " \
+        "realistic choice" in text
+    assert "First, by Tue 1 Dec: Meet an advisor at the Office of Student Affairs" in text
+    why = text[text.index("WHY"):]
+    assert why.startswith("WHY - You passed Step 1 after failing it once. Programs see every "
+                          "attempt")
+    assert "Surgery grade was a Conditional Pass; we counted it as a Pass" in text
     # No advisor on the roster: the office signs and its address is the one to write to.
     assert "write to Office of Student Affairs, advising@school.edu" in text
     assert letter.reply_to == "advising@school.edu"
@@ -791,4 +734,7 @@ def test_letters_from_the_rules_engine_are_complete_and_valid(
         assert "First, " in plain and "not a guarantee" in plain
         assert "None" not in plain.split() and "None" not in letter.text.split()
         if evaluation.level <= 2 and evaluation.applies_this_cycle:
-            assert "parallel" in plain.lower() or "backup plan" in plain
+            # A parallel specialty, or (the least competitive tier) breadth: never "a second
+            # specialty" where there is no lower tier.
+            assert "parallel" in plain.lower() or "more programs than usual" in plain
+            assert "second specialty" not in plain

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,32 +35,57 @@ TABLE = (
 )
 
 
-def test_the_same_family_comes_before_a_closer_median() -> None:
-    """Surgery and radiology are closer to 258 but of another family: they come last."""
-    names = parallel_specialties(TABLE, SKIN, 258, 10)
-    assert names == ("Medicine", "Brain", "Academic", "Cutting", "Pictures", "Slides")
+def solid_level(score: int) -> Callable[[Specialty], int]:
+    """A stand-in for the rules: level 3 where the score is solid, else 2."""
+    return lambda other: 3 if score >= other.solid else 2
+
+
+def plan(top: Specialty, score: int, limit: int = 10,
+         level_for: Callable[[Specialty], int] | None = None) -> tuple[str, ...]:
+    return parallel_specialties(TABLE, top, score, level_for or solid_level(score), limit, 3)
+
+
+def test_the_same_family_comes_first_and_other_families_only_when_none_fits() -> None:
+    """Surgery and radiology are closer to 258 but of another family: they are offered only
+    when no specialty of the student's own family (or the curated list) fits."""
+    assert plan(SKIN, 258) == ("Medicine", "Brain", "Academic")
+    # Nothing medical fits a student the rules rate low in every medical specialty.
+    medical_low = plan(SKIN, 258, level_for=lambda o: 2 if o.family == "medical" else 3)
+    assert medical_low == ("Cutting", "Pictures", "Slides")
 
 
 def test_a_curated_list_wins_in_its_own_order() -> None:
     curated = spec("Skin", "hyper", "medical", 258, parallel=("Slides", "Medicine"))
-    names = parallel_specialties(TABLE, curated, 258, 10)
-    assert names[:3] == ("Slides", "Medicine", "Brain")
+    assert plan(curated, 258)[:3] == ("Slides", "Medicine", "Brain")
 
 
-def test_never_the_same_tier_and_never_where_the_score_is_not_solid() -> None:
-    """A 245 is solid for the less tier only; a curated high-tier name is still left out."""
+def test_never_the_same_tier_and_never_below_the_level_the_rules_give() -> None:
+    """A 245 is solid for the less tier only (the stand-in rates the rest level 2); a curated
+    high-tier name is still left out, and the same tier never appears."""
     curated = spec("Skin", "hyper", "medical", 258, parallel=("Cutting", "Medicine"))
-    names = parallel_specialties(TABLE, curated, 245, 10)
-    assert names == ("Medicine", "Brain", "Slides")
-    assert "Other skin" not in parallel_specialties(TABLE, SKIN, 300, 10)
+    assert plan(curated, 245) == ("Medicine", "Brain")
+    assert "Other skin" not in plan(SKIN, 300)
+
+
+def test_each_candidate_is_read_on_the_students_own_record() -> None:
+    """The level function is asked about every candidate offered, and a candidate it rates
+    under the minimum is never offered, whatever its tier or family."""
+    asked: list[str] = []
+
+    def level_for(other: Specialty) -> int:
+        asked.append(other.name)
+        return 2 if other.name == "Medicine" else 3
+
+    names = plan(SKIN, 258, level_for=level_for)
+    assert "Medicine" not in names and set(names) <= set(asked)
 
 
 def test_the_list_is_cut_at_the_limit() -> None:
-    assert parallel_specialties(TABLE, SKIN, 258, 2) == ("Medicine", "Brain")
+    assert plan(SKIN, 258, limit=2) == ("Medicine", "Brain")
 
 
 def test_the_lowest_tier_has_no_parallel_plan() -> None:
-    assert parallel_specialties(TABLE, TABLE[3], 300, 5) == ()
+    assert plan(TABLE[3], 300, limit=5) == ()
 
 
 def test_every_packaged_specialty_has_a_known_family() -> None:

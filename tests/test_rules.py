@@ -248,18 +248,35 @@ def test_modifiers_apply_in_order_clerkships_then_attempts() -> None:
 
 
 def test_hyper_tier_without_the_whole_package_is_capped_at_reach() -> None:
-    """Necessary but not sufficient: an excellent score alone is a reach, and the gaps listed."""
-    result = run(student(specialty="Dermatology", step2_score=268, letters="weak"))
+    """Necessary but not sufficient: an excellent score alone is a reach, and the gaps listed
+    (each known: no research counted, clinical grades graded and not strong, weak letters)."""
+    result = run(student(specialty="Dermatology", step2_score=268, letters="weak",
+                         research_count=0, clerkships=WEAK))
     assert (result.level, result.label) == (2, "Reach: the rest of the package is missing")
     assert result.missing_package == (
         "Honors-level clinical grades",
         "research, ideally in Dermatology",
         "strong letters from big names in the field",
     )
-    # One voice: the why says what the score alone gives and what the package changes.
+    # One voice: the why says what the score alone gives and what the package changes, first
+    # (it caps the outlook), and never the office's letters rating.
     package = [r for r in result.reasons if r.rule == "matrix.changed"]
     assert package and "necessary but not enough" in package[0].text
     assert '"Competitive if the whole package is strong"' in package[0].text
+    assert result.reasons[0].rule == result.cap_rule == "matrix.changed"
+    assert not any("letters" in r.text for r in result.reasons)
+
+
+def test_unknown_research_or_clinical_grades_are_not_given_not_missing() -> None:
+    """Unknown is not zero: a Dermatology 268 with no research column and no clerkship graded
+    keeps the matrix's level; with a known 0 and graded Pass grades it is capped."""
+    unknown = run(student(specialty="Dermatology", step2_score=268))
+    assert (unknown.level, unknown.missing_package) == (4, ())
+    assert not any("research" in r.text.lower() for r in unknown.reasons)
+    assert not any("research" in lever.lower() for lever in unknown.levers)
+    known = run(student(specialty="Dermatology", step2_score=268, research_count=0,
+                        clerkships=WEAK))
+    assert known.level == 2 and "research, ideally in Dermatology" in known.missing_package
 
 
 def test_hyper_tier_with_the_whole_package_keeps_the_matrix_level() -> None:
@@ -378,7 +395,7 @@ def test_pending_advice_sets_the_target_range_and_the_exam_plan() -> None:
     assert "two full passes" in qbank.text and "mixed, timed blocks" in qbank.text
     assert "NBME" in qbank.text
     assert qbank.section == "Practical Game Plan If You're Banking on Step 2 CK"
-    assert "26 Aug 2026" in schedule.text and "23 Sep 2026" in schedule.text
+    assert "26 Aug 2026" in schedule.text
     assert schedule.section == "Time Your Exam and ERAS Submission"
 
 
@@ -418,22 +435,29 @@ def test_the_program_list_mix_follows_the_level(
     assert ("advisor" in keys(result)) is mix[4]
 
 
-def test_the_parallel_plan_names_the_curated_list_first_then_the_closest_median() -> None:
-    """After a Step 1 failure a 247 in General Surgery is at risk; 247 is already solid for
-    every less and moderate tier specialty. The office's list for General Surgery comes first
-    (OB/GYN, Anesthesiology, EM, Family Medicine), then the closest NRMP median: Pathology 247."""
+def test_the_parallel_plan_offers_only_what_the_rules_rate_level_three_for_the_student() -> None:
+    """After a Step 1 failure a 247 in General Surgery is at risk. 247 is solid for every less
+    and moderate tier specialty, but on this record (a Step 1 failure) the moderate ones read
+    "Reach, with explanation" (level 2): of the office's list (OB/GYN, Anesthesiology, EM,
+    Family Medicine) only Family Medicine is offered, rated "Matchable, with explanation"."""
     result = run(student(specialty="General Surgery", step2_score=247, step1_attempts=2))
     assert result.level == 1
-    assert result.parallel == (
-        "Obstetrics and Gynecology", "Anesthesiology", "Emergency Medicine", "Family Medicine",
-        "Pathology",
-    )
+    assert result.parallel == ("Family Medicine",)
+    fm = run(student(specialty="Family Medicine", step2_score=247, step1_attempts=2))
+    assert fm.level >= 3
     parallel = [a for a in result.advice if a.key == "parallel"][0]
-    assert (
-        "Obstetrics and Gynecology, Anesthesiology, Emergency Medicine, Family Medicine and "
-        "Pathology" in parallel.text
-    )
+    assert "Family Medicine is a realistic choice" in parallel.text
     assert parallel.section == "You're Applying Reasonably for Your Profile"
+
+
+def test_radiology_after_a_step1_failure_is_not_offered_what_the_rules_rate_a_reach() -> None:
+    """Issue #23: Diagnostic Radiology 252 after a Step 1 failure was offered Anesthesiology
+    and EM, which read "Reach, with explanation" for that record."""
+    result = run(student(specialty="Diagnostic Radiology", step2_score=252, step1_attempts=2))
+    assert result.parallel and not {"Anesthesiology", "Emergency Medicine"} & set(
+        result.parallel)
+    for name in result.parallel:
+        assert run(student(specialty=name, step2_score=252, step1_attempts=2)).level >= 3
 
 
 def test_the_parallel_plan_never_names_the_same_or_a_higher_tier() -> None:
@@ -449,11 +473,7 @@ def test_dermatology_is_offered_medical_specialties_not_surgery_or_radiology(sco
     radiology specialty, although General Surgery and Diagnostic Radiology are a lower tier."""
     result = run(student(specialty="Dermatology", step2_score=score, step1_attempts=2))
     assert result.level == 1
-    assert result.parallel[:4] == (
-        "Internal Medicine", "Pathology", "Family Medicine", "Pediatrics",
-    )
-    assert len(result.parallel) == 5
-    assert TABLE.get(result.parallel[4]).family == "medical"
+    assert result.parallel == ("Internal Medicine", "Pathology", "Family Medicine")
     assert not {"General Surgery", "Diagnostic Radiology"} & set(result.parallel)
 
 
@@ -469,9 +489,13 @@ def test_the_parallel_plan_only_names_specialties_where_the_score_is_already_sol
 
 
 def test_level_one_asks_for_a_meeting_with_an_advisor_first() -> None:
-    """At risk, the plan is gone through with an advisor before anything else."""
-    result = run(student(step1_result="fail"))
-    assert result.advice[0].key == "advisor"
+    """At risk, the plan is gone through with an advisor before anything else; Step 1 not
+    passed, the first item is the retake planned with the advisor (never a deadline to pass)."""
+    result = run(student(step2_score=230, specialty="General Surgery"))
+    assert result.level == 1 and result.advice[0].key == "advisor"
+    retake = run(student(step1_result="fail"))
+    assert retake.advice[0].key == "step1" and "with your advisor" in retake.advice[0].text
+    assert "Pass Step 1 first" not in retake.advice[0].text
 
 
 def test_not_taken_step1_is_not_yet_eligible_and_says_take_it_first() -> None:
@@ -479,7 +503,7 @@ def test_not_taken_step1_is_not_yet_eligible_and_says_take_it_first() -> None:
     result = run(student(step1_result="not taken", step2_score=250))
     assert (result.level, result.label) == (1, "Not yet eligible: take Step 1 first")
     step1 = [a for a in result.advice if a.key == "step1"]
-    assert step1 and "Take Step 1 first" in step1[0].text
+    assert step1 and "Plan Step 1 with your advisor" in step1[0].text
     assert result.next_levels == ()
 
 
@@ -585,8 +609,11 @@ def test_every_input_gets_exactly_one_known_label(record: StudentRecord) -> None
     assert result.rules_version == TABLE.version
     # The target range is a task only while a passing score is still to come; a score in is
     # a fact (the why), not a task.
-    to_come = result.step2_score is None or result.raw_band == "failing"
-    to_come = to_come and not result.exam_overdue  # then: send the office the score
+    # Never one once Step 2 CK was sat (send the score), in the last weeks before the exam,
+    # for a student without a Step 1 pass, or after the Match.
+    to_come = result.exam_state in ("unscheduled", "failing") or (
+        result.exam_state == "scheduled" and (result.exam_weeks_left or 0) >= 3)
+    to_come = to_come and result.applies_this_cycle and result.phase != "after match"
     assert [a.key for a in result.advice].count("target") == (1 if to_come else 0)
     assert all(a.section for a in result.advice)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from flows.letters.context import SEASON_WORDS
+from flows.letters.context import season_words
 from flows.letters.model import LetterSummary
 from residency_rules import calendar
 from residency_rules.records import Evaluation
@@ -77,11 +77,12 @@ def describe_changes(previous: LetterSummary | None, current: LetterSummary) -> 
 
 
 def season_change(
-    previous: LetterSummary | None, cycle: calendar.Cycle, phase: str
+    previous: LetterSummary | None, cycle: calendar.Cycle, phase: str, match: str = "nrmp"
 ) -> tuple[str, ...]:
-    """Say "a new season" when the last letter went out in another phase of the calendar."""
+    """Say "a new season" when the last letter went out in another phase of the student's
+    own match (SF Match and AUA students' seasons follow their match's dates)."""
     if previous is None or previous.sent_on is None:
         return ()
-    if calendar.phase(previous.sent_on, cycle) == phase:
+    if calendar.phase(previous.sent_on, cycle, cycle.system(match)) == phase:
         return ()
-    return (f"A new season: your plan is now about {SEASON_WORDS.get(phase, phase)}.",)
+    return (f"A new season: your plan is now about {season_words(phase, match)}.",)

@@ -14,11 +14,10 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flows.settings import Settings
-from residency_rules import calendar
 from residency_rules.explain import plural
 from residency_rules.records import Evaluation, Specialty, StudentRecord
 from residency_rules.schema import domain_allowed, is_address
-from residency_rules.specialties import nrmp_citation
+from residency_rules.specialties import nrmp_for_students, nrmp_match_year
 
 if TYPE_CHECKING:
     from residency_rules.specialties import SpecialtyTable
@@ -45,6 +44,8 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _PLAN_DAY: dict[str, tuple[int, str]] = {
     "qbank": (0, "from"),
     "interviews": (0, "from"),
+    "send": (0, "from"),
+    "keep": (0, "from"),
     "target": (2, "by"),
     "schedule": (5, "by"),
     "timing": (5, "by"),
@@ -158,7 +159,27 @@ def _bar(label: str, value: str, start: int, end: int, colour: str | None) -> _R
     return _Row(label, value, start, width, 100 - start - width, colour)
 
 
-def _chart(ev: Evaluation, spec: Specialty | None, citation: str) -> _Chart:
+def _nrmp_note(ev: Evaluation, spec: Specialty, year: str, trust: str) -> str:
+    """Say the NRMP figures in a student's words: who, which specialty, which Match; the
+    unmatched median where it explains an at-risk outlook; how far they were checked."""
+    q1, q3 = spec.nrmp_q1, spec.nrmp_q3
+    score = ev.step2_score
+    note = (
+        f" Of US MD seniors who matched in {ev.specialty} in {year}, the middle half scored "
+        f"{q1}-{q3}"
+    )
+    if score is None or q1 is None or q3 is None:
+        note += "."
+    else:
+        where = "below" if score < q1 else "above" if score > q3 else "inside"
+        note += f"; your {score} is {where} that range."
+        unmatched = spec.nrmp_unmatched_median
+        if ev.level <= 2 and score < q1 and unmatched is not None and ev.raw_band != "failing":
+            note += f" Those who did not match had a median of {unmatched}."
+    return f"{note} ({trust}.)"
+
+
+def _chart(ev: Evaluation, spec: Specialty | None, year: str, trust: str) -> _Chart:
     score = ev.step2_score
     marks = [ev.solid, ev.excellent]
     has_nrmp = spec is not None and spec.nrmp_q1 is not None and spec.nrmp_q3 is not None
@@ -186,32 +207,24 @@ def _chart(ev: Evaluation, spec: Specialty | None, citation: str) -> _Chart:
     rows.append(
         _bar("Excellent mark", str(ev.excellent), 0, _pct(ev.excellent, lo, hi), _MARK_COLOUR)
     )
-    source = ""
     nrmp_note = ""
     if has_nrmp:
         assert spec is not None and spec.nrmp_q1 is not None and spec.nrmp_q3 is not None
         q1, q3 = spec.nrmp_q1, spec.nrmp_q3
         rows.append(
             _bar(
-                "Middle half of applicants who matched",
+                "Middle half of US MD seniors who matched",
                 f"{q1}-{q3}",
                 _pct(q1, lo, hi),
                 _pct(q3, lo, hi),
                 _RANGE_COLOUR,
             )
         )
-        source = citation  # approximate until the office checks the figures (#14)
-        median = f", median {spec.nrmp_median}" if spec.nrmp_median else ""
-        if score is None:
-            nrmp_note = f" Half of the applicants who matched scored between {q1} and {q3}{median}."
-        elif score < q1:
-            nrmp_note = f" It is below the middle half of applicants who matched ({q1}-{q3})."
-        elif score > q3:
-            nrmp_note = f" It is above the middle half of applicants who matched ({q1}-{q3})."
-        else:
-            nrmp_note = f" It is inside the middle half of applicants who matched ({q1}-{q3})."
-    if score is None:  # the standing and the score ladder say what to aim for
+        nrmp_note = _nrmp_note(ev, spec, year, trust)
+    if score is None:  # the standing and the score bands say what to aim for
         note = f"{ev.solid} is solid and {ev.excellent} excellent for {ev.specialty}."
+        if nrmp_note:
+            return _Chart(tuple(rows), nrmp_note.lstrip(), lo, hi, "")
     elif score >= ev.excellent:
         note = f"Your {score} is at or above the excellent mark ({ev.excellent})."
     elif score >= ev.solid:
@@ -222,7 +235,7 @@ def _chart(ev: Evaluation, spec: Specialty | None, citation: str) -> _Chart:
     else:
         gap = plural(ev.solid - score, "point")
         note = f"Your {score} is {gap} under the solid mark ({ev.solid})."
-    return _Chart(tuple(rows), note + nrmp_note, lo, hi, source)
+    return _Chart(tuple(rows), note + nrmp_note, lo, hi, "")
 
 
 def _standing(ev: Evaluation) -> str:
@@ -270,12 +283,11 @@ class Run:
             for marked in (False, True)
         }
         self.cycle = settings.cycle(table)
-        self.phase = calendar.phase(self.today, self.cycle)
-        self.cycle_over = self.cycle.over(self.today)
         self.review_start = format_day(self.cycle.review_start)
         self.passing = table.rules.failing_score
         self.specs: dict[str, Specialty | None] = {}
-        self.nrmp_citation = nrmp_citation(table)
+        self.nrmp_year = nrmp_match_year(table)
+        self.nrmp_trust = nrmp_for_students(table)
         self.charts: dict[tuple[Any, ...], _Chart] = {}
         self.allowed = settings.allowed_email_domains
         office = settings.reply_to.strip()
@@ -287,10 +299,12 @@ class Run:
         return self.specs[name]
 
     def chart(self, ev: Evaluation) -> _Chart:
-        key = (ev.specialty, ev.solid, ev.excellent, ev.step2_score)
+        key = (ev.specialty, ev.solid, ev.excellent, ev.step2_score, ev.level <= 2)
         chart = self.charts.get(key)
         if chart is None:
-            chart = self.charts[key] = _chart(ev, self.spec(ev.specialty), self.nrmp_citation)
+            chart = self.charts[key] = _chart(
+                ev, self.spec(ev.specialty), self.nrmp_year, self.nrmp_trust
+            )
         return chart
 
     def address(self, value: str | None) -> str | None:
@@ -310,14 +324,16 @@ class Run:
         """
         items: list[tuple[int, int, str, str]] = []
         days = ev.advice_days if len(ev.advice_days) == len(ev.advice) else ()
+        who = f"your advisor, {signer}," if advisor else f"an advisor at the {signer}"
         for order, advice in enumerate(ev.advice):
             day, kind = _PLAN_DAY.get(advice.key.split(".", 1)[0], (_LAST_DAY, "by"))
             if days:
                 day = min(max(days[order], 0), _LAST_DAY)
-            items.append((day, order, kind, advice.text))
-        keys = {a.key.split(".", 1)[0] for a in ev.advice}
-        if (ev.mix.meet_advisor or not items) and not keys & {"advisor", "meeting"}:
-            who = f"your advisor, {signer}," if advisor else f"an advisor at the {signer}"
+            text = advice.text
+            if advice.key == "advisor":  # the letter names who (the rules cannot)
+                text = f"Meet {who} to go through this plan together."
+            items.append((day, order, kind, text))
+        if not items:  # the rules always give a plan; an empty one still points somewhere
             items.append((14, len(items), "by", f"Meet {who} to go through this plan together."))
         if not days:
             items.sort()
@@ -344,17 +360,29 @@ SEASON_WORDS: dict[str, str] = {
     "interviewing": "interviews",
     "ranking": "the rank order list",
     "match week": "Match Week",
+    "after match": "the Match result",
+}
+# Outside the NRMP (SF Match, AUA) there is no rank order list and no Match Week.
+_OTHER_SEASON_WORDS: dict[str, str] = {
+    "ranking": "your preference list",
+    "match week": "your match results",
 }
 
 
+def season_words(phase: str, match_system: str = "nrmp") -> str:
+    """Name what the plan is about in a phase, in the words of the student's own match."""
+    if match_system != "nrmp" and phase in _OTHER_SEASON_WORDS:
+        return _OTHER_SEASON_WORDS[phase]
+    return SEASON_WORDS.get(phase, phase)
+
+
 def _callout(run: Run, record: StudentRecord, ev: Evaluation) -> str:
-    """Say what cannot wait about the exam date; never ask for something before today."""
-    if ev.exam_overdue and record.step2_date is not None:
-        return (
-            f"Your Step 2 CK date ({format_day(record.step2_date)}) has passed and we have no "
-            "score on file."
-        )
-    if not ev.timing_late or ev.phase not in ("preparing", "applying") or run.cycle_over:
+    """Say what cannot wait about the exam; never ask for something before today, and never
+    print a date that is already past."""
+    if ev.exam_state == "overdue":
+        return "Your Step 2 CK score should have posted by now, and we have none on file."
+    if (not ev.timing_late or ev.phase not in ("preparing", "applying")
+            or ev.exam_state not in ("scheduled", "unscheduled")):
         return ""
     when = (
         f"Your Step 2 CK date ({format_day(record.step2_date)}) is too late"
@@ -368,16 +396,53 @@ def _callout(run: Run, record: StudentRecord, ev: Evaluation) -> str:
 
 
 def _score_range(run: Run, ev: Evaluation) -> tuple[tuple[str, str], ...]:
-    """Pending or failing: each score's outlook, the downside included (score text, label)."""
-    steps = sorted(ev.next_levels, key=lambda n: n.score)
-    rows = [(f"{n.score} or more", n.label) for n in reversed(steps)]  # best first
-    first = steps[0].score if steps else run.passing
-    if ev.floor_label and first > run.passing:
-        rows.append((f"{run.passing}-{first - 1}", ev.floor_label))
-    elif ev.floor_label and not steps:
-        rows.append((f"{run.passing} or more", ev.floor_label))
+    """Pending or failing: every band of the score to come and its outlook, best first, the
+    at-risk ones and a failing score included (score text, outlook)."""
+    rows = []
+    for band in reversed(ev.score_bands):
+        if band.high is None:
+            text = f"{band.low} or more"
+        elif band.high == band.low:
+            text = str(band.low)
+        else:
+            text = f"{band.low}-{band.high}"
+        rows.append((text, band.label))
     rows.append((f"under {run.passing}", "not passed (a retake)"))
     return tuple(rows)
+
+
+# The after-Match letter: the result's headline and one sentence of standing.
+_AFTER_HEADLINES: dict[str | None, tuple[str, str]] = {
+    "matched": (
+        "You matched",
+        "Congratulations on your match. A few things remain before you start residency.",
+    ),
+    "matched in SOAP": (
+        "You matched through SOAP",
+        "Congratulations: you matched through SOAP, and your position is as real as any "
+        "other. A few things remain before you start residency.",
+    ),
+    "did not match": (
+        "Did not match: your next steps",
+        "We are sorry you did not match this year. There is a way forward, and you will not "
+        "plan it alone.",
+    ),
+    None: (
+        "After Match Day: your next steps",
+        "Match Day has passed, and we do not have your result on file yet.",
+    ),
+}
+
+
+def _after_match(run: Run, ev: Evaluation) -> tuple[str, str, str]:
+    """Return the after-Match letter's title, headline and standing for the student's result."""
+    result = ev.match_result
+    if result == "matched in SOAP" and ev.match_system != "nrmp":
+        result = "matched"  # SOAP is the NRMP's: another match has none
+    label, standing = _AFTER_HEADLINES[result]
+    # The Main Match by its cycle's name ("2027 Main Match"); the others by their own.
+    title = run.cycle.name if ev.match_system == "nrmp" else ev.match_name
+    return title, label, standing
 
 
 def letter_context(
@@ -389,80 +454,24 @@ def letter_context(
     reply_to = run.address(record.advisor_email) or run.office_reply_to
     advisor = (record.advisor or "").strip()
     signer = advisor or settings.office_name
-    callout = _callout(run, record, ev)
-    # The standing sentence gives the score's reading and the callout or plan its timing;
-    # the old one-line matrix verdict would state the headline twice.
-    # The impact rule of thumb stays in the workbook: a one-minute letter leaves it out.
-    skip = ("step2", "timing", "matrix", "impact", "outlook.pending")
-    reasons = [
-        r.text
-        for r in ev.reasons
-        if not (r.rule.split(".", 1)[0] in skip or r.rule in skip) or r.rule == "matrix.changed"
-    ]
-    if record.conditional_pass and not any("conditional" in r.rule for r in ev.reasons):
-        for clerkship in record.conditional_pass:
-            reasons.append(
-                f"Your {clerkship} clerkship grade was a Conditional Pass; "
-                "it counts as a Pass here."
-            )
-    pending = ev.step2_score is None
     passed_step1 = ev.step1_status in ("clean", "failure")
-    # The score ladder only where a score is still to come (pending or failing): a passed
-    # exam cannot be retaken. The others read what can still move their outlook.
-    ladder = passed_step1 and (pending or ev.raw_band == "failing")
-    score_range = _score_range(run, ev) if ladder else ()
-    applies = ev.applies_this_cycle and passed_step1
-    # The evaluation's phase (the rules read the same date): what the plan is about.
-    season = applies and ev.phase in ("preparing", "applying", "interviewing")
-    parallel_needed = season and (ev.level <= 2 or ev.mix.parallel_plan)
-    parallel: tuple[_Parallel, ...] = ()
-    if parallel_needed:
-        parallel = tuple(
-            _Parallel(name, spec.nrmp_median if spec else None)
-            for name in ev.parallel
-            for spec in (run.spec(name),)
-        )
-    levers: tuple[str, ...] = ()
-    if passed_step1 and not ladder:
-        rest = "your interviews" if ev.phase == "interviewing" else "your program list"
-        if parallel_needed:
-            rest += " and your parallel plan"
-        if not season:
-            rest = "how you rank programs" if ev.phase == "ranking" else "being ready"
-        verb = "matter" if rest.endswith(("plan", "interviews")) else "matters"
-        # Research or grades still to come can move next year's file, not this cycle's list.
-        moving = ev.levers if season else ()
-        levers = (*moving, f"Your Step 2 CK is in and final; {rest} now {verb} most.")
+    after = ev.phase == "after match" and passed_step1
+    pending = ev.step2_score is None
     plan = run.plan(ev, signer, bool(advisor))
     first, rest_plan = plan[:1], plan[1:]
     keys = {a.key for a in ev.advice}
-    text_ctx = {
+    base = {
         "school_name": settings.school_name,
         "office_name": settings.office_name,
         "name": record.name,
         "specialty": ev.specialty,
-        "level": ev.level,
-        "label": ev.label,
-        "pending": pending,
-        "standing": _standing(ev),
-        "callout": callout,
         "changes": changes,
         "changes_since": since,
         "vo": VOL_OPEN,
         "vc": VOL_CLOSE,
-        "chart": run.chart(ev),
-        "score_range": score_range,
-        "score_by": format_day(ev.score_by) if pending and ev.score_by else "",
-        "levers": levers,
-        "reasons": reasons,
         "first": first[0][3] if first else "",
         "first_when": run.first_when(first, marked=True),
         "plan": run.plan_items(rest_plan, marked=True),
-        "mix": _mix(ev),
-        "show_mix": season and ev.phase != "interviewing",
-        "mix_in_plan": "mix" in keys,
-        "parallel": () if "parallel" in keys else parallel,
-        "parallel_needed": parallel_needed and "parallel" not in keys,
         "signer": signer,
         "signer_email": reply_to or "",
         "signer_role": (
@@ -472,6 +481,78 @@ def letter_context(
         "_reply_to": reply_to,
         **run.dates[True],
     }
+    if after:
+        # After the Match: the result and its branch; no outlook, no task of the ended cycle.
+        title, label, standing = _after_match(run, ev)
+        text_ctx = {
+            **base,
+            "after_match": True,
+            "title": title,
+            "label": label,
+            "level": 3,  # the colour of the headline box: news, not an outlook
+            "show_level": False,
+            "pending": False,
+            "standing": standing,
+            "callout": "",
+            "chart": None,
+            "score_range": (),
+            "score_by": "",
+            "levers": (),
+            "reasons": (),
+            "mix": _mix(ev),
+            "show_mix": False,
+            "mix_in_plan": False,
+        }
+    else:
+        callout = _callout(run, record, ev)
+        # The standing sentence gives the score's reading and the callout or plan its timing;
+        # the old one-line matrix verdict would state the headline twice. The cap of a low
+        # outlook is said in its own words (cap.score), never twice.
+        # The impact rule of thumb stays in the workbook: a one-minute letter leaves it out.
+        skip = ("step2", "timing", "matrix", "impact", "outlook.pending")
+        keep = ("matrix.changed", "step2.failed_before")
+        reasons = [
+            r.text
+            for r in ev.reasons
+            if r.text and (not (r.rule.split(".", 1)[0] in skip or r.rule in skip)
+                           or r.rule in keep)
+        ]
+        # The score bands only where a score is still to come (pending or failing): a passed
+        # exam cannot be retaken. The others read what can still move their outlook.
+        ladder = passed_step1 and (pending or ev.raw_band == "failing")
+        score_range = _score_range(run, ev) if ladder else ()
+        season = passed_step1 and ev.phase in ("preparing", "applying", "interviewing")
+        parallel_needed = season and (ev.level <= 2 or ev.mix.parallel_plan)
+        levers: tuple[str, ...] = ()
+        if passed_step1 and not ladder:
+            rest = "your interviews" if ev.phase == "interviewing" else "your program list"
+            if parallel_needed:
+                rest += " and your parallel plan"
+            if not season:
+                rest = "how you rank programs" if ev.phase == "ranking" else "being ready"
+            verb = "matter" if rest.endswith(("plan", "interviews")) else "matters"
+            # Research or grades can move the outlook only until programs review.
+            moving = ev.levers if ev.phase in ("preparing", "applying") else ()
+            levers = (*moving, f"Your Step 2 CK is in and final; {rest} now {verb} most.")
+        text_ctx = {
+            **base,
+            "after_match": False,
+            "title": ev.specialty,
+            "label": ev.label,
+            "level": ev.level,
+            "show_level": not pending,
+            "pending": pending,
+            "standing": _standing(ev),
+            "callout": callout,
+            "chart": run.chart(ev),
+            "score_range": score_range,
+            "score_by": format_day(ev.score_by) if pending and ev.score_by else "",
+            "levers": levers,
+            "reasons": reasons,
+            "mix": _mix(ev),
+            "show_mix": season and ev.phase != "interviewing",
+            "mix_in_plan": "mix" in keys,
+        }
     html_ctx = {
         **text_ctx,
         **run.dates[False],

@@ -61,6 +61,8 @@ _GLUE_BEFORE = _MONTH_WORDS | _WEEKDAY_WORDS | {"Step"}  # and numbers: a quick 
 
 
 def _glued(before: str, word: str) -> bool:
+    if before == "2" and word.startswith("CK"):  # Step 2 CK
+        return True
     if before.isdigit() and len(before) <= 2:  # 26 Nov, 23 September
         return word.rstrip(".,;:)") in _MONTH_WORDS
     if before in _WEEKDAY_WORDS:  # Thu 26
@@ -296,7 +298,9 @@ def _render_letter(
 ) -> Letter:
     """Render one student's letter (HTML, text, subject) and its content hash."""
     summary = summarize(ev)
-    changes = describe_changes(previous, summary) + season_change(previous, run.cycle, ev.phase)
+    season = season_change(previous, run.cycle, ev.phase, ev.match_system)
+    # After the Match the letter is about the result: the ended cycle's outlook is not news.
+    changes = season if ev.phase == "after match" else describe_changes(previous, summary) + season
     since = ""
     if changes and previous is not None and previous.sent_on is not None:
         since = " of " + format_day(previous.sent_on)
