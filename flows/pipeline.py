@@ -42,6 +42,7 @@ from flows.files import (
 from flows.intake import Roster
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
 from flows.letters.batches import LETTER_BATCH, batch_bounds, render_in_turn
+from flows.letters.hold import held_after_match
 from flows.run_record import (
     RosterOutcome,
     RosterStatus,
@@ -176,20 +177,24 @@ def workbook_stage(
 ) -> None:
     """Write the office's workbook back with annotations, a Summary and a Problems sheet."""
     with stage_guard("write workbook", roster.source, settings.output_dir):
-        _write_workbook(roster, evaluations, report, out_path, notice)
+        _write_workbook(roster, evaluations, report, out_path, notice, settings)
 
 
 def _write_workbook(
     roster: Roster, evaluations: list[Evaluation], report: DeliveryReport, out_path: Path,
-    notice: str,
+    notice: str, settings: Settings | None = None,
 ) -> None:
     """Give each row its letter cell (held, or the delivery status and the letter's link)."""
     by_id = {e.student_id: e for e in evaluations}
     held = roster.held_rows()
     cells: dict[str, LetterCell] = {}
     for row, sid in roster.row_ids.items():
+        after_match = (held_after_match(by_id[sid], settings)
+                       if settings is not None and sid in by_id else None)
         if row in held or sid not in by_id:
             cells[sid] = LetterCell("Held: see Problems", None)
+        elif after_match:  # no letter rendered: the cell says why (#23)
+            cells[sid] = LetterCell(after_match, None)
         else:
             cells[sid] = LetterCell(
                 report.status.get(sid, "Written"), f"letters/{student_file_stem(sid)}.html"

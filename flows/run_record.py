@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from flows import drop_folder
 from flows.files import no_space, product_dir, roster_output_dir, sha256_file, write_atomic
 from flows.settings import Settings
-from residency_rules.calendar import Cycle, phase
+from residency_rules.calendar import Cycle, phase, season_key
 from residency_rules.errors import AdvisingError
 from residency_rules.explain import plural
 from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
@@ -217,9 +217,10 @@ def fingerprint(settings: Settings, table: SpecialtyTable) -> str:
         exclude={"smtp_password", "input_dir", "output_dir", "today", "quiet_seconds"}
     )
     digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
-    # The phase of the run date picks the letters' plan (docs/rules.md, The application
-    # calendar): a re-drop in a new phase is a new run; the date moving within a phase is not.
-    digest.update(phase(settings.run_date(), settings.cycle(table)).encode())
+    # The phase of the run date, for every match, picks the letters' plan (docs/rules.md, The
+    # application calendar): a re-drop in a new phase is a new run; the date moving within a
+    # phase is not.
+    digest.update(season_key(settings.run_date(), settings.cycle(table)).encode())
     return digest.hexdigest()[:16]
 
 

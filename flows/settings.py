@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     review_start: date | None = None  # programs start reviewing applications (ERAS)
     rank_deadline: date | None = None  # the NRMP rank order list deadline
     match_day: date | None = None
+    season_opens: date | None = None  # ERAS opens: applicants build their application
+    submissions_open: date | None = None  # ERAS takes submissions
+    ranking_opens: date | None = None  # NRMP: rank order lists can be entered
+    match_week: date | None = None  # NRMP: Monday of Match Week (SOAP)
+    # After Match Day, a student whose Match result the roster does not give: "letter" (a
+    # short letter with both branches) or "hold" (no letter until the result is entered).
+    after_match: Literal["letter", "hold"] = "letter"
     # The date letters are written for: the plan's phase and every date in it follow from it.
     # Blank = the real date. Tests pin it.
     today: date | None = None
@@ -137,16 +144,18 @@ class Settings(BaseSettings):
     def cycle(self, table: SpecialtyTable) -> Cycle:
         """Return the cycle letters are written for: the table's, with these settings' dates."""
         base = cycle_of(table)
-        if self.review_start is None and self.rank_deadline is None and self.match_day is None:
+        dates = {key: getattr(self, key) for key in _CYCLE_SETTINGS}
+        given_dates = {key: value for key, value in dates.items() if value is not None}
+        if not given_dates:
             return base
-        given = replace(
-            base,
-            review_start=self.review_start or base.review_start,
-            rank_deadline=self.rank_deadline or base.rank_deadline,
-            match_day=self.match_day or base.match_day,
-        )
-        where = "settings ADVISING_REVIEW_START / ADVISING_RANK_DEADLINE / ADVISING_MATCH_DAY"
+        given = replace(base, **given_dates)
+        where = "settings " + " / ".join(f"ADVISING_{key.upper()}" for key in _CYCLE_SETTINGS)
         return calendar.check(given, where)
+
+
+# The cycle's dates a setting may give (each overrides [calendar] in the specialty table).
+_CYCLE_SETTINGS = ("season_opens", "submissions_open", "review_start", "ranking_opens",
+                   "rank_deadline", "match_week", "match_day")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -26,7 +26,6 @@ STEP1_SCREEN = "How Program Directors Actually View Step 2 CK vs Step 1"
 USMLE = "USMLE Bulletin of Information (attempt limits, score reporting)"
 
 _CACHE = 1 << 16
-_WRITE_IT_DOWN = "Write down your next four weeks: questions a day, NBME forms, exam date."
 
 
 @lru_cache(maxsize=_CACHE)
@@ -36,15 +35,12 @@ def target(specialty: str, solid: int, excellent: int, situation: str, score: in
     situation: "pending" (an exam to book or weeks away), "near" (the exam in the last
     weeks: no four-week plan to write), "retake" (after a failing score).
     """
-    if situation == "pending":
-        text = f"Aim for {solid}-{excellent} on Step 2 CK for {specialty}. {_WRITE_IT_DOWN}"
+    if situation == "pending":  # the letter's plan is the four weeks FAQ 7 asks for
+        text = f"Aim for {solid}-{excellent} on Step 2 CK for {specialty}."
     elif situation == "near":
         text = f"Your target for {specialty} is {solid}-{excellent} on Step 2 CK."
     elif situation == "retake":
-        text = (
-            f"Aim for {solid}-{excellent} on your Step 2 CK retake for {specialty}. "
-            f"{_WRITE_IT_DOWN}"
-        )
+        text = f"Aim for {solid}-{excellent} on your Step 2 CK retake for {specialty}."
     else:
         text = f"The target range for {specialty} is {solid}-{excellent}; you scored {score}."
     return AdviceItem("target", text, TARGET)
@@ -107,8 +103,7 @@ STEP1_TAKE = AdviceItem(
 STATEMENT_ITEM = AdviceItem(
     "statement",
     "In your personal statement, give your Step 1 failure one short, specific paragraph: what "
-    "happened, what you changed, how your Step 2 CK and clerkships show it. Not an apology "
-    "letter.",
+    "happened, what you changed, how your Step 2 CK shows it. Not an apology letter.",
     STATEMENT,
 )
 
@@ -123,8 +118,8 @@ STEP2_STATEMENT_ITEM = AdviceItem(
 BOTH_STATEMENT_ITEM = AdviceItem(
     "statement",
     "In your personal statement, write one short, specific paragraph about your Step 1 and "
-    "Step 2 CK failures: what happened, what you changed (question banks, NBME forms, "
-    "schedule, mentoring), and how your scores and clerkships show it. Not an apology letter.",
+    "Step 2 CK failures: what happened, what you changed, and how your scores show it. Not an "
+    "apology letter.",
     STATEMENT,
 )
 
@@ -150,8 +145,7 @@ LETTERS_ITEM = AdviceItem(
 # Chosen from the office's rating, worded as an instruction only (the rating is never said).
 ONE_MORE_LETTER = AdviceItem(
     "letters",
-    "Ask one more attending who saw your best work for a letter, and give them your CV and a "
-    "few lines on what you did together.",
+    "Ask one more attending who saw your best work for a letter, and give them your CV.",
     LETTERS,
 )
 
@@ -219,8 +213,8 @@ def parallel(names: tuple[str, ...], lowest_tier: bool) -> AdviceItem:
         )
     elif lowest_tier:
         text = (
-            "Apply to more programs than usual, with plenty of community programs, and plan "
-            "with your advisor how you would use SOAP if you need it."
+            "Apply to more programs than usual, many of them community programs, and plan SOAP "
+            "with your advisor."
         )
     else:
         text = (

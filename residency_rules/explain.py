@@ -204,8 +204,8 @@ def repeated_failures(failed: int) -> Reason:
     """Say why two or more Step 1 failures weigh on the score."""
     return Reason(
         "step1.repeated",
-        f"You failed Step 1 {times(failed)}, so programs read even a good Step 2 CK more "
-        "cautiously: we count your score one step lower.",
+        f"Failing Step 1 {times(failed)} makes programs read even a good Step 2 CK more "
+        "cautiously: we count it one step lower.",
     )
 
 

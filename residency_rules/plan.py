@@ -96,6 +96,7 @@ class Situation:
     full_passes_weeks: int
     final_weeks: int
     max_attempts: int
+    best_level: int = 5  # the best outlook a score still to come could bring
 
     @property
     def today(self) -> _dt.date:
@@ -208,7 +209,9 @@ def _exam_items(s: Situation, deadlines: dict[str, _dt.date]) -> list[AdviceItem
     weeks = s.exam.weeks_left if state == "scheduled" else None
     near = weeks is not None and weeks < s.final_weeks
     items = []
-    if not near:  # in the last weeks the target is the score bands' to show, not a task
+    # In the last weeks the target is the score bands' to show, not a task; and where no
+    # score would lift the outlook (a hyper tier after a failure), there is none to aim for.
+    if not near and s.best_level > 1:
         kind = "retake" if retake else "pending"
         items.append(advice.target(s.specialty, s.solid, s.excellent, kind, 0))
     items.append(_study(s, weeks))
@@ -460,8 +463,8 @@ def _apply(
         )
     elif in_plan:
         text = (
-            f"Submit your ERAS application with that list from {when(opens)}, when ERAS takes "
-            f"submissions; programs start reading on {when(review_start)}.{wait}"
+            f"Submit your ERAS application with that list from {when(opens)} (submissions "
+            f"open); programs start reading on {when(review_start)}.{wait}"
         )
     else:
         text = (

@@ -311,17 +311,24 @@ def _decide_uncached(
         if score_alone.label != label and causes:
             outcome = explain.changed(score_alone.label, tuple(causes), label)
 
+    # A modifier that moved the band says so only where the move changed the outlook (or the
+    # bands of a score still to come): otherwise it is a sentence without an effect.
+    changed_anything = outcome is not None and outcome.rule == "matrix.changed"
+    if raw in ("pending", "failing"):
+        changed_anything = True
     if strength != "neutral":
         reasons.append(explain.clerkships(
-            strength, failed_clerkship, clerk_moved_to, grades_to_come, levers_open,
+            strength, failed_clerkship, clerk_moved_to if changed_anything else None,
+            grades_to_come, levers_open,
         ))
-    if repeated and raw != "failing":
+    if repeated and raw != "failing" and changed_anything:
         reasons.append(explain.repeated_failures(failed))
     if hyper and step1_passed:
         # Missing pieces only (the strengths of a whole package are the student's record's,
         # said by _evaluate); else the outcome says it.
-        if missing and not (capped and outcome is not None
-                            and outcome.rule == "matrix.changed"):
+        # After a failure (either exam) every hyper cell is level 1: no piece lifts it.
+        if missing and row != "failure" and not (
+                capped and outcome is not None and outcome.rule == "matrix.changed"):
             reasons.append(explain.package(name, missing, capped))
         if marginal and level >= 3:  # the top programs' note means nothing at a reach
             reasons.append(explain.hyper_marginal(name))
@@ -545,15 +552,19 @@ def _evaluate(
     exam = situation.exam(score, raw, step2_date, today, rules)
     step1 = situation.step1(status, marginal, failed, record.step1_attempts, rules)
 
+    cap = _cap_rule(status, raw, step2_failed, decision) if low else ""
+    # A failure says what it does to the outlook only where it is what caps it.
     reasons: list[Reason] = [
-        explain.step1(status, marginal, failed, low, name, level),
+        explain.step1(status, marginal, failed, low, name if cap == "step1.failure" else "",
+                      level),
         explain.score(name, raw, score, spec.solid, spec.excellent, passing),
     ]
     if record.conditional_pass:
         reasons.append(explain.conditional(record.conditional_pass))
     reasons.extend(decision.reasons)
     if step2_failed:
-        reasons.append(explain.step2_failed_before(raw, name, level))
+        reasons.append(explain.step2_failed_before(
+            raw, name if cap == "step2.failed_before" else "", level))
     # Strengths, only when the roster shows them (never the letters rating).
     research = record.research_count
     if tier == "hyper" and step1_passed and not missing and strength == "strong" and research:
@@ -569,7 +580,6 @@ def _evaluate(
         timing_late = (step2_date or today) > cutoff
         if timing_late:
             reasons.append(explain.timing(step2_date, review_start, today))
-    cap = _cap_rule(status, raw, step2_failed, decision) if low else ""
     if cap == "cap.score" and score is not None:
         reasons.append(explain.cap_score(name, score, spec.solid, level))
     # The why explains the headline: at levels 1-2 what caps the outlook comes first.
@@ -596,6 +606,7 @@ def _evaluate(
         interviews_target=target, interviews_low=low_invitations,
         full_passes_weeks=rules.full_passes_weeks, final_weeks=rules.final_weeks,
         max_attempts=rules.max_attempts,
+        best_level=max((b.level for b in decision.bands), default=level),
     ))
     levers: tuple[str, ...] = ()
     if step1_passed and raw not in ("pending", "failing") and levers_open:

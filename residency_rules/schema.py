@@ -21,6 +21,7 @@ from residency_rules.records import (
     CLERKSHIPS,
     Grade,
     LetterStrength,
+    MatchResult,
     Step1Margin,
     Step1Result,
 )
@@ -162,6 +163,13 @@ FIELDS: tuple[Field, ...] = (
         ("Interview Invitations", "Interview Invites", "Invitations", "Invites",
          "# Interviews", "Interviews Offered", "Number of Interviews", "Interview Count"),
         help="Interview invitations so far (a whole number, 0 or more); blank = not known.",
+    ),
+    Field(
+        "match_result", "Match Result", "Match result",
+        ("Match Outcome", "Match", "Match Status", "Matched", "Match Day Result",
+         "Residency Match Result", "Match Results", "NRMP Result", "Result of the Match"),
+        help="After Match Day: Matched, Matched in SOAP or Did not match; blank = not known "
+        "yet (the letter then covers both).",
     ),
     Field(
         "advisor", "Advisor", "advisor",
@@ -441,6 +449,35 @@ def norm_grade(value: Cell) -> GradeCell | Invalid:
     return found
 
 
+_MATCH_RESULTS: dict[str, MatchResult] = {
+    "matched": "matched", "match": "matched", "yes": "matched", "y": "matched",
+    "m": "matched",
+    "matched in soap": "matched in SOAP", "soap": "matched in SOAP",
+    "matched (soap)": "matched in SOAP", "matched through soap": "matched in SOAP",
+    "matched via soap": "matched in SOAP", "soap match": "matched in SOAP",
+    "soap matched": "matched in SOAP",
+    "did not match": "did not match", "not matched": "did not match", "unmatched": "did not match",
+    "no match": "did not match", "no": "did not match", "n": "did not match",
+    "dnm": "did not match", "didn't match": "did not match", "didnt match": "did not match",
+    "did not match (soap)": "did not match",
+}
+
+
+@lru_cache(maxsize=256, typed=True)
+def norm_match_result(value: Cell) -> MatchResult | None | Invalid:
+    """Read the Match result: Matched / Matched in SOAP / Did not match; blank = not known."""
+    if _is_blank(value):
+        return None
+    found = _MATCH_RESULTS.get(_marker(cell_text(value)).rstrip("."))
+    if found is None:
+        return Invalid(
+            f"Match result '{cell_text(value)}' is not Matched, Matched in SOAP or Did not match",
+            "Enter Matched, Matched in SOAP or Did not match, or leave the cell blank until "
+            "the result is known.",
+        )
+    return found
+
+
 _LETTERS: dict[str, LetterStrength] = {
     "strong": "strong", "s": "strong", "average": "average", "a": "average", "avg": "average",
     "weak": "weak", "w": "weak",
@@ -657,10 +694,14 @@ DROPDOWNS: dict[str, tuple[str, ...]] = {
     "step1_result": ("Pass", "Fail", "Not taken"),
     "step1_margin": ("Marginal", "Comfortable"),
     "letters": ("Strong", "Average", "Weak"),
+    "match_result": ("Matched", "Matched in SOAP", "Did not match"),
     "clerkship": ("Honors", "High Pass", "Pass", "Fail", "Conditional Pass", "IP"),
 }
 
-Kind = Literal["text", "id", "step1_result", "whole", "date", "grade", "letters", "margin", "email"]
+Kind = Literal[
+    "text", "id", "step1_result", "whole", "date", "grade", "letters", "margin", "email",
+    "match_result",
+]
 KINDS: dict[str, Kind] = {
     "student_id": "id",
     "name": "text",
@@ -679,6 +720,7 @@ KINDS: dict[str, Kind] = {
     "research_count": "whole",
     "letters": "letters",
     "interviews": "whole",
+    "match_result": "match_result",
     "advisor": "text",
     "advisor_email": "email",
 }

@@ -38,6 +38,7 @@ from residency_rules.schema import (
     norm_email,
     norm_grade,
     norm_letters,
+    norm_match_result,
     norm_margin,
     norm_step1_result,
     norm_student_id,
@@ -445,6 +446,11 @@ class _RowReader:
         letters = norm_letters(raw_letters)
         if isinstance(letters, Invalid):
             problems.append(self.problem(excel_row, "letters", raw_letters, letters, sid))
+        raw_match = cells.get("match_result")
+        match_result = norm_match_result(raw_match)
+        if isinstance(match_result, Invalid):
+            problems.append(self.problem(excel_row, "match_result", raw_match, match_result,
+                                         sid))
         raw_date = cells.get("step2_date")
         step2_date = norm_date(raw_date, FIELD_BY_NAME["step2_date"].noun)
         if isinstance(step2_date, Invalid):
@@ -469,7 +475,8 @@ class _RowReader:
 
         self.roster.problems.extend(problems)
         if problems or isinstance(result, Invalid) or isinstance(margin, Invalid) \
-                or isinstance(letters, Invalid) or isinstance(step2_date, Invalid):
+                or isinstance(letters, Invalid) or isinstance(step2_date, Invalid) \
+                or isinstance(match_result, Invalid):
             return
         self.roster.records.append(StudentRecord(
             student_id=sid or "",
@@ -488,6 +495,7 @@ class _RowReader:
             research_count=research,
             letters=letters,
             interviews=invitations,
+            match_result=match_result,
             advisor=norm_text(cells.get("advisor")),
             advisor_email=norm_email(cells.get("advisor_email")),
             row=excel_row,

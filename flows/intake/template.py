@@ -34,7 +34,7 @@ TEMPLATE_ROWS = 5000
 TEMPLATE_FIELDS: tuple[str, ...] = (
     "student_id", "name", "email", "step1_result", "step1_attempts", "step1_score",
     "step1_margin", "step2_score", "step2_date", "step2_attempts", "specialty", *CLERKSHIP_FIELDS,
-    "research_count", "letters", "advisor", "advisor_email", "interviews",
+    "research_count", "letters", "advisor", "advisor_email", "interviews", "match_result",
 )
 _HEADER_FILL = PatternFill("solid", fgColor="1F4E78")
 _REQUIRED_FILL = PatternFill("solid", fgColor="833C0B")
@@ -124,6 +124,8 @@ def _dropdowns(ws: Worksheet, specialty_range: str) -> None:
         (_list(DROPDOWNS["step1_margin"], FIELD_BY_NAME["step1_margin"].help, "Step 1 margin"),
          ["step1_margin"]),
         (_list(DROPDOWNS["letters"], FIELD_BY_NAME["letters"].help, "Letters"), ["letters"]),
+        (_list(DROPDOWNS["match_result"], FIELD_BY_NAME["match_result"].help, "Match result"),
+         ["match_result"]),
         (_list(DROPDOWNS["clerkship"], FIELD_BY_NAME["clerkship_im"].help, "Clerkship grade"),
          list(CLERKSHIP_FIELDS)),
         (_whole(*ATTEMPTS_RANGE, "Step 1 attempts", FIELD_BY_NAME["step1_attempts"].help),

@@ -220,7 +220,8 @@ def _chart(ev: Evaluation, spec: Specialty | None, year: str, trust: str) -> _Ch
                 _RANGE_COLOUR,
             )
         )
-        nrmp_note = _nrmp_note(ev, spec, year, trust)
+        if ev.raw_band != "failing":  # a retake's bands say what each score would mean
+            nrmp_note = _nrmp_note(ev, spec, year, trust)
     if score is None:  # the standing and the score bands say what to aim for
         note = f"{ev.solid} is solid and {ev.excellent} excellent for {ev.specialty}."
         if nrmp_note:
@@ -529,7 +530,9 @@ def letter_context(
             if parallel_needed:
                 rest += " and your parallel plan"
             if not season:
-                rest = "how you rank programs" if ev.phase == "ranking" else "being ready"
+                ranking = ("how you rank programs" if ev.match_system == "nrmp"
+                           else "your preference list")
+                rest = ranking if ev.phase == "ranking" else "being ready"
             verb = "matter" if rest.endswith(("plan", "interviews")) else "matters"
             # Research or grades can move the outlook only until programs review.
             moving = ev.levers if ev.phase in ("preparing", "applying") else ()

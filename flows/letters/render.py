@@ -34,6 +34,7 @@ from flows.letters.context import (
     letter_context,
     strip_marks,
 )
+from flows.letters.hold import held_after_match
 from flows.letters.model import Letter, LetterSummary
 from flows.settings import Settings
 from residency_rules.errors import SettingsError
@@ -351,8 +352,8 @@ def render_letters(
     # for the GIL after every system call while rendering holds it).
     for record in records:
         ev = evaluations.get(record.student_id)
-        if ev is None:
-            continue  # held back by a problem: no letter
+        if ev is None or held_after_match(ev, settings):
+            continue  # held back by a problem, or after the Match until the result is in
         try:
             letter = _render_letter(run, templates, record, ev, previous.get(record.student_id))
         except Exception as exc:
