@@ -4,17 +4,16 @@ Every letter is written for the day it is sent (docs/rules.md, The application c
 phase of that day, for the student's own match, picks what the plan is about. Pure: `today` is
 always a parameter, never read from a clock.
 
-| phase        | from                                   | the plan is about                         |
-|--------------|----------------------------------------|-------------------------------------------|
-| preparing    | after the previous Match Day           | the target, Step 2 CK timing, letters,    |
-|              |                                        | research; from `ready_from` (1 May): what |
-|              |                                        | to have ready the day ERAS opens          |
-| applying     | `season_opens` (ERAS opens)            | the application, the list, the score;     |
-|              |                                        | submitting from `submissions_open`        |
-| interviewing | `review_start` (programs review)       | interviews, a failure in two sentences    |
-| ranking      | the match's `ranking_opens`            | the rank (or preference) list, its date   |
-| match week   | the match's `rank_deadline`            | levels 1-2: SOAP (NRMP only); results     |
-| after match  | the day after the match's `match_day`  | the Match result and its branch           |
+| phase        | from                             | the plan is about                        |
+|--------------|----------------------------------|------------------------------------------|
+| preparing    | after the previous Match Day     | target, exam timing, letters, research;  |
+|              |                                  | from ready_from: the day ERAS opens      |
+| applying     | season_opens (ERAS opens)        | application, list; submit from           |
+|              |                                  | submissions_open                         |
+| interviewing | review_start (programs review)   | interviews, a failure in two sentences   |
+| ranking      | the match's ranking_opens        | the rank (or preference) list            |
+| match week   | the match's rank_deadline        | levels 1-2: SOAP (NRMP only); results    |
+| after match  | the day after its match_day      | the Match result and its branch          |
 
 Each specialty has its match (`nrmp` Main Match, `sf_match` for Ophthalmology, `aua` for
 Urology): ranking and result dates are the match's own; ERAS's dates are shared. The dates are
@@ -160,7 +159,7 @@ def season_key(today: _dt.date, cycle: Cycle) -> str:
 
     A re-run on another day with the same key writes the same letters (exam dates apart).
     """
-    marks = [phase(today, cycle, m) for m in (cycle.nrmp, *cycle.others)]
+    marks: list[str] = [phase(today, cycle, m) for m in (cycle.nrmp, *cycle.others)]
     marks.append("ready" if today >= cycle.ready else "")
     marks.append("submitting" if today >= cycle.submissions else "")
     return "/".join(marks)
@@ -214,9 +213,11 @@ def check(cycle: Cycle, where: str) -> Cycle:
             )
         if other.ranking_opens <= cycle.review_start:
             raise df.Where(where, f"[calendar.{other.key}]").error(
-                f"ranking opens on {other.ranking_opens}, before programs review on "
-                f"{cycle.review_start}",
-                "give this cycle's dates: ranking comes after the interview season",
+                f"the {other.name}'s ranking opens on {other.ranking_opens}, before programs "
+                f"review on {cycle.review_start}",
+                f"set the {other.name}'s dates for this cycle too, in [calendar.{other.key}] "
+                "of the specialty table (ADVISING_SPECIALTY_TABLE): ranking comes after the "
+                "interview season",
             )
     return cycle
 

@@ -66,7 +66,7 @@ _BASE_DAY: dict[str, int] = {
 }
 # Habits start today and run on: they take no part in the order of the deadlines (a score
 # to send when it posts, an exam date to keep, are not tasks with a day of their own).
-_HABITS = frozenset(("qbank", "interviews", "send", "keep"))
+_HABITS = frozenset(("qbank", "interviews", "send", "keep", "target"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,9 +241,10 @@ def _send_score(exam: Exam, today: _dt.date) -> AdviceItem:
     """The exam was sat: say when the score should post (never a date before today), and ask
     for it; never "take the exam"."""
     if exam.state == "overdue" or exam.posts_by is None or exam.posts_by < today:
+        # The callout says it should have posted: the item is what to do.
         text = (
-            "Your Step 2 CK score should have posted by now: send it to the office as soon "
-            "as you have it, and we will rewrite your plan with it."
+            "Send the office your Step 2 CK score as soon as you have it: we will rewrite "
+            "your plan with it."
         )
     elif exam.posts_from is not None and exam.posts_from > today:
         text = (

@@ -399,10 +399,10 @@ def kinds(today: date | None = None) -> list[StudentRecord]:
     ]
 
 
-# The acceptance's run dates and the five days of the year (20 May: the Match over,
-# the next cycle's dates not set).
+# The acceptance's run dates, the five days of the year (20 May: the Match over, the
+# next cycle's dates not set) and Match Week (SOAP).
 GOLDEN_DATES = (*RUN_DATES, date(2026, 7, 15), date(2026, 12, 6), date(2027, 2, 25),
-                date(2027, 3, 25), date(2027, 5, 20))
+                date(2027, 3, 16), date(2027, 3, 25), date(2027, 5, 20))
 
 
 @pytest.mark.parametrize("today", GOLDEN_DATES, ids=[d.isoformat() for d in GOLDEN_DATES])
@@ -449,7 +449,7 @@ def test_exam_dates_in_the_past_are_never_a_plan_date(tmp_path: Path) -> None:
         assert "26 Aug 2026" not in text
     overdue = flat(next(x for x in letters if x.student_id == "PEND_EARLY").text)
     assert "should have posted by now, and we have none on file" in overdue
-    assert "send it to the office as soon as you have it" in overdue
+    assert "Send the office your Step 2 CK score as soon as you have it" in overdue
     assert "15 Jul 2026" not in overdue and "15 July 2026" not in overdue
 
 

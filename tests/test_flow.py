@@ -420,7 +420,7 @@ def test_a_cycle_that_is_over_is_reported_and_the_letters_still_go(
     out = workdir / "output" / "class-2027"
     run = json.loads((out / "run.json").read_text())
     assert "ended on Match Day" in run["cycle"]["stale"]
-    assert run["cycle"]["phase"] == "preparing" and run["cycle"]["confirmed"] is False
+    assert run["cycle"]["phase"] == "after match" and run["cycle"]["confirmed"] is False
     assert run["counts"]["letters_written"] == 4
     summary = openpyxl.load_workbook(out / "class-2027-annotated.xlsx")["Summary"]
     assert "ended on Match Day" in str(summary.cell(3, 1).value)

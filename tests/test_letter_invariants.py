@@ -126,7 +126,7 @@ def matrix(today: date) -> Iterator[StudentRecord]:
     results cycle through the rows so each meets every other dimension."""
     n = 0
     states = step2_states(today)
-    for specialty, (s1, f1), (s2, f2) in itertools.product(
+    for specialty, (_s1, f1), (_s2, f2) in itertools.product(
         SPECIALTIES, STEP1.items(), states.items()
     ):
         modifiers = MODIFIERS[n % len(MODIFIERS)]
@@ -272,6 +272,7 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
         assert "two full passes" not in main, where
     if ev.exam_state in ("sat", "overdue"):
         assert not SIT_EXAM.search(main), (where, SIT_EXAM.search(main))
+        assert "Send the office your Step 2 CK score" in main or "send it to the office" in main
         assert "Aim for" not in main, where
 
     # Step 1 not passed: a retake plan with the advisor; no deadline to pass it, no Step 2 CK

@@ -410,7 +410,7 @@ def test_outlook_and_level_come_first_then_chart_plan_mix_signature(
     text = check_html(letter.html).plain
     assert "To reach the next level" not in text and "255+" not in text
     order = [
-        "Competitive for many programs", "Level 4 of 5", "First, by Thu 26 Nov",
+        "Competitive for many programs", "Level 4 of 5", "First, from Tue 24 Nov",
         "Your Step 2 CK on the scale", "Middle half of US MD seniors who matched",
         "What can still move your outlook", "Why", "Then", "By Tue 22 Dec", "Your program list",
         "4 reach", "10 solid", "6 safety", "Dr. Rosa Ortiz", "rosa.ortiz@school.edu",

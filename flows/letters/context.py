@@ -46,7 +46,7 @@ _PLAN_DAY: dict[str, tuple[int, str]] = {
     "interviews": (0, "from"),
     "send": (0, "from"),
     "keep": (0, "from"),
-    "target": (2, "by"),
+    "target": (0, "from"),
     "schedule": (5, "by"),
     "timing": (5, "by"),
     "step1": (7, "by"),
@@ -461,7 +461,7 @@ def letter_context(
     plan = run.plan(ev, signer, bool(advisor))
     first, rest_plan = plan[:1], plan[1:]
     keys = {a.key for a in ev.advice}
-    base = {
+    base: dict[str, Any] = {
         "school_name": settings.school_name,
         "office_name": settings.office_name,
         "name": record.name,
