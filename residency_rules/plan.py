@@ -129,7 +129,8 @@ def build(s: Situation) -> tuple[tuple[AdviceItem, ...], tuple[int, ...]]:
     elif s.phase == "after match":
         items.extend(_after_match(s))
     else:
-        if s.mix.meet_advisor:  # at risk: the plan is gone through together first
+        in_soap = s.phase == "match week" and s.day.result == "did not match"
+        if s.mix.meet_advisor and not in_soap:  # at risk: the plan is gone through together
             items.append(advice.ADVISOR_ITEM)
         items.extend(_exam_items(s, deadlines))
         items.extend(_phase_items(s, deadlines, floors))
@@ -391,16 +392,32 @@ def _phase_items(
             items.append(_soap(s.cycle.soap_from, s.today, before=True) if match.soap
                          else _backup(match))
         return items
-    # match week (NRMP) or waiting for the results (SF Match, AUA)
-    if match.soap and (s.low or to_come):
+    # match week (NRMP) or waiting for the results (SF Match, AUA); each item is due by the
+    # week's own days, never after them.
+    if match.soap and s.day.result == "did not match":  # SOAP is running: today
+        items.append(SOAP_NOW)
+        deadlines["soap"] = s.today
+    elif match.soap and (s.low or to_come):
         items.append(_soap(s.cycle.soap_from, s.today, before=False))
+        deadlines["soap"] = max(s.cycle.soap_from, s.today)
     elif match.soap:
         items.append(_match_day(match.match_day))
+        deadlines["match_day"] = match.match_day
     else:
         if s.low:
             items.append(_backup(match))
+            deadlines["backup"] = match.match_day
         items.append(_results(match))
+        deadlines["results"] = match.match_day
     return items
+
+
+SOAP_NOW = AdviceItem(
+    "soap",
+    "SOAP is running this week: work with your advisor today on your SOAP applications, and "
+    "keep your phone and email at hand for offers.",
+    "NRMP Main Match: Match Week and SOAP",
+)
 
 
 @lru_cache(maxsize=64)

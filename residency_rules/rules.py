@@ -616,7 +616,9 @@ def _evaluate(
         )
     alone = decision.score_alone
     pending = raw == "pending"
-    overdue = exam.state == "overdue"
+    # The workbook's "exam date passed, no score" (sat or overdue); the letter tells the two
+    # apart by exam_state (a score due in the next weeks is not yet late).
+    overdue = exam.state in ("sat", "overdue")
     to_book = exam.state in ("scheduled", "unscheduled")
 
     return Evaluation(

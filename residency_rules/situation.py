@@ -105,8 +105,12 @@ def day(today: _dt.date, cycle: Cycle, match_key: str, result: MatchResult | Non
     found = phase(today, cycle, match)
     if result in ("matched", "matched in SOAP"):
         found = "after match"
-    elif result == "did not match" and found in ("ranking", "match week"):
-        found = "after match"  # the office knows before our dates say so
+    elif result == "did not match" and found in ("ranking", "match week") and not (
+        match.soap and found == "match week"
+    ):
+        # The office knows before our dates say so; in the NRMP's Match Week the student who
+        # did not match is in SOAP, and the letter says so.
+        found = "after match"
     return Day(
         today=today,
         phase=found,

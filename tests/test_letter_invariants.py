@@ -220,6 +220,10 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
     if today + timedelta(days=28) < cycle.submissions:
         assert not re.search(r"\bsubmit\b", main, re.I), (where, main)
 
+    # In the NRMP's Match Week a student who did not match is in SOAP, today.
+    if ev.phase == "match week" and ev.match_result == "did not match" and passed:
+        assert "SOAP is running this week" in main, where
+
     # Each student hears of their own match only.
     if ev.match_system != "nrmp":
         assert not NRMP_WORDS.search(main), (where, NRMP_WORDS.search(main), main)
