@@ -462,8 +462,8 @@ def _explain_failure(step1: bool, step2: bool) -> AdviceItem:
 def _start_list(share: ProgramMix) -> AdviceItem:
     return AdviceItem(
         "mix",
-        f"Start your program list: about {share.reach}% reach, {share.solid}% solid and "
-        f"{share.safety}% safety programs.",
+        f"Start your program list: about {share.reach}% reach, {share.solid}% solid, "
+        f"{share.safety}% safety.",
         advice.GAME_PLAN,
     )
 
