@@ -500,6 +500,7 @@ def _evaluate(
         )
     alone = decision.score_alone
     pending = raw == "pending"
+    pending_at_risk = pending and (timing_late or overdue or status == "failure" or step2_failed)
 
     return Evaluation(
         student_id=record.student_id,
@@ -531,8 +532,8 @@ def _evaluate(
         exam_overdue=overdue,
         score_by=cutoff if pending and cutoff >= today and not over else None,
         interviews_low=low,
-        pending_at_risk=pending and (timing_late or overdue or status == "failure"
-                                     or step2_failed),
+        pending_at_risk=pending_at_risk,
+        at_risk=compiled.rules.levels[level].at_risk or pending_at_risk,
         step2_failed_before=step2_failed,
         score_alone_label=alone.label if alone is not None else "",
         score_alone_level=alone.level if alone is not None else 0,
