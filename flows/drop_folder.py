@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from flows.errors import RosterBusy
 from flows.files import product_dir, roster_folder_name, write_atomic
 
 ROSTER_SUFFIXES = (".xlsx", ".xlsm")
@@ -256,10 +257,6 @@ def sweep_temporary(out_dir: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
-class RosterBusy(Exception):
-    """Another run holds this roster's lock right now."""
-
-
 @contextmanager
 def roster_lock(output_dir: Path, roster: Path) -> Iterator[None]:
     """Hold an exclusive lock on one roster, so two runs at once never process the same one.
@@ -273,7 +270,7 @@ def roster_lock(output_dir: Path, roster: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RosterBusy(roster.name) from None
+            raise RosterBusy(f"{roster.name}: another run is processing it") from None
         yield
     finally:
         # The kernel drops the lock when the file closes, also when the process is killed.

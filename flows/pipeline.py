@@ -11,6 +11,7 @@ run that needs attention ends Failed with a message naming the rosters and why.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -25,49 +26,38 @@ from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 
 from flows import drop_folder, intake
-from flows.delivery import (
-    DeliveryReport,
-    Ledger,
-    deliver,
-    resolve_smtp_password,
-)
+from flows.crash import crash_outcome, disk_full, record_crash, stage_guard
+from flows.delivery import Ledger, deliver, resolve_smtp_password
+from flows.delivery.ledger import ledger_path
 from flows.delivery.office_note import send_office_note
 from flows.delivery.smtp import UnrecordedSends
-from flows.files import (
-    no_space,
-    roster_output_dir,
-    sha256_file,
-    student_file_stem,
-)
+from flows.errors import AdvisingError, RosterBusy, RosterError, StageCrash
+from flows.files import no_space, roster_output_dir, sha256_file
 from flows.intake import Roster
-from flows.letters import Letter, LetterSummary, RenderPool, render_letters, with_bodies
-from flows.letters.batches import LETTER_BATCH, batch_bounds, render_in_turn
-from flows.letters.hold import held_after_match
-from flows.run_record import (
+from flows.letters import Letter, LetterSummary, RenderPool, render_letters
+from flows.letters.batches import Batch, letters_in_batches
+from flows.letters.hold import hold_after_match
+from flows.outcome import (
+    LetterOutcome,
     RosterOutcome,
     RosterStatus,
-    StageCrash,
     count_roster,
-    crash_outcome,
-    cycle_record,
-    disk_full_message,
-    fingerprint,
-    ledger_path,
-    load_table,
-    plain_reason,
-    record_crash,
+    roster_letters,
     run_verdict,
+)
+from flows.report import DELIVERED, run_artifact
+from flows.run_record import (
+    cycle_record,
+    fingerprint,
     settle_if_unchanged,
-    stage_guard,
     write_run_json,
     write_run_summary,
 )
 from flows.runtime import gc_paused, gc_skips_old, quiet_anticipated_failures
-from flows.settings import Settings, load_settings
-from flows.workbook import LetterCell, annotated_path, write_annotated
+from flows.settings import Settings, load_settings, load_table
+from flows.workbook import annotated_path, letter_cells, write_annotated
 from residency_rules.calendar import stale
-from residency_rules.errors import AdvisingError, RosterError
-from residency_rules.records import Evaluation, StudentRecord
+from residency_rules.records import Evaluation
 from residency_rules.rules import evaluate_all
 from residency_rules.specialties import SpecialtyTable
 
@@ -80,7 +70,7 @@ class RunIncomplete(AdvisingError):
     """
 
     def __init__(self, message: str, outcomes: Sequence[RosterOutcome] = ()) -> None:
-        super().__init__(message)  # one argument, so it pickles like any exception
+        super().__init__(message)
         self.outcomes = list(outcomes)
 
 
@@ -116,7 +106,7 @@ def ingest_stage(path: Path, settings: Settings, table: SpecialtyTable) -> Roste
         try:
             return intake.ingest(path, settings, table)
         except RosterError as exc:
-            return Completed(name="Rejected", message=plain_reason(str(exc)), data=exc)
+            return Completed(name="Rejected", message=exc.summary(), data=exc)
 
 
 @task(name="validate", task_run_name="validate: {roster.source.name}", cache_policy=NO_CACHE)
@@ -141,7 +131,7 @@ def evaluate_stage(roster: Roster, settings: Settings, table: SpecialtyTable) ->
       cache_policy=NO_CACHE)
 def render_stage(
     source: Path,
-    records: list[StudentRecord],
+    records: Batch,
     by_id: dict[str, Evaluation],
     table: SpecialtyTable,
     settings: Settings,
@@ -158,11 +148,19 @@ def render_stage(
 
 @task(name="deliver", task_run_name="deliver: {source.name}", cache_policy=NO_CACHE)
 def deliver_stage(
-    source: Path, letters: list[Letter], settings: Settings, ledger: Ledger, outbox_dir: Path
-) -> DeliveryReport:
+    source: Path, letters: list[Letter], settings: Settings, ledger: Ledger, out_dir: Path,
+    staging: Path,
+) -> dict[str, LetterOutcome]:
     """Hand the letters to the outbox or the relay; the ledger skips what was already sent."""
     with stage_guard("deliver", source, settings.output_dir):
-        return deliver(letters, settings, ledger, outbox_dir, resolve_smtp_password(settings))
+        try:
+            return deliver(letters, settings, ledger, out_dir / "outbox",
+                           resolve_smtp_password(settings))
+        except UnrecordedSends as exc:
+            # A full disk: this run's letters are rendered again by the next one, so their
+            # space goes to recording what the relay accepted.
+            shutil.rmtree(staging, ignore_errors=True)
+            raise exc.record_again() from None
 
 
 @task(name="write workbook", task_run_name="write workbook: {roster.source.name}",
@@ -170,36 +168,16 @@ def deliver_stage(
 def workbook_stage(
     roster: Roster,
     evaluations: list[Evaluation],
-    report: DeliveryReport,
+    letters: dict[str, LetterOutcome],
     settings: Settings,
+    table: SpecialtyTable,
     out_path: Path,
     notice: str = "",
 ) -> None:
     """Write the office's workbook back with annotations, a Summary and a Problems sheet."""
     with stage_guard("write workbook", roster.source, settings.output_dir):
-        _write_workbook(roster, evaluations, report, out_path, notice, settings)
-
-
-def _write_workbook(
-    roster: Roster, evaluations: list[Evaluation], report: DeliveryReport, out_path: Path,
-    notice: str, settings: Settings | None = None,
-) -> None:
-    """Give each row its letter cell (held, or the delivery status and the letter's link)."""
-    by_id = {e.student_id: e for e in evaluations}
-    held = roster.held_rows()
-    cells: dict[str, LetterCell] = {}
-    for row, sid in roster.row_ids.items():
-        after_match = (held_after_match(by_id[sid], settings)
-                       if settings is not None and sid in by_id else None)
-        if row in held or sid not in by_id:
-            cells[sid] = LetterCell("Held: see Problems", None)
-        elif after_match:  # no letter rendered: the cell says why (#23)
-            cells[sid] = LetterCell(after_match, None)
-        else:
-            cells[sid] = LetterCell(
-                report.status.get(sid, "Written"), f"letters/{student_file_stem(sid)}.html"
-            )
-    write_annotated(roster, by_id, cells, out_path, notice)
+        write_annotated(roster, {e.student_id: e for e in evaluations}, letter_cells(letters),
+                        out_path, notice, levels=table.rules.levels)
 
 
 @contextmanager
@@ -212,71 +190,52 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 3)
 
 
-def _merge(total: DeliveryReport, part: DeliveryReport) -> None:
-    """Add one batch's delivery counts and statuses to the roster's report."""
-    total.sent += part.sent
-    total.unchanged += part.unchanged
-    total.failed += part.failed
-    total.skipped += part.skipped
-    total.status.update(part.status)
-
-
 def _letters_and_delivery(
     source: Path,
-    records: list[StudentRecord],
+    roster: Roster,
     evaluations: list[Evaluation],
     table: SpecialtyTable,
     settings: Settings,
-    staging: Path,
     out_dir: Path,
     pool: RenderPool | None,
     timings: dict[str, float],
-) -> tuple[DeliveryReport, int]:
-    """Render and deliver the letters batch by batch; return the delivery report and count."""
+) -> tuple[dict[str, LetterOutcome], threading.Thread | None]:
+    """Render the letters batch by batch into a staging folder, delivering each batch.
+
+    Returns what delivery made of each letter, and the thread removing the previous letters
+    folder once the new one is swapped in (the caller joins it after the workbook).
+    """
     by_id = {e.student_id: e for e in evaluations}
-    report = DeliveryReport()
-    written = 0
+    delivered: dict[str, LetterOutcome] = {}
     timings["letters"] = timings["delivery"] = 0.0
-    # Batches bound memory (a rendered letter is ~12 KB: 1.2 GB for 100,000 at once).
-    bounds = batch_bounds(len(records), LETTER_BATCH, settings.delivery == "smtp")
-    batches = [records[a:b] for a, b in bounds]
+    # Letters are written into a hidden folder, swapped in once every batch is rendered.
+    staging = drop_folder.staging_dir(out_dir / "letters")
     with Ledger(ledger_path(settings.output_dir)) as ledger:
 
-        def render(k: int, elsewhere: RenderPool | None) -> Any:
-            batch = batches[k]
+        def render(batch: Batch, pool: RenderPool | None = None) -> Any:
+            """Render here (pool None), or hand the batch to the render process (a future)."""
             previous = ledger.previous_summaries(r.student_id for r in batch)
-            args = (source, _as_is(batch), _as_is(by_id), _as_is(table), settings,
-                    _as_is(previous), staging)
-            if elsewhere is None:
-                return render_stage(*args, None)
-            return render_stage.submit(*args, _as_is(elsewhere))
+            call = render_stage if pool is None else render_stage.submit
+            return call(source, _as_is(batch), _as_is(by_id), _as_is(table), settings,
+                        _as_is(previous), staging, _as_is(pool))
 
-        rendered = render_in_turn(
-            len(batches),
-            here=lambda k: render(k, None),
-            there=(lambda k: render(k, pool)) if pool is not None else None,
-            share=settings.delivery != "smtp",
+        batches = letters_in_batches(
+            roster.records, staging,
+            here=render,
+            there=(lambda batch: render(batch, pool)) if pool is not None else None,
+            size=settings.letter_batch, relay=settings.delivery == "smtp",
         )
         while True:
             with _timed(timings, "letters"):
-                letters = next(rendered, None)
-                if letters is None:
-                    break
-                # Read here: in a worker thread, each read would wait for the GIL afresh.
-                letters = with_bodies(letters, staging)
+                letters = next(batches, None)
+            if letters is None:
+                break
             with _timed(timings, "delivery"):
-                try:
-                    part = deliver_stage(source, _as_is(letters), settings, ledger,
-                                         out_dir / "outbox")
-                except UnrecordedSends as exc:
-                    # A full disk: this run's letters are rendered again by the next one, so
-                    # their space goes to recording what the relay accepted.
-                    shutil.rmtree(staging, ignore_errors=True)
-                    raise exc.record_again() from None
-                _merge(report, part)
-            written += len(letters)
-            del letters
-    return report, written
+                delivered |= deliver_stage(source, _as_is(letters), settings, ledger, out_dir,
+                                           staging)
+    with _timed(timings, "letters"):
+        remover = drop_folder.publish_dir(staging, out_dir / "letters")
+    return delivered, remover
 
 
 def process_roster(
@@ -304,32 +263,35 @@ def process_roster(
     if isinstance(roster, State):  # Rejected: it holds the RosterError
         return _reject(path, settings, started, roster.result())
     # The render process takes a second to start: it starts now, while validation runs.
-    with (RenderPool() if len(roster.records) > LETTER_BATCH else nullcontext()) as pool:
+    with (RenderPool() if len(roster.records) > settings.letter_batch else nullcontext()) as pool:
         with _timed(timings, "validate"):
             roster = validate_stage(_as_is(roster), settings, _as_is(table), out_dir / "validation")
         with _timed(timings, "evaluate"):
             evaluations = evaluate_stage(_as_is(roster), settings, _as_is(table))
         set_aside()
-        # Letters are written into a hidden folder, swapped in once every batch is rendered.
-        staging = drop_folder.staging_dir(out_dir / "letters")
-        report, written = _letters_and_delivery(
-            path, roster.records, evaluations, table, settings, staging, out_dir, pool, timings
-        )
-    with _timed(timings, "letters"):
-        remover = drop_folder.publish_dir(staging, out_dir / "letters")
+        delivered, remover = _letters_and_delivery(path, roster, evaluations, table, settings,
+                                                   out_dir, pool, timings)
+    letters = roster_letters(roster.row_ids, roster.held_rows(),
+                             {e.student_id for e in evaluations}, delivered)
+    # After the Match, ADVISING_AFTER_MATCH=hold: no letter without a result (#23).
+    letters = hold_after_match(letters, evaluations, settings)
     # A cycle that is over or a year off: said once to the office; the letters still go.
     cycle = settings.cycle(table)
     cycle_warning = stale(settings.run_date(), cycle) or ""
     if cycle_warning:
         logger.info("Roster %s: %s", path.name, cycle_warning)  # the CLI summary says it
+    workbook = annotated_path(roster.source, out_dir)
     with _timed(timings, "workbook"):
-        workbook_stage(_as_is(roster), _as_is(evaluations), _as_is(report), settings,
-                       annotated_path(roster.source, out_dir),
+        workbook_stage(_as_is(roster), _as_is(evaluations), _as_is(letters), settings,
+                       _as_is(table), workbook,
                        f"Cycle: {cycle_warning}" if cycle_warning else "")
     if remover is not None:
         remover.join()
 
-    counts = count_roster(roster, evaluations, report, written)
+    counts, digest = count_roster(
+        rows=len(roster.row_ids), held=len(roster.held_rows()), problems=len(roster.problems),
+        evaluations=evaluations, letters=letters,
+    )
     ended = datetime.now().astimezone()
     write_run_json(out_dir, path.name, sha, table.version, print_fp, settings.delivery, counts,
                    timings, started, ended,
@@ -342,24 +304,24 @@ def process_roster(
         counts.letters_written, counts.emails_sent, DELIVERED[settings.delivery],
         counts.emails_unchanged, counts.emails_failed,
     )
-    return RosterOutcome(path.name, RosterStatus.DONE, f"kept in {moved.parent}", counts,
-                         str(out_dir), settings.delivery, cycle_warning)
+    return RosterOutcome(
+        file=path.name, status=RosterStatus.DONE, message=f"kept in {moved.parent}",
+        counts=counts, digest=digest, output=str(out_dir), workbook=str(workbook),
+        delivery=settings.delivery, notice=cycle_warning,
+        started=started.isoformat(timespec="seconds"), ended=ended.isoformat(timespec="seconds"),
+    )
 
 
 def _reject(path: Path, settings: Settings, started: datetime, exc: RosterError) -> RosterOutcome:
     """Move an unreadable roster to input/rejected/ with its .problems.txt; one WARNING line."""
     target = drop_folder.move_rejected(path, settings.input_dir, started, exc.problems).resolve()
     problems = target.with_name(target.name + ".problems.txt")
-    reason = plain_reason(str(exc))
+    reason = exc.summary()
     get_run_logger().warning(
         "Roster %s rejected (%s): moved to %s; see %s", path.name, reason, target, problems
     )
-    return RosterOutcome(path.name, RosterStatus.REJECTED, str(exc), None, str(target),
-                         reason=reason, problems=str(problems))
-
-
-# How the artifact and the log name what delivery did: nothing is sent in outbox mode.
-DELIVERED = {"outbox": "written to outbox", "smtp": "emailed"}
+    return RosterOutcome(file=path.name, status=RosterStatus.REJECTED, message=str(exc),
+                         output=str(target), reason=reason, problems=str(problems))
 
 
 def _run_name() -> str:
@@ -377,7 +339,7 @@ def advising_run(
 
     office holds one consortium office's settings from the offices file (JSON values, keys as
     in Settings): a deployment's parameters, checked again here through the one settings gate.
-    Returns the outcomes; when a roster needs attention (run_record.RosterOutcome.attention),
+    Returns the outcomes; when a roster needs attention (outcome.RosterOutcome.attention),
     a Failed state naming the rosters instead, so monitoring that watches flow-run states sees
     what the exit status of `advising run` says. Called directly, the flow then raises
     RunIncomplete, which holds the outcomes.
@@ -391,58 +353,60 @@ def advising_run(
     settings = load_settings(**overrides)
     table = load_table(settings)
     print_fp = fingerprint(settings, table)
-    logger = get_run_logger()
-    outcomes: list[RosterOutcome] = []
-    for drop in drop_folder.scan(settings.input_dir, settings.quiet_seconds):
-        if drop.kind == "link":
-            outcomes.append(_reject_link(drop, settings))
-            continue
-        if drop.kind == "skipped":
-            outcomes.append(RosterOutcome(drop.path.name, RosterStatus.SKIPPED, drop.reason))
-            continue
-        if not drop.ready:
-            outcomes.append(RosterOutcome(drop.path.name, RosterStatus.WAITING, drop.reason))
-            continue
-        try:
-            with drop_folder.roster_lock(settings.output_dir, drop.path), \
-                    gc_skips_old() as set_aside:
-                if not drop.path.exists():  # another run finished it while we waited
-                    continue
-                outcomes.append(process_roster(drop.path, settings, table, print_fp, set_aside))
-        except drop_folder.RosterBusy:
-            outcomes.append(RosterOutcome(
-                drop.path.name, RosterStatus.BUSY, "another run is processing it"
-            ))
-        except AdvisingError as exc:
-            logger.error("Roster %s stopped: %s", drop.path.name, exc)
-            outcomes.append(RosterOutcome(drop.path.name, RosterStatus.FAILED, str(exc),
-                                          reason=plain_reason(str(exc))))
-        except StageCrash as crash:  # a stage's bug, already in error.log and stripped
-            logger.error("Roster %s stopped: %s", drop.path.name, crash)
-            outcomes.append(crash_outcome(drop.path, crash))
-        except Exception as exc:  # noqa: BLE001 - one roster's bug must not stop the others
-            if (full := no_space(exc)) is not None:  # not a bug: no error.log (nor room)
-                outcomes.append(_disk_full(drop.path, full, settings))
-                logger.error("Roster %s stopped: the disk is full", drop.path.name)
-                continue
-            recorded = record_crash(drop.path, settings.output_dir, exc)
-            logger.error("Roster %s stopped: %s", drop.path.name, recorded)
-            outcomes.append(crash_outcome(drop.path, recorded))
-    _publish_artifact(outcomes, settings.delivery, table)
-    send_office_note(outcomes, settings)  # counts and IDs to ADVISING_OFFICE_EMAIL, if set
-    if (unkept := write_run_summary(settings.output_dir, outcomes)) is not None:
-        logger.warning("%s", unkept)
-    verdict = run_verdict(outcomes)
+    outcomes = [_one_drop(drop, settings, table, print_fp)
+                for drop in drop_folder.scan(settings.input_dir, settings.quiet_seconds)]
+    done = [o for o in outcomes if o is not None]
+    create_markdown_artifact(run_artifact(done, settings.delivery, table),
+                             key="advising-run-summary",
+                             description="Rosters processed in this run (counts only)")
+    # Counts and IDs to ADVISING_OFFICE_EMAIL, if set.
+    send_office_note(done, settings, table.rules.levels)
+    if (unkept := write_run_summary(settings.output_dir, done)) is not None:
+        get_run_logger().warning("%s", unkept)
+    verdict = run_verdict(done)
     if verdict is not None:
         # Failed, so IT sees it in Prefect; the outcomes ride along for the CLI's summary.
-        return Failed(message=verdict, data=RunIncomplete(verdict, outcomes))
-    return outcomes
+        return Failed(message=verdict, data=RunIncomplete(verdict, done))
+    return done
 
 
-def _disk_full(path: Path, exc: OSError, settings: Settings) -> RosterOutcome:
-    """Say in one sentence that a write found the disk full, and what to do."""
-    return RosterOutcome(path.name, RosterStatus.FAILED,
-                         disk_full_message(exc, settings.output_dir), reason="the disk is full")
+def _one_drop(
+    drop: drop_folder.DropFile, settings: Settings, table: SpecialtyTable, print_fp: str
+) -> RosterOutcome | None:
+    """Take one file of the drop folder through the run; None when another run finished it."""
+    name = drop.path.name
+    if drop.kind == "link":
+        return _reject_link(drop, settings)
+    if drop.kind == "skipped":
+        return RosterOutcome(file=name, status=RosterStatus.SKIPPED, message=drop.reason)
+    if not drop.ready:
+        return RosterOutcome(file=name, status=RosterStatus.WAITING, message=drop.reason)
+    logger = get_run_logger()
+    try:
+        with drop_folder.roster_lock(settings.output_dir, drop.path), \
+                gc_skips_old() as set_aside:
+            if not drop.path.exists():  # another run finished it while we waited
+                return None
+            return process_roster(drop.path, settings, table, print_fp, set_aside)
+    except RosterBusy:
+        return RosterOutcome(file=name, status=RosterStatus.BUSY,
+                             message="another run is processing it")
+    except StageCrash as crash:  # a stage's bug, already in error.log and stripped
+        logger.error("Roster %s stopped: %s", name, crash)
+        return crash_outcome(drop.path, crash)
+    except AdvisingError as exc:
+        logger.error("Roster %s stopped: %s", name, exc)
+        return RosterOutcome(file=name, status=RosterStatus.FAILED, message=str(exc),
+                             reason=exc.summary())
+    except Exception as exc:  # noqa: BLE001 - one roster's bug must not stop the others
+        if (full := no_space(exc)) is not None:  # not a bug: no error.log (nor room)
+            logger.error("Roster %s stopped: the disk is full", name)
+            error = disk_full(full, settings.output_dir)
+            return RosterOutcome(file=name, status=RosterStatus.FAILED, message=str(error),
+                                 reason="the disk is full")
+        recorded = record_crash(drop.path, settings.output_dir, exc)
+        logger.error("Roster %s stopped: %s", name, recorded)
+        return crash_outcome(drop.path, recorded)
 
 
 def _reject_link(drop: drop_folder.DropFile, settings: Settings) -> RosterOutcome:
@@ -452,56 +416,9 @@ def _reject_link(drop: drop_folder.DropFile, settings: Settings) -> RosterOutcom
             drop.path, settings.input_dir, datetime.now().astimezone(), [drop.reason]
         )
     except FileNotFoundError:  # another run moved it meanwhile
-        return RosterOutcome(drop.path.name, RosterStatus.BUSY, "another run moved it")
+        return RosterOutcome(file=drop.path.name, status=RosterStatus.BUSY,
+                             message="another run moved it")
     get_run_logger().warning("%s is a symbolic link: moved to %s", drop.path.name, target)
-    return RosterOutcome(drop.path.name, RosterStatus.REJECTED, drop.reason, None, str(target),
-                         reason="a symbolic link, not a roster file",
+    return RosterOutcome(file=drop.path.name, status=RosterStatus.REJECTED, message=drop.reason,
+                         output=str(target), reason="a symbolic link, not a roster file",
                          problems=str(target.with_name(target.name + ".problems.txt")))
-
-
-def _publish_artifact(
-    outcomes: list[RosterOutcome], delivery: str, table: SpecialtyTable
-) -> None:
-    """Publish a per-run summary table to Prefect: counts only, never names, scores or grades.
-
-    Written for IT reading the Prefect UI: why a roster needs attention and which file says
-    more, what delivery did in words that fit the mode, and what the levels mean.
-    """
-    columns = ["roster", "status", "reason", "rows", "held", "evaluated",
-               "L1", "L2", "L3", "L4", "L5", "letters", DELIVERED[delivery], "unchanged",
-               "failed or uncertain", "see"]
-    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    for o in outcomes:
-        c = o.counts
-        see = o.problems or o.output
-        reason = o.attention() if o.status is RosterStatus.DONE else o.reason or o.message
-        cells: list[object]
-        if c is None:
-            cells = [o.file, o.status, reason or "", *[""] * (len(columns) - 4), see]
-        else:
-            lv = c.by_outlook_level
-            cells = [o.file, o.status, reason or "", c.rows, c.held_with_problems, c.evaluated,
-                     *(lv.get(str(k), 0) for k in range(1, 6)), c.letters_written,
-                     c.emails_sent, c.emails_unchanged, c.emails_failed, see]
-        lines.append("| " + " | ".join(_cell(v) for v in cells) + " |")
-    if not outcomes:
-        lines.append("| (no roster in the input folder) |" + " |" * (len(columns) - 1))
-    verdict = run_verdict(outcomes)
-    lines[:0] = [f"**{verdict}**" if verdict else "Every roster went through.", ""]
-    lines += [
-        "",
-        "held: rows with a problem listed on the workbook's Problems sheet (no letter). "
-        + ("written to outbox: .eml files in output/<roster>/outbox; nothing is sent."
-           if delivery == "outbox" else "emailed: accepted by the school's relay."),
-        "",
-        f"Outlook levels (rules version {table.version}):",
-        *(f"- L{level}: " + "; ".join(labels)
-          for level, labels in table.rules.labels_by_level().items()),
-    ]
-    create_markdown_artifact("\n".join(lines), key="advising-run-summary",
-                             description="Rosters processed in this run (counts only)")
-
-
-def _cell(value: object) -> str:
-    """Put a value in a markdown table cell: one line, no column break."""
-    return " ".join(str(value).split()).replace("|", "\\|")

@@ -16,12 +16,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from flows.errors import SettingsError
 from residency_rules import calendar
 from residency_rules.calendar import Cycle
-from residency_rules.errors import SettingsError
 from residency_rules.rules import cycle_of
 from residency_rules.schema import is_address, is_domain, parse_sender
-from residency_rules.specialties import SpecialtyTable
+from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A built wheel carries the templates inside the package (setup.py copies them there); a
@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     max_uncompressed_mb: float = Field(default=500.0, gt=0)
     # A file must be unchanged for this long before it is picked up (still being copied).
     quiet_seconds: float = Field(default=2.0, ge=0)
+    # Students rendered and delivered per batch: a rendered letter takes ~12 KB of memory, so
+    # 5,000 at once is ~60 MB; a roster of more than one batch is rendered in two processes.
+    letter_batch: int = Field(default=5000, ge=1)
 
     @field_validator("allowed_email_domains", mode="before")
     @classmethod
@@ -380,3 +383,16 @@ def _describe_errors(exc: ValidationError, name: Callable[[str], str]) -> list[s
     return lines
 
 
+def load_table(settings: Settings) -> SpecialtyTable:
+    """Load the office's edited specialty table when configured, else the packaged one."""
+    if settings.specialty_table is None:
+        return load_default_table()
+    path = settings.specialty_table
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(
+            f"ADVISING_SPECIALTY_TABLE: cannot read {path} ({exc.strerror}); "
+            "fix the path or unset it to use the table shipped with the product"
+        ) from None
+    return parse_table(text, str(path))

@@ -194,6 +194,9 @@ class Evaluation:
     score_by: date | None = None
     interviews_low: bool = False  # mid-season, fewer invitations than the specialty's target
     pending_at_risk: bool = False  # pending with a late date, an overdue score or a failure
+    # At risk for the office: a level [levels] marks at risk, or pending at risk. The Summary's
+    # list, the counts and the office's note all read this one flag.
+    at_risk: bool = False
     # --- one voice (docs/rules.md, One voice) ---
     # What the matrix gave for the score alone (before the modifiers and the hyper cap);
     # equal to label when no modifier changed it; "" outside the matrix.

@@ -24,6 +24,22 @@ class Outlook:
     label: str
 
 
+@dataclass(frozen=True, slots=True)
+class Level:
+    """What a level means to the office, and whether a student at it is at risk."""
+
+    meaning: str
+    at_risk: bool
+
+
+def at_risk_span(levels: Mapping[int, Level]) -> str:
+    """Name the levels marked at risk as people write them: "1-2", "1", "1, 3"."""
+    marked = [level for level in sorted(levels) if levels[level].at_risk]
+    if len(marked) > 1 and marked == list(range(marked[0], marked[-1] + 1)):
+        return f"{marked[0]}-{marked[-1]}"
+    return ", ".join(map(str, marked)) or "none"
+
+
 @dataclass(frozen=True)
 class Rules:
     """Every number and label the outlook rules use, each traceable to the data file."""
@@ -55,6 +71,7 @@ class Rules:
     step1_not_taken: Outlook
     matrix: Mapping[tuple[Step1Status, Tier, Band], Outlook]
     mix: Mapping[int, ProgramMix]
+    levels: Mapping[int, Level]
     sources: Mapping[str, str]
 
     def labels(self) -> frozenset[str]:
@@ -192,6 +209,7 @@ def parse_rules(doc: df.Table, origin: str) -> Rules:
         step1_not_taken=not_taken,
         matrix=_matrix(doc, origin),
         mix=_mix(doc, origin),
+        levels=_levels(doc, origin),
         sources=sources,
     )
 
@@ -265,3 +283,19 @@ def _mix(doc: df.Table, origin: str) -> dict[int, ProgramMix]:
             raise where.error(f"reach + solid + safety is {total}", "make the shares add up to 100")
         found[level] = item
     return found
+
+
+def _levels(doc: df.Table, origin: str) -> dict[int, Level]:
+    top = df.Where(origin, "[levels]")
+    found = df.table(doc, "levels", df.Where(origin, "top of the file"), "copy the [levels] table")
+    df.text(found, "source", top, 'say where the meanings come from, e.g. source = "design"')
+    levels: dict[int, Level] = {}
+    for level in LEVELS:
+        fix = f'write {level} = {{ meaning = "...", at_risk = true or false }}'
+        row = df.table(found, str(level), top, fix)
+        where = top.child(f"level {level}")
+        levels[level] = Level(
+            df.text(row, "meaning", where, "write what the level means to the office, in quotes"),
+            df.flag(row, "at_risk", where, "write true or false"),
+        )
+    return levels

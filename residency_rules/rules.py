@@ -620,6 +620,7 @@ def _evaluate(
     # apart by exam_state (a score due in the next weeks is not yet late).
     overdue = exam.state in ("sat", "overdue")
     to_book = exam.state in ("scheduled", "unscheduled")
+    pending_at_risk = pending and (timing_late or overdue or status == "failure" or step2_failed)
 
     return Evaluation(
         student_id=record.student_id,
@@ -654,8 +655,8 @@ def _evaluate(
         score_by=(cutoff if pending and cutoff >= today and season in ("preparing", "applying")
                   and (exam.state == "unscheduled" or (to_book and timing_late)) else None),
         interviews_low=low_invitations,
-        pending_at_risk=pending and (timing_late or overdue or status == "failure"
-                                     or step2_failed),
+        pending_at_risk=pending_at_risk,
+        at_risk=compiled.rules.levels[level].at_risk or pending_at_risk,
         step2_failed_before=step2_failed,
         score_alone_label=alone.label if alone is not None else "",
         score_alone_level=alone.level if alone is not None else 0,

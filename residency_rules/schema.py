@@ -688,6 +688,14 @@ LETTER_STRENGTHS: tuple[LetterStrength, ...] = ("strong", "average", "weak")
 MARGINS: tuple[Step1Margin, ...] = ("marginal", "comfortable")
 SCORE_RANGE = (1, 300)
 ATTEMPTS_RANGE = (1, 6)
+# A Step 2 CK date the roster may hold: from the exam's modern form to a few years ahead.
+EARLIEST_STEP2_DATE = date(2010, 1, 1)
+STEP2_DATE_YEARS_AHEAD = 3
+
+
+def step2_date_range(today: date) -> tuple[date, date]:
+    """Return the first and last likely Step 2 CK date on `today` (validation and template)."""
+    return EARLIEST_STEP2_DATE, date(today.year + STEP2_DATE_YEARS_AHEAD, 12, 31)
 
 # Words the template's dropdowns offer (what the office sees), and that the normalisers accept.
 DROPDOWNS: dict[str, tuple[str, ...]] = {

@@ -20,6 +20,24 @@ apply_prefect_defaults()
 RUN_DATE = date(2026, 11, 24)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow", action="store_true",
+        help="also run the slow tests (real Prefect servers, workers, whole flow runs, the "
+        "built wheel, LibreOffice): what CI runs. Without it they are deselected.",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the slow tests out of a plain `pytest` (a few minutes), in with --slow."""
+    if config.getoption("--slow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
 @pytest.fixture(scope="session")
 def table() -> SpecialtyTable:
     """The specialty table shipped with the product."""

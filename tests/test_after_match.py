@@ -104,7 +104,7 @@ def test_a_roster_with_a_match_outcome_column_is_read_and_a_bad_cell_is_a_proble
 
 def test_the_template_has_a_match_result_column_with_a_dropdown(tmp_path: Path) -> None:
     path = tmp_path / "template.xlsx"
-    write_template(path, TABLE)
+    write_template(path, TABLE, AFTER)
     ws = openpyxl.load_workbook(path)["Roster"]
     headers = [c.value for c in ws[1]]
     assert "Match Result" in headers
@@ -223,8 +223,8 @@ def test_hold_renders_no_letter_for_a_blank_result_and_says_why() -> None:
 
 
 def test_a_wrong_after_match_setting_is_refused_naming_it() -> None:
+    from flows.errors import SettingsError
     from flows.settings import load_settings
-    from residency_rules.errors import SettingsError
 
     with pytest.raises(SettingsError, match="ADVISING_AFTER_MATCH"):
         load_settings(after_match="maybe")

@@ -21,11 +21,10 @@ from typing import Any, TextIO
 
 import pytest
 
-from flows.delivery.ledger import Ledger
+from flows.delivery.ledger import LEDGER_NAME, Ledger, ledger_path
+from flows.errors import SettingsError
 from flows.intake.demo import write_demo_roster
-from flows.run_record import LEDGER_NAME, ledger_path
 from flows.settings import load_offices
-from residency_rules.errors import SettingsError
 from tests.support.prefect_api import Api, free_port
 from tests.support.smtp_sink import Sink, running_sink
 

@@ -17,7 +17,8 @@ import pytest
 
 from flows.intake.demo import write_demo_roster
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+# Each test runs the whole flow on a Prefect server: slow (pytest --slow, as CI runs it).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def _run() -> list[dict]:
@@ -128,9 +129,8 @@ def test_batches_render_in_a_second_process_and_every_student_gets_one_letter(
     """Four students per batch: batch k+1 renders in the render process while k is sent."""
     import multiprocessing
 
-    from flows import pipeline
 
-    monkeypatch.setattr(pipeline, "LETTER_BATCH", 4)
+    monkeypatch.setenv("ADVISING_LETTER_BATCH", "4")
     _drop_demo(workdir, 11)
     (outcome,) = _run()
     assert outcome.status == "done"
@@ -174,7 +174,7 @@ def test_the_cli_settles_an_identical_re_drop_without_starting_prefect_or_gx(
     os.utime(roster, (0, 0))
     env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
     code = (
-        "import sys; from flows.cli import run_once; rc = run_once(None, None); "
+        "import sys; from flows.cli import main; rc = main(['run']); "
         "print('loaded:', sorted(m for m in ('prefect', 'great_expectations') "
         "if m in sys.modules)); "
         "sys.exit(rc)"
@@ -232,7 +232,7 @@ def test_heartbeats_are_off_only_when_the_server_is_temporary() -> None:
     """A temporary server dies with the run: no one would read its heartbeats; a lasting one."""
     from prefect.settings import get_current_settings
 
-    from flows.cli import _no_heartbeats
+    from flows.run import _no_heartbeats
 
     usual = get_current_settings().flows.heartbeat_frequency
     assert usual is not None
@@ -328,9 +328,8 @@ def test_letters_in_several_batches_are_all_counted(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rendering and delivery in batches write and count every student once."""
-    import flows.pipeline
 
-    monkeypatch.setattr(flows.pipeline, "LETTER_BATCH", 3)
+    monkeypatch.setenv("ADVISING_LETTER_BATCH", "3")
     _drop_demo(workdir, 7)
     outcome = _run()[0]
     assert outcome.counts.letters_written == 7
@@ -424,7 +423,7 @@ def test_a_cycle_that_is_over_is_reported_and_the_letters_still_go(
     assert run["counts"]["letters_written"] == 4
     summary = openpyxl.load_workbook(out / "class-2027-annotated.xlsx")["Summary"]
     assert "ended on Match Day" in str(summary.cell(3, 1).value)
-    from flows.cli import describe
+    from flows.report import describe
 
     assert "cycle: The configured cycle" in describe(outcomes[0])
 

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 
 from flows import files
-from flows.delivery import deliver
-from flows.delivery import smtp as delivery
 from flows.delivery.ledger import Ledger, LedgerUnwritable
+from flows.errors import AdvisingError, DeliveryError
 from flows.files import write_atomic
 from flows.intake.demo import write_demo_roster
-from residency_rules.errors import AdvisingError, DeliveryError
+from flows.outcome import LetterStatus, tally
 from residency_rules.specialties import SpecialtyTable
+from tests.support.delivery import SHORT_WAITS, deliver_now
 from tests.support.smtp_sink import Sink, running_sink
 from tests.test_delivery import make_letters, smtp_settings
 
@@ -62,13 +62,6 @@ class _FullDisk:
         setattr(self._db, name, value)
 
 
-@pytest.fixture(autouse=True)
-def _short_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(delivery, "RETRY_DELAYS", (0.01, 0.02, 0.04))
-    monkeypatch.setattr(delivery, "RECONNECT_DELAYS", (0.01, 0.02))
-    monkeypatch.setattr(delivery, "LEDGER_RETRY_DELAYS", (0.0, 0.0, 0.0))
-
-
 def _statuses(ledger: Ledger, ids: list[str]) -> dict[str, list[str]]:
     return {sid: [e.status for e in ledger.entries(sid)] for sid in ids}
 
@@ -93,7 +86,7 @@ def test_a_letter_the_relay_accepted_is_recorded_sent_once_the_disk_takes_it(
         ledger._db = _FullDisk(ledger._db, full)  # type: ignore[assignment]
         settings = smtp_settings(sink, smtp_connections=connections)
         with pytest.raises(DeliveryError) as stopped:
-            deliver(letters, settings, ledger, tmp_path / "outbox")
+            deliver_now(letters, settings, ledger, tmp_path / "outbox")
         message = str(stopped.value)
         assert "database or disk is full" in message and "recorded as sent" in message
         assert "\n" not in message and "Traceback" not in message
@@ -103,8 +96,9 @@ def test_a_letter_the_relay_accepted_is_recorded_sent_once_the_disk_takes_it(
         assert sent == accepted  # every 250 seen is recorded, nothing else
         assert not any("sending" in s or "uncertain" in s for s in statuses.values())
 
-        again = deliver(letters, settings, ledger, tmp_path / "outbox")
-        assert again.unchanged == len(accepted) and again.sent == len(letters) - len(accepted)
+        again = deliver_now(letters, settings, ledger, tmp_path / "outbox")
+        assert tally(again) == {LetterStatus.UNCHANGED: len(accepted),
+                                LetterStatus.SENT: len(letters) - len(accepted)}
         assert set(sink.handler.per_recipient().values()) == {1}
         assert len(sink.handler.per_recipient()) == len(letters)
 
@@ -122,15 +116,16 @@ def test_when_the_disk_stays_full_the_accepted_letter_is_named_and_never_sent_tw
         )
         disk_full_from_now = ledger._db
         with pytest.raises(DeliveryError) as stopped:
-            deliver(letters, smtp_settings(sink), ledger, tmp_path / "outbox")
+            deliver_now(letters, smtp_settings(sink), ledger, tmp_path / "outbox")
         second = letters[1].student_id
         assert f"students {second}" in str(stopped.value)
         assert "do not release them" in str(stopped.value)
-        assert disk_full_from_now.refused == 1 + len(delivery.LEDGER_RETRY_DELAYS)
+        assert disk_full_from_now.refused == 1 + len(SHORT_WAITS.ledger)
         ledger._db = ledger._db._db  # type: ignore[attr-defined]  # space freed
 
-        again = deliver(letters, smtp_settings(sink), ledger, tmp_path / "outbox")
-        assert again.unchanged == 1 and again.sent == len(letters) - 2 and again.failed == 1
+        again = deliver_now(letters, smtp_settings(sink), ledger, tmp_path / "outbox")
+        assert tally(again) == {LetterStatus.UNCHANGED: 1, LetterStatus.SENT: len(letters) - 2,
+                                LetterStatus.UNCERTAIN: 1}
         assert [e.status for e in ledger.entries(second)] == ["uncertain"]
         assert set(sink.handler.per_recipient().values()) == {1}
 
@@ -143,7 +138,7 @@ def test_a_ledger_that_cannot_plan_says_so_and_sends_nothing(
     with Ledger(tmp_path / "ledger.sqlite") as ledger, running_sink() as sink:
         ledger._db = _FullDisk(ledger._db, lambda: True)  # type: ignore[assignment]
         with pytest.raises(LedgerUnwritable, match="cannot record deliveries"):
-            deliver(letters, smtp_settings(sink), ledger, tmp_path / "outbox")
+            deliver_now(letters, smtp_settings(sink), ledger, tmp_path / "outbox")
         assert sink.received == []
         ledger._db = ledger._db._db  # type: ignore[attr-defined]
         assert all(ledger.entries(lt.student_id) == [] for lt in letters)
@@ -301,7 +296,7 @@ def test_the_outbox_on_a_full_disk_keeps_what_it_wrote_and_finishes_next_time(
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         monkeypatch.setattr(files.os, "write", _enospc_after(3 * len(letters[0].html), outbox))
         with pytest.raises(AdvisingError, match=r"\.eml: cannot write it \(No space left"):
-            deliver(letters, settings, ledger, outbox)
+            deliver_now(letters, settings, ledger, outbox)
         monkeypatch.undo()
         written = sorted(p.name for p in outbox.iterdir())
         assert 0 < len(written) < len(letters) and all(n.endswith(".eml") for n in written)
@@ -310,8 +305,9 @@ def test_the_outbox_on_a_full_disk_keeps_what_it_wrote_and_finishes_next_time(
         assert sorted(s for s, st in statuses.items() if st == ["sent"]) == [
             n.removesuffix(".eml") for n in written]
 
-        again = deliver(letters, settings, ledger, outbox)
-        assert (again.sent, again.unchanged) == (len(letters) - len(written), len(written))
+        again = deliver_now(letters, settings, ledger, outbox)
+        assert tally(again) == {LetterStatus.OUTBOX: len(letters) - len(written),
+                                LetterStatus.UNCHANGED: len(written)}
         assert len(list(outbox.iterdir())) == len(letters)
 
 
@@ -319,7 +315,7 @@ def test_a_bug_whose_error_log_cannot_be_written_is_still_one_sentence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The error.log write fails too (a full disk): the outcome says both, in one line."""
-    from flows.run_record import crash_outcome, record_crash
+    from flows.crash import crash_outcome, record_crash
 
     roster = tmp_path / "input" / "class.xlsx"
     monkeypatch.setattr(files.os, "write", _enospc_after(0, tmp_path / "output"))
@@ -333,6 +329,7 @@ def test_a_bug_whose_error_log_cannot_be_written_is_still_one_sentence(
     assert not list((tmp_path / "output").rglob("error.log"))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_run_json_on_a_full_disk_stops_the_roster_and_the_next_run_finishes_it(
     workdir: Path, monkeypatch: pytest.MonkeyPatch

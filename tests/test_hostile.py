@@ -44,6 +44,7 @@ def _letter_links(workbook: Path) -> set[str]:
     return {c.hyperlink.target for row in ws.iter_rows() for c in row if c.hyperlink}
 
 
+@pytest.mark.slow
 @_FLOW
 def test_twins_and_a_roster_named_like_the_ledger_keep_their_own_folders(workdir: Path) -> None:
     """twin.xlsx and twin.xlsm, delivery-ledger.sqlite.xlsx and ...xlsx: each its own folder.
@@ -78,6 +79,7 @@ def test_twins_and_a_roster_named_like_the_ledger_keep_their_own_folders(workdir
     assert (out / "delivery-ledger.sqlite").is_dir()  # that roster's own folder, nothing else
 
 
+@pytest.mark.slow
 @_FLOW
 def test_a_symlink_is_rejected_and_what_it_points_to_is_left_alone(workdir: Path) -> None:
     """A link in input/ is moved to rejected/ as a link, with a note; its target is untouched."""
@@ -102,6 +104,7 @@ def test_a_symlink_is_rejected_and_what_it_points_to_is_left_alone(workdir: Path
     assert not any((workdir / "input" / "processed").rglob("linked*"))
 
 
+@pytest.mark.slow
 @_FLOW
 def test_every_file_in_the_drop_folder_gets_a_line(workdir: Path) -> None:
     """Skipped files are listed with their reason, in the outcomes the CLI and artifact show."""
@@ -122,11 +125,12 @@ def test_every_file_in_the_drop_folder_gets_a_line(workdir: Path) -> None:
     kept = json.loads((workdir / "output" / PRODUCT_DIR / "last-run.json").read_text())
     assert {f["file"]: f["status"] for f in kept["files"]} == {
         f: str(o.status) for f, o in outcomes.items()}
-    from flows.cli import describe
+    from flows.report import describe
 
     assert describe(outcomes[".DS_Store"]) == ".DS_Store: skipped: a hidden file, not a roster"
 
 
+@pytest.mark.slow
 @_FLOW
 def test_an_old_ledger_is_moved_with_its_history(workdir: Path) -> None:
     """output/delivery-ledger.sqlite of an earlier version moves to output/.advising/ whole:
@@ -165,6 +169,7 @@ def _ids(inp: Path) -> list[str]:
     return [str(row[col]) for row in ws.iter_rows(min_row=4, values_only=True) if row[col]]
 
 
+@pytest.mark.slow
 @_FLOW
 def test_a_literal_id_spelled_like_a_cleaned_one_gets_its_own_letter(workdir: Path) -> None:
     """`A/1` and a student whose ID is literally what `A/1` used to become: two letters."""
@@ -192,7 +197,7 @@ def test_uncertain_reads_the_ledger_of_the_output_folder_it_is_given(
 ) -> None:
     """`advising uncertain --output DIR` lists and releases that folder's letters only."""
     from flows.cli import main
-    from flows.run_record import ledger_path
+    from flows.delivery.ledger import ledger_path
 
     school = workdir / "school-b"
     with Ledger(ledger_path(school)) as ledger:
@@ -230,8 +235,9 @@ def test_a_drop_folder_with_only_skipped_files_lists_them(
 
 def test_a_file_name_with_a_line_break_stays_on_its_line() -> None:
     """The summary gives each file one line, whatever its name holds."""
-    from flows.cli import describe
-    from flows.run_record import RosterOutcome, RosterStatus
+    from flows.outcome import RosterOutcome, RosterStatus
+    from flows.report import describe
 
-    said = describe(RosterOutcome("a\nb.xlsx", RosterStatus.SKIPPED, "a hidden file"))
+    said = describe(RosterOutcome(file="a\nb.xlsx", status=RosterStatus.SKIPPED,
+                                  message="a hidden file"))
     assert said == "'a\\nb.xlsx': skipped: a hidden file"

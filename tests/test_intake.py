@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from flows.errors import RosterError
 from flows.intake.read import ingest
 from flows.intake.roster import Roster
 from flows.settings import Settings
 from residency_rules import schema
-from residency_rules.errors import RosterError
 from residency_rules.records import Problem, StudentRecord
 from residency_rules.specialties import SpecialtyTable
 

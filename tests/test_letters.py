@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
+from flows.errors import SettingsError
 from flows.files import student_file_stem
 from flows.letters import Letter, LetterSummary
 from flows.letters.changes import describe_changes, summarize
 from flows.letters.render import load_templates, render_letters, with_bodies, without_bodies
 from flows.settings import PROJECT_ROOT, Settings
-from residency_rules.errors import SettingsError
 from residency_rules.records import (
     AdviceItem,
     Evaluation,

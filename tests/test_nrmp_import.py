@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from flows.run_record import load_table
-from flows.settings import Settings
+from flows.settings import Settings, load_table
 from residency_rules.errors import NrmpImportError, RulesError
 from residency_rules.nrmp_import import (
     apply_nrmp_import,

@@ -11,9 +11,9 @@ import openpyxl
 import pytest
 
 from flows.delivery.office_note import RosterNews, compose_note
+from flows.errors import SettingsError
 from flows.intake.demo import write_demo_roster
 from flows.settings import Settings
-from residency_rules.errors import SettingsError
 from tests.support.smtp_sink import running_sink
 
 OFFICE = "advising-office@example.edu"
@@ -122,6 +122,7 @@ def test_a_long_list_of_ids_is_cut_with_a_count() -> None:
     assert composed is not None and "S039 and 60 more" in composed[1]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_to_the_outbox_the_note_is_a_file_beside_the_letters(
     workdir: Path, monkeypatch: pytest.MonkeyPatch,
@@ -134,6 +135,7 @@ def test_to_the_outbox_the_note_is_a_file_beside_the_letters(
     assert message["To"] == OFFICE and "0999999" in message.get_content()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_without_the_setting_there_is_no_note(workdir: Path) -> None:
     _drop(workdir)

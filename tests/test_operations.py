@@ -5,59 +5,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import sqlite3
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from flows.intake.demo import demo_rows, write_demo_roster
-
-VENV_BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+from tests.support.processes import VENV_BIN, free_port, healthy, stop_group, wait_for
 
 
 @pytest.mark.slow
 def test_serve_registers_a_nightly_deployment_that_runs_on_a_real_server(workdir: Path) -> None:
     """`advising serve` registers the cron deployment; a triggered run leaves the outputs."""
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({
@@ -73,7 +35,7 @@ def test_serve_registers_a_nightly_deployment_that_runs_on_a_real_server(workdir
     )
     serve = None
     try:
-        _wait_for(lambda: _healthy(api), 120, "the Prefect server")
+        wait_for(lambda: healthy(api), 120, "the Prefect server")
         env["PREFECT_API_URL"] = api
         write_demo_roster(workdir / "input" / "nightly.xlsx", 8, seed=3)
         serve = subprocess.Popen(
@@ -91,7 +53,7 @@ def test_serve_registers_a_nightly_deployment_that_runs_on_a_real_server(workdir
             except OSError:
                 return None
 
-        _wait_for(lambda: deployment() is not None, 120, "the deployment to be registered")
+        wait_for(lambda: deployment() is not None, 120, "the deployment to be registered")
         dep = deployment()
         assert dep is not None
         crons = [s["schedule"].get("cron") for s in dep.get("schedules", [])]
@@ -107,19 +69,19 @@ def test_serve_registers_a_nightly_deployment_that_runs_on_a_real_server(workdir
         )
         assert run.returncode == 0, run.stdout + run.stderr
         run_json = workdir / "output" / "nightly" / "run.json"
-        _wait_for(run_json.is_file, 180, "the triggered run to write run.json")
+        wait_for(run_json.is_file, 180, "the triggered run to write run.json")
         assert json.loads(run_json.read_text())["counts"]["letters_written"] == 8
     finally:
         if serve is not None:
-            _stop(serve)
-        _stop(server)
+            stop_group(serve)
+        stop_group(server)
     assert server.poll() is not None
 
 
 def test_serve_without_a_server_says_what_to_do(workdir: Path) -> None:
     """Without a reachable Prefect server, `advising serve` explains how to start one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env["PREFECT_API_URL"] = f"http://127.0.0.1:{_free_port()}/api"
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
     proc = subprocess.run(
         [str(VENV_BIN / "advising"), "serve"], cwd=workdir, env=env, capture_output=True,
         text=True, timeout=60,

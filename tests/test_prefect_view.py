@@ -17,20 +17,12 @@ from typing import Any
 
 import pytest
 
+from flows.crash import stage_guard
+from flows.errors import AdvisingError, DeliveryError, RosterError, StageCrash, StudentFailed
 from flows.intake.demo import HEADERS, demo_rows, write_demo_roster
-from flows.run_record import (
-    RosterCounts,
-    RosterOutcome,
-    RosterStatus,
-    StageCrash,
-    exit_status,
-    plain_reason,
-    run_verdict,
-    stage_guard,
-)
-from residency_rules.errors import AdvisingError, DeliveryError
+from flows.outcome import RosterCounts, RosterOutcome, RosterStatus, exit_status, run_verdict
+from tests.support.processes import VENV_BIN, free_port, healthy, stop_group, wait_for
 from tests.support.stage_faults import STAGES
-from tests.test_operations import VENV_BIN, _free_port, _healthy, _stop, _wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -38,7 +30,8 @@ DATA = Path(__file__).parent / "data"
 
 def _done(**counts: Any) -> RosterOutcome:
     base = {"rows": 10, "evaluated": 10, "letters_written": 10, "emails_sent": 10}
-    return RosterOutcome("a.xlsx", RosterStatus.DONE, "", RosterCounts(**{**base, **counts}))
+    return RosterOutcome(file="a.xlsx", status=RosterStatus.DONE,
+                         counts=RosterCounts(**{**base, **counts}))
 
 
 def test_a_good_night_exits_0_and_anything_needing_attention_exits_1() -> None:
@@ -47,14 +40,16 @@ def test_a_good_night_exits_0_and_anything_needing_attention_exits_1() -> None:
         _done(),
         _done(emails_sent=0, emails_unchanged=10),
         _done(rows=12, held_with_problems=2),
-        RosterOutcome("b.xlsx", RosterStatus.WAITING, "still being copied"),
-        RosterOutcome("c.xlsx", RosterStatus.BUSY, "another run is processing it"),
+        RosterOutcome(file="b.xlsx", status=RosterStatus.WAITING, message="still being copied"),
+        RosterOutcome(file="c.xlsx", status=RosterStatus.BUSY,
+                      message="another run is processing it"),
     ]
     assert exit_status(fine) == 0 and run_verdict(fine) is None
     needy = {
-        "rejected": RosterOutcome("r.xlsx", RosterStatus.REJECTED, "", reason="not a workbook",
+        "rejected": RosterOutcome(file="r.xlsx", status=RosterStatus.REJECTED,
+                                  reason="not a workbook",
                                   problems="/in/rejected/r.xlsx.problems.txt"),
-        "stopped": RosterOutcome("s.xlsx", RosterStatus.FAILED, "", reason="disk full"),
+        "stopped": RosterOutcome(file="s.xlsx", status=RosterStatus.FAILED, reason="disk full"),
         "failed": _done(emails_sent=7, emails_failed=3),
         "nobody": _done(rows=20000, evaluated=0, held_with_problems=20000, letters_written=0,
                         emails_sent=0),
@@ -71,10 +66,27 @@ def test_a_good_night_exits_0_and_anything_needing_attention_exits_1() -> None:
 
 
 def test_a_reason_keeps_what_is_wrong_and_drops_quoted_details() -> None:
-    """Prefect gets the first clause of a product message, without parenthesised details."""
-    message = ("x.xlsx is damaged or was not copied completely (Bad magic number for file "
-               "header); save it again from Excel and drop it again")
-    assert plain_reason(message) == "x.xlsx is damaged or was not copied completely"
+    """Prefect gets what is wrong and where; the library's detail and the fix stay out."""
+    error = RosterError("x.xlsx is damaged or was not copied completely",
+                        "save it again from Excel and drop it again",
+                        detail="Bad magic number for file header")
+    assert str(error) == ("x.xlsx is damaged or was not copied completely (Bad magic number "
+                          "for file header); save it again from Excel and drop it again")
+    assert error.summary() == "x.xlsx is damaged or was not copied completely"
+    placed = RosterError("the sheet could not be read", "save it again", detail="row 7: 'Ana'",
+                         file="x.xlsx", sheet="Roster")
+    assert placed.summary() == "x.xlsx, sheet 'Roster': the sheet could not be read"
+
+
+def test_errors_keep_their_fields_through_pickling() -> None:
+    """Prefect and the render process pickle errors: what, fix and where survive the trip."""
+    import pickle
+
+    error = RosterError("no header row", "add one", problems=["line"], file="x.xlsx", row=3)
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is RosterError and str(back) == str(error)
+    assert (back.what, back.fix, back.file, back.row, back.problems) == (
+        "no header row", "add one", "x.xlsx", 3, ["line"])
 
 
 def test_a_stage_bug_reaches_prefect_as_type_file_and_student_id_only(tmp_path: Path) -> None:
@@ -82,13 +94,13 @@ def test_a_stage_bug_reaches_prefect_as_type_file_and_student_id_only(tmp_path: 
     roster = tmp_path / "input" / "cohort-b.xlsx"
     with pytest.raises(StageCrash) as caught:
         with stage_guard("render letters", roster, tmp_path / "output"):
-            exc = KeyError("Kwame Dubois <k1@students.example.edu> 251")
-            exc.student_id = "0100001"  # type: ignore[attr-defined]
-            raise exc
+            bug = KeyError("Kwame Dubois <k1@students.example.edu> 251")
+            raise StudentFailed("0100001", bug)
     crash = caught.value
     text = str(crash)
-    assert text.startswith("render letters of cohort-b.xlsx stopped by an unexpected KeyError "
-                           "(student 0100001); the details are in ")
+    assert text.startswith("cohort-b.xlsx, student 0100001: render letters stopped by an "
+                           "unexpected KeyError; the details are in ")
+    assert (crash.file, crash.student_id, crash.kind) == ("cohort-b.xlsx", "0100001", "KeyError")
     assert "Dubois" not in text and "k1@" not in text and "251" not in text
     assert crash.__suppress_context__ and crash.__cause__ is None
     log = tmp_path / "output" / "cohort-b" / "error.log"
@@ -133,6 +145,7 @@ def test_prefects_task_failure_records_lose_their_tracebacks() -> None:
     assert tasks.filter(bug) and bug.exc_info is not None
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_roster_where_no_student_can_get_a_letter_fails_the_run(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
@@ -171,6 +184,7 @@ def _records_given_to_prefects_handlers() -> Iterator[list[logging.LogRecord]]:
         logging.getLogger("prefect").removeHandler(keep)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_relay_without_starttls_stops_the_roster_without_a_traceback(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
@@ -199,6 +213,7 @@ def test_a_relay_without_starttls_stops_the_roster_without_a_traceback(
     assert len(stopped) == 1 and "does not offer STARTTLS" in stopped[0].getMessage()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_wrong_setting_fails_the_flow_run_in_one_line(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
@@ -224,7 +239,7 @@ def test_a_wrong_setting_fails_the_flow_run_in_one_line(
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`prefect server start` on 127.0.0.1, shared by this module's runs; yields its API URL."""
     home = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({
@@ -240,10 +255,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         start_new_session=True,
     )
     try:
-        _wait_for(lambda: _healthy(api), 180, "the Prefect server")
+        wait_for(lambda: healthy(api), 180, "the Prefect server")
         yield api
     finally:
-        _stop(server)
+        stop_group(server)
 
 
 def _post(api: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -372,10 +387,12 @@ def test_an_exception_in_any_stage_leaves_nothing_personal_in_prefect(
     # Each injected stage failed in its own roster's task run, named for it.
     assert sorted(failed) == sorted(f"{s}: {s.split()[0]}.xlsx" for s in STAGES)
     assert "render letters: render.xlsx" in failed
-    assert re.search(r"\(student \d{7}\)", failed["render letters: render.xlsx"])
+    assert re.search(r"render\.xlsx, student \d{7}: render letters stopped",
+                     failed["render letters: render.xlsx"])
     for stage in STAGES:
         name = f"{stage.split()[0]}.xlsx"
-        assert f"{stage} of {name} stopped by an unexpected ValueError" in run["state"]["message"]
+        assert re.search(rf"{name}(, student \d{{7}})?: {stage} stopped by an unexpected "
+                         "ValueError", run["state"]["message"])
         log = workdir / "output" / name.removesuffix(".xlsx") / "error.log"
         assert secret in log.read_text()  # the exception really carried the values
         assert stat.S_IMODE(log.stat().st_mode) == 0o600

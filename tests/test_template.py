@@ -20,7 +20,7 @@ from tests.conftest import RUN_DATE
 @pytest.fixture
 def template(tmp_path: Path, table: SpecialtyTable) -> Path:
     path = tmp_path / "roster-template.xlsx"
-    write_template(path, table)
+    write_template(path, table, RUN_DATE)
     return path
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import re
 import shutil
 import subprocess
@@ -15,232 +13,25 @@ from pathlib import Path
 import openpyxl
 import pytest
 from defusedxml import ElementTree
-from openpyxl.comments import Comment
-from openpyxl.drawing.image import Image
-from openpyxl.styles import Font, PatternFill
-from openpyxl.workbook.defined_name import DefinedName
-from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table
-from PIL import Image as PILImage
 
 import flows.workbook.annotate as workbook_module
+from flows.errors import AdvisingError, RosterError
 from flows.intake.roster import Roster
-from flows.workbook.annotate import ANNOTATION_HEADERS, LetterCell, annotated_path, write_annotated
+from flows.ooxml import UnsupportedWorkbook
+from flows.workbook.annotate import ANNOTATION_HEADERS, annotated_path, write_annotated
 from flows.workbook.content import LEVEL_FILLS, unique_sheet_title
-from flows.workbook.ooxml import UnsupportedWorkbook
-from residency_rules.errors import AdvisingError, RosterError
 from residency_rules.records import (
-    AdviceItem,
-    Evaluation,
-    Problem,
-    ProgramMix,
-    Reason,
     StudentRecord,
 )
-
-OFFICE_HEADERS = [
-    "Student ID", "Name", "Email", "Step 1", "Step 2 CK", "Specialty", "Notes", "Check",
-]
-FIRST = len(OFFICE_HEADERS) + 1  # column I: the first annotation column
-COL = {name: FIRST + i for i, name in enumerate(ANNOTATION_HEADERS)}
-STUDENTS = [
-    # row, ID, name, step 1, step 2, specialty, notes
-    (4, "000123", "Ana Lima", "Pass", None, "General Surgery", ""),
-    (5, "000124", '=HYPERLINK("http://example.com","x")', "Pass", 262, "Internal Medicine", ""),
-    (6, "000125", "Held Student", "=cmd|' /C calc'!A0", 250, "Psychiatry", ""),
-    (7, "+000126", "Zoë Ångström", "Pass", 246, "Internal Medicine", "=1+1"),
-    (8, "000127", "Li Wei", "Pass", 238, "Emergency Medicine", "-"),
-]
-SPECIALTIES = {
-    "General Surgery": ("high", 250, 260),
-    "Internal Medicine": ("less", 240, 250),
-    "Psychiatry": ("less", 240, 250),
-    "Emergency Medicine": ("moderate", 245, 255),
-}
-
-
-def _png() -> io.BytesIO:
-    buffer = io.BytesIO()
-    PILImage.new("RGB", (8, 8), (200, 30, 30)).save(buffer, format="PNG")
-    buffer.seek(0)
-    return buffer
-
-
-def make_office_workbook(
-    path: Path, extra_sheets: tuple[str, ...] = (), shared_strings: bool = False
-) -> None:
-    """Write a small roster shaped like a real office's: title rows, hidden sheet, notes, names.
-
-    openpyxl writes text inline; Excel writes it to the shared-string table (shared_strings).
-    """
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.title = "Roster"
-    ws["A1"] = "Class of 2027: Step 2 CK tracker"
-    ws["A1"].font = Font(bold=True, size=16)
-    ws.merge_cells("A1:D1")
-    for col, name in enumerate(OFFICE_HEADERS, start=1):
-        c = ws.cell(row=3, column=col, value=name)
-        c.font = Font(bold=True, color="FFFFFF")
-        c.fill = PatternFill("solid", fgColor="1F4E78")
-    for row, sid, name, step1, step2, specialty, notes in STUDENTS:
-        values = [sid, name, f"s{row}@school.edu", step1, step2, specialty, notes]
-        for col, value in enumerate(values, start=1):
-            c = ws.cell(row=row, column=col)
-            c.value = value
-            if isinstance(value, str) and value.startswith(("=", "+", "-")):
-                c.data_type = "s"  # text typed by the office, not a formula
-                c.quotePrefix = col == 2  # Excel sets it when typed as '=...; imports do not
-        ws.cell(row=row, column=8, value=f"=LEN(B{row})")  # the office's own formula
-    ws["A4"].comment = Comment("Transferred in from another school", "Registrar")
-    ws["C4"].hyperlink = "mailto:s4@school.edu"
-    validation = DataValidation(type="list", formula1='"Pass,Fail,Not taken"', allow_blank=True)
-    ws.add_data_validation(validation)
-    validation.add("D4:D8")
-    ws.column_dimensions["B"].width = 31
-    ws.add_image(Image(_png()), "F1")
-    lists = wb.create_sheet("Lists")
-    lists.sheet_state = "hidden"
-    for i, value in enumerate(["Pass", "Fail", "Not taken", "=not a formula"], start=1):
-        c = lists.cell(row=i, column=1, value=value)
-        c.data_type = "s"
-    wb.defined_names["Step1Results"] = DefinedName("Step1Results", attr_text="Lists!$A$1:$A$3")
-    for title in extra_sheets:
-        extra = wb.create_sheet(title)
-        extra["A1"] = f"the office's own {title} sheet"
-    wb.save(path)
-    if shared_strings:
-        _use_shared_strings(path)
-
-
-def _use_shared_strings(path: Path) -> None:
-    """Move every inline string into a shared-string table, as Excel stores text."""
-    inline = re.compile(rb'<c ([^>]*?)t="inlineStr"><is><t(?: [^>]*)?>(.*?)</t></is></c>', re.S)
-    strings: dict[bytes, int] = {}
-    refs = 0
-
-    def shared(m: re.Match[bytes]) -> bytes:
-        nonlocal refs
-        refs += 1
-        index = strings.setdefault(m.group(2), len(strings))
-        return b"<c " + m.group(1) + b't="s"><v>' + str(index).encode() + b"</v></c>"
-
-    with zipfile.ZipFile(path) as zf:
-        parts = {item.filename: zf.read(item.filename) for item in zf.infolist()}
-    for name in parts:
-        if name.startswith("xl/worksheets/sheet"):
-            parts[name] = inline.sub(shared, parts[name])
-    sst = b"".join(b'<si><t xml:space="preserve">' + text + b"</t></si>" for text in strings)
-    parts["xl/sharedStrings.xml"] = (
-        b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="'
-        + str(refs).encode() + b'" uniqueCount="' + str(len(strings)).encode() + b'">' + sst
-        + b"</sst>")
-    parts["xl/_rels/workbook.xml.rels"] = parts["xl/_rels/workbook.xml.rels"].replace(
-        b"</Relationships>", b'<Relationship Id="rIdSst" Type="http://schemas.openxmlformats.org/'
-        b'officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>'
-        b"</Relationships>")
-    parts["[Content_Types].xml"] = parts["[Content_Types].xml"].replace(
-        b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
-        b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>')
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in parts.items():
-            zf.writestr(name, data)
-
-
-def evaluation(
-    student_id: str,
-    specialty: str,
-    level: int,
-    label: str,
-    score: int | None,
-    **changes: object,
-) -> Evaluation:
-    """Build an Evaluation as the rules engine would, for the outputs to render."""
-    tier, solid, excellent = SPECIALTIES[specialty]
-    ev = Evaluation(
-        student_id=student_id,
-        specialty=specialty,
-        tier=tier,  # type: ignore[arg-type]
-        solid=solid,
-        excellent=excellent,
-        step1_status="clean",
-        step1_marginal=False,
-        raw_band="pending" if score is None else "solid",
-        band="pending" if score is None else "solid",
-        clerkships="neutral",
-        level=level,
-        label=label,
-        impact=80,
-        trend=None,
-        timing_late=False,
-        reasons=(Reason("band", "Your score sits at the solid mark."),),
-        advice=(
-            AdviceItem("target", f"Aim for {solid}-{excellent} on Step 2 CK. Programs read it.",
-                       "s1"),
-            AdviceItem("qbank", "Do two passes of a question bank in mixed, timed blocks of "
-                       "forty questions, then take NBME forms until they predict your range.",
-                       "s2"),
-            AdviceItem("mix", "Apply to 20% reach, 50% solid, 30% safety programs.", "s3"),
-            AdviceItem("extra", "A fourth item that the roster does not show.", "s4"),
-        ),
-        mix=ProgramMix(20, 50, 30, False, False),
-        rules_version="2026.1",
-        step2_score=score,
-    )
-    return replace(ev, **changes)  # type: ignore[arg-type]
-
-
-def make_run(path: Path) -> tuple[Roster, dict[str, Evaluation], dict[str, LetterCell]]:
-    """Return the roster intake gives for make_office_workbook, with evaluations and letters."""
-    records = []
-    for row, sid, name, _, step2, specialty, _ in STUDENTS:
-        if row == 6:
-            continue
-        records.append(StudentRecord(
-            student_id=sid, name=name, email=f"s{row}@school.edu", step1_result="pass",
-            step1_attempts=1, specialty=specialty, step2_score=step2,
-            advisor="Dr. Okafor" if row == 4 else None,
-            step2_date=date(2026, 10, 15) if step2 is None else None, row=row,
-        ))
-    problems = [
-        Problem(file=path.name, sheet="Roster", row=6, column="Step 1",
-                value="=cmd|' /C calc'!A0", what="Step 1 is not Pass, Fail or Not taken",
-                fix="Type Pass, Fail or Not taken", student_id="000125"),
-        Problem(file=path.name, sheet="Roster", row=7, column="Email", value="s7@school.edu",
-                what="Email is not in the school's domains", fix="Use the school address",
-                student_id="+000126", holds_row=False),
-        Problem(file=path.name, what="Column 'Advisor' is missing",
-                fix="Add an Advisor column to sign the letters", holds_row=False),
-    ]
-    roster = Roster(
-        source=path,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        sheet="Roster",
-        header_row=3,
-        last_column=len(OFFICE_HEADERS),
-        row_ids={row: sid for row, sid, *_ in STUDENTS},
-        records=records,
-        problems=problems,
-    )
-    evaluations = {
-        "000123": evaluation("000123", "General Surgery", 1, "At risk: plan a parallel specialty",
-                             None, timing_late=True),
-        "000124": evaluation("000124", "Internal Medicine", 5, "Very competitive", 262,
-                             band="excellent", raw_band="excellent"),
-        "+000126": evaluation("+000126", "Internal Medicine", 3,
-                              "Competitive at community programs", 246, step1_marginal=True,
-                              raw_band="borderline"),
-        "000127": evaluation("000127", "Emergency Medicine", 2, "Reach", 238, band="below",
-                             raw_band="below", step1_status="failure", impact=60),
-    }
-    letters = {
-        "000123": LetterCell("Sent", "letters/000123.html"),
-        "000124": LetterCell("Unchanged (sent 2026-11-20)", "letters/000124.html"),
-        "000125": LetterCell("Held: see Problems", None),
-        "+000126": LetterCell("No email address", None),
-        "000127": LetterCell("Failed: 550 mailbox unavailable", "letters/000127.html"),
-    }
-    return roster, evaluations, letters
+from tests.support.workbooks import (
+    COL,
+    FIRST,
+    LEVELS,
+    evaluation,
+    make_office_workbook,
+    make_run,
+)
 
 
 def _force_openpyxl(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -267,7 +58,7 @@ def _annotate(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     if writer == "openpyxl":
         _force_openpyxl(monkeypatch)
     out = tmp_path / "out" / "class2027-annotated.xlsx"
-    write_annotated(*make_run(source), out)
+    write_annotated(*make_run(source), out, levels=LEVELS)
     return source, out
 
 
@@ -592,9 +383,9 @@ def test_the_two_writers_produce_the_same_cells(tmp_path: Path, monkeypatch: pyt
     source = tmp_path / "class2027.xlsx"
     make_office_workbook(source)
     fast, slow = tmp_path / "fast" / "a.xlsx", tmp_path / "slow" / "a.xlsx"
-    write_annotated(*make_run(source), fast)
+    write_annotated(*make_run(source), fast, levels=LEVELS)
     _force_openpyxl(monkeypatch)
-    write_annotated(*make_run(source), slow)
+    write_annotated(*make_run(source), slow, levels=LEVELS)
     a, b = openpyxl.load_workbook(fast), openpyxl.load_workbook(slow)
     assert a.sheetnames == b.sheetnames
     for title in a.sheetnames:
@@ -634,7 +425,7 @@ def test_office_sheets_named_summary_or_problems_are_kept(
     if writer == "openpyxl":
         _force_openpyxl(monkeypatch)
     out = tmp_path / "o" / "r-annotated.xlsx"
-    write_annotated(*make_run(source), out)
+    write_annotated(*make_run(source), out, levels=LEVELS)
     wb = openpyxl.load_workbook(out)
     assert wb.sheetnames == ["Roster", "Lists", "Summary", "problems", "Summary (2)",
                              "Problems (2)"]
@@ -679,7 +470,7 @@ def test_a_macro_workbook_keeps_its_macros(
     roster, evaluations, letters = make_run(source)
     out = annotated_path(roster.source, tmp_path / "out")
     assert out.name == "macros-annotated.xlsm"
-    write_annotated(roster, evaluations, letters, out)
+    write_annotated(roster, evaluations, letters, out, levels=LEVELS)
     with zipfile.ZipFile(out) as zf:
         assert zf.read("xl/vbaProject.bin") == vba
         assert b"macroEnabled.main+xml" in zf.read("[Content_Types].xml")
@@ -694,7 +485,7 @@ def test_a_macro_workbook_is_not_written_under_an_xlsx_name(tmp_path: Path) -> N
     source = tmp_path / "macros.xlsm"
     _make_xlsm(plain, source)
     with pytest.raises(ValueError, match="suffix"):
-        write_annotated(*make_run(source), tmp_path / "macros-annotated.xlsx")
+        write_annotated(*make_run(source), tmp_path / "macros-annotated.xlsx", levels=LEVELS)
 
 
 def test_a_crash_leaves_no_half_written_workbook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -712,7 +503,7 @@ def test_a_crash_leaves_no_half_written_workbook(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(workbook_module, "write_with_xml", crash)
     with pytest.raises(AdvisingError, match=r"r-annotated\.xlsx: cannot write it \(disk full\)"):
-        write_annotated(*make_run(source), out)
+        write_annotated(*make_run(source), out, levels=LEVELS)
     assert out.read_bytes() == b"yesterday's workbook"
     assert [p.name for p in out.parent.iterdir()] == ["r-annotated.xlsx"]
 
@@ -726,7 +517,7 @@ def test_a_roster_changed_since_intake_is_not_annotated(tmp_path: Path) -> None:
     wb["Roster"].insert_rows(4)
     wb.save(source)
     with pytest.raises(RosterError, match="changed while it was being processed"):
-        write_annotated(roster, evaluations, letters, tmp_path / "o.xlsx")
+        write_annotated(roster, evaluations, letters, tmp_path / "o.xlsx", levels=LEVELS)
     assert not (tmp_path / "o.xlsx").exists()
 
 
@@ -740,7 +531,7 @@ def test_office_data_beyond_the_reported_last_column_is_not_overwritten(tmp_path
     wb.save(source)
     roster, evaluations, letters = make_run(source)
     out = tmp_path / "o" / "r.xlsx"
-    write_annotated(roster, evaluations, letters, out)
+    write_annotated(roster, evaluations, letters, out, levels=LEVELS)
     ws = openpyxl.load_workbook(out)["Roster"]
     assert ws["K5"].value == "advisor's note"
     assert ws.cell(row=3, column=12).value == "Tier"  # L: after column K
@@ -773,7 +564,7 @@ def test_a_sheet_written_with_a_namespace_prefix_is_annotated_in_place(
     _rewrite_sheet(source, prefixed)
     monkeypatch.setattr(workbook_module, "write_with_openpyxl", None)  # must not be needed
     out = tmp_path / "o" / "r.xlsx"
-    write_annotated(*make_run(source), out)
+    write_annotated(*make_run(source), out, levels=LEVELS)
     assert b"<x:row" in _sheet_xml(out, "Roster")
     ws = openpyxl.load_workbook(out)["Roster"]
     assert ws.cell(row=3, column=FIRST).value == "Tier"
@@ -790,7 +581,7 @@ def test_rows_without_references_fall_back_to_openpyxl(tmp_path: Path,
     _rewrite_sheet(source, lambda xml: re.sub(rb'(<c) r="[A-Z]+\d+"', rb"\1", xml))
     out = tmp_path / "o" / "r.xlsx"
     with caplog.at_level("INFO", logger="flows.workbook.annotate"):
-        write_annotated(*make_run(source), out)
+        write_annotated(*make_run(source), out, levels=LEVELS)
     assert "writing through openpyxl" in caplog.text
     ws = openpyxl.load_workbook(out)["Roster"]
     assert ws.cell(row=3, column=FIRST).value == "Tier"
@@ -805,7 +596,7 @@ def test_an_office_column_range_over_our_columns_is_split(tmp_path: Path) -> Non
         rb"<cols>.*?</cols>", b'<cols><col min="2" max="30" width="14" customWidth="1"/></cols>',
         xml, flags=re.S))
     out = tmp_path / "o" / "r.xlsx"
-    write_annotated(*make_run(source), out)
+    write_annotated(*make_run(source), out, levels=LEVELS)
     spans = []
     for tag in re.findall(rb"<col [^>]*>", _sheet_xml(out, "Roster")):
         found = dict(re.findall(rb'(\w+)="([^"]*)"', tag))
@@ -840,7 +631,7 @@ def test_an_excel_table_under_the_roster_gets_no_second_filter(
                     row_ids={2: "000123"}, records=[record])
     out = tmp_path / "o" / "r.xlsx"
     write_annotated(roster, {"000123": evaluation("000123", "General Surgery", 4, "Competitive",
-                                                  262)}, {}, out)
+                                                  262)}, {}, out, levels=LEVELS)
     ws = openpyxl.load_workbook(out)["Roster"]
     assert ws.auto_filter.ref == filtered
     assert ws.tables["Students"].ref == table
@@ -861,7 +652,7 @@ def test_frozen_columns_and_an_office_filter_are_extended(
     if writer == "openpyxl":
         _force_openpyxl(monkeypatch)
     out = tmp_path / "o" / "r.xlsx"
-    write_annotated(*make_run(source), out)
+    write_annotated(*make_run(source), out, levels=LEVELS)
     ws = openpyxl.load_workbook(out)["Roster"]
     assert ws.freeze_panes == "B4"
     assert ws.auto_filter.ref == f"A3:{openpyxl.utils.get_column_letter(COL['Problems'])}8"
@@ -881,7 +672,7 @@ def test_a_roster_with_no_students_still_gets_its_sheets(
         _force_openpyxl(monkeypatch)
     roster = Roster(source=source, sha256="", sheet="Roster", header_row=1, last_column=2)
     out = tmp_path / "o" / "r.xlsx"
-    write_annotated(roster, {}, {}, out)
+    write_annotated(roster, {}, {}, out, levels=LEVELS)
     wb = openpyxl.load_workbook(out)
     assert wb["Roster"]["C1"].value == "Tier"
     assert wb["Summary"]._charts == []

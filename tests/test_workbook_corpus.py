@@ -20,9 +20,10 @@ import pytest
 
 import flows.workbook.annotate as workbook_module
 from flows import intake
+from flows.ooxml import UnsupportedWorkbook
+from flows.outcome import LetterStatus, roster_letters
 from flows.settings import Settings
-from flows.workbook.annotate import LetterCell, annotated_path, write_annotated
-from flows.workbook.ooxml import UnsupportedWorkbook
+from flows.workbook.annotate import annotated_path, letter_cells, write_annotated
 from residency_rules.rules import evaluate_all
 from residency_rules.specialties import SpecialtyTable, load_default_table
 from tests.conftest import RUN_DATE
@@ -70,18 +71,11 @@ def annotate(source: Path, out_dir: Path) -> tuple[intake.Roster, dict[str, str]
     evaluations = evaluate_all(roster.records, table, review_start=settings.review_start,
                                today=settings.run_date())
     by_id = {e.student_id: e for e in evaluations}
-    held = roster.held_rows()
-    letters = {}
-    outcome = {}
-    for row, sid in roster.row_ids.items():
-        if row in held or sid not in by_id:
-            letters[sid] = LetterCell("Held: see Problems", None)
-            outcome[sid] = "held"
-        else:
-            letters[sid] = LetterCell("Written", f"letters/{sid}.html")
-            outcome[sid] = by_id[sid].label
+    letters = roster_letters(roster.row_ids, roster.held_rows(), by_id, {})
+    outcome = {sid: "held" if o.status is LetterStatus.HELD else by_id[sid].label
+               for sid, o in letters.items()}
     out = annotated_path(roster.source, out_dir)
-    write_annotated(roster, by_id, letters, out)
+    write_annotated(roster, by_id, letter_cells(letters), out, levels=table.rules.levels)
     return roster, outcome, out
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from flows.ooxml import Rels, SharedStrings, StyleBook, children, root_info
 from flows.workbook.content import build_content
-from flows.workbook.ooxml import Rels, SharedStrings, StyleBook, children, root_info
 from flows.workbook.roster_sheet import RosterSheet, annotate_roster_sheet
 from flows.workbook.xml_parts import SHEET_ORDER, CellWriter, Edit, apply_edits
-from tests.test_workbook import make_office_workbook, make_run
+from tests.support.workbooks import LEVELS, make_office_workbook, make_run
 
 # The elements before <sheetData> and after it that an office's sheet may hold, each in a small
 # valid form. The writer inserts or edits sheetPr, sheetViews, cols, autoFilter, hyperlinks and
@@ -60,7 +60,7 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, bytes]:
     make_office_workbook(source)
     with zipfile.ZipFile(source) as zf:
         styles = zf.read("xl/styles.xml")
-    return build_content(*make_run(source)), styles
+    return build_content(*make_run(source), levels=LEVELS), styles
 
 
 def _annotated_children(head: tuple[str, ...], tail: tuple[str, ...],

@@ -11,32 +11,24 @@ Logs carry student IDs and SMTP codes only: never a name, an address or a score.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.delivery.jobs import (
-    INVALID,
-    NO_ADDRESS,
-    OUTSIDE,
-    DeliveryReport,
-    Job,
-    no_summary,
-    sender,
-)
+from flows.delivery.jobs import Job, message_ids, no_summary, sender
 from flows.delivery.ledger import Ledger
-from flows.delivery.mime import (
-    MessageBuilder,
-    make_message_id,
-)
+from flows.delivery.mime import MessageBuilder
 from flows.delivery.outbox import write_outbox
-from flows.delivery.smtp import SmtpRun
+from flows.delivery.smtp import SmtpRun, Waits
+from flows.errors import SettingsError
 from flows.letters.model import Letter
+from flows.outcome import LetterOutcome, LetterStatus, tally
 from flows.settings import Settings
-from residency_rules.errors import SettingsError
 from residency_rules.schema import domain_allowed, is_address
 
 log = logging.getLogger(__name__)
+
+REAL_WAITS = Waits()  # minutes, as a relay needs; tests pass shorter ones
 
 
 def resolve_smtp_password(settings: Settings) -> str | None:
@@ -69,27 +61,15 @@ def resolve_smtp_password(settings: Settings) -> str | None:
     return value
 
 
-
-
-def _address_problem(letter: Letter, allowed: Sequence[str]) -> str | None:
+def _address_problem(letter: Letter, allowed: Sequence[str]) -> LetterStatus | None:
+    """Say why a letter cannot be delivered to its address, or None when it can."""
     if not letter.to:
-        return NO_ADDRESS
+        return LetterStatus.NO_ADDRESS
     if not is_address(letter.to):
-        return INVALID
+        return LetterStatus.BAD_ADDRESS
     if not domain_allowed(letter.to, allowed):
-        return OUTSIDE
+        return LetterStatus.OUTSIDE_DOMAINS
     return None
-
-
-
-def _day(stamp: str) -> str:
-    return stamp[:10]
-
-
-
-def _message_ids(domain: str) -> Iterator[str]:
-    while True:
-        yield make_message_id(domain)
 
 
 def deliver(
@@ -98,9 +78,13 @@ def deliver(
     ledger: Ledger,
     outbox_dir: Path,
     smtp_password: str | None = None,
-) -> DeliveryReport:
-    """Hand every changed letter to the outbox or the relay, once; return the counts."""
-    report = DeliveryReport()
+    waits: Waits = REAL_WAITS,
+) -> dict[str, LetterOutcome]:
+    """Hand every changed letter to the outbox or the relay, once; return each one's outcome.
+
+    waits: how long the relay's retries and reconnections wait (tests make them short).
+    """
+    outcomes: dict[str, LetterOutcome] = {}
     allowed = settings.allowed_email_domains
     deliverable: list[Letter] = []
     for letter in letters:
@@ -108,36 +92,30 @@ def deliver(
         if problem is None:
             deliverable.append(letter)
         else:
-            report.skipped += 1
-            report.status[letter.student_id] = problem
+            outcomes[letter.student_id] = LetterOutcome(problem)
     name, address = sender(settings)
     builder = MessageBuilder(name, address)
     channel = settings.delivery
     plans = ledger.plan(
         [(lt.student_id, lt.content_hash, lt.summary or no_summary()) for lt in deliverable],
         channel,
-        _message_ids(builder.domain),
+        message_ids(builder.domain),
     )
     jobs: list[Job] = []
     for letter, plan in zip(deliverable, plans, strict=True):
         if plan.action == "unchanged":
-            report.unchanged += 1
-            report.status[letter.student_id] = f"Unchanged (sent {_day(plan.when)})"
+            outcomes[letter.student_id] = LetterOutcome(LetterStatus.UNCHANGED, when=plan.when[:10])
         elif plan.action == "uncertain":
-            report.failed += 1
-            report.status[letter.student_id] = (
-                f"Failed: delivery uncertain since {_day(plan.when)} (Message-ID "
-                f"{plan.message_id}); not re-sent to avoid a duplicate: check the relay's log"
+            outcomes[letter.student_id] = LetterOutcome(
+                LetterStatus.UNCERTAIN, when=plan.when[:10], message_id=plan.message_id
             )
         else:
             jobs.append(Job(letter, plan))
     if jobs and channel == "outbox":
-        write_outbox(jobs, builder, ledger, outbox_dir, report)
+        write_outbox(jobs, builder, ledger, outbox_dir, outcomes)
     elif jobs:
         password = smtp_password if smtp_password is not None else resolve_smtp_password(settings)
-        SmtpRun(settings, password, builder, ledger, report).run(jobs)
-    log.info(
-        "Delivery (%s): %d sent, %d unchanged, %d failed, %d skipped",
-        channel, report.sent, report.unchanged, report.failed, report.skipped,
-    )
-    return report
+        SmtpRun(settings, password, builder, ledger, outcomes, waits).run(jobs)
+    log.info("Delivery (%s): %s", channel,
+             ", ".join(f"{n} {status}" for status, n in sorted(tally(outcomes).items())))
+    return outcomes

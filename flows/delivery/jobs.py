@@ -1,12 +1,12 @@
-"""What delivery works on and reports: one job per letter to send, and the counts per run.
+"""What delivery works on: one job per letter to send; shared by the outbox and the relay.
 
-Shared by the outbox and the SMTP relay; the workbook shows each student's status word.
+What became of each letter is a flows.outcome.LetterOutcome, one per student.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from flows.delivery.ledger import EverySecond, Planned
@@ -20,32 +20,10 @@ from flows.letters.model import Letter, LetterSummary
 from flows.settings import Settings
 from residency_rules.schema import is_address, parse_sender
 
-SENT = "Sent"
-WRITTEN = "Written to outbox"
-NO_ADDRESS = "No email address"
-OUTSIDE = "Address outside allowed domains"
-INVALID = "Address not valid"
-
-
-@dataclass
-class DeliveryReport:
-    """Counts for run.json and one status per student for the workbook's letter column."""
-
-    sent: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    skipped: int = 0
-    status: dict[str, str] = field(default_factory=dict)
-
-
 
 def short_reply(code: int, text: str) -> str:
     words = " ".join(text.split())
     return f"{code} {words[:100]}".strip() if code else words[:100]
-
-
-def _day(stamp: str) -> str:
-    return stamp[:10]
 
 
 def now_dates() -> EverySecond:
@@ -53,10 +31,10 @@ def now_dates() -> EverySecond:
     return EverySecond(lambda: date_header(datetime.now().astimezone()))
 
 
-def _message_ids(domain: str) -> Iterator[str]:
+def message_ids(domain: str) -> Iterator[str]:
+    """Yield a new Message-ID for each letter the ledger plans to send."""
     while True:
         yield make_message_id(domain)
-
 
 
 def no_summary() -> LetterSummary:

@@ -16,18 +16,24 @@ go out a second time).
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, ParamSpec, TypeVar
 
+from flows.errors import AdvisingError
+from flows.files import product_dir
 from flows.letters.model import LetterSummary
-from residency_rules.errors import AdvisingError
+
+LEDGER_NAME = "delivery-ledger.sqlite"
 
 Channel = Literal["smtp", "outbox"]
 Status = Literal["queued", "sending", "sent", "failed", "uncertain"]
@@ -227,13 +233,6 @@ class Ledger:
         rows = self._latest(list(student_ids), "status = 'sent' AND updated_at < ?", (when,))
         return {sid: int(row["level"]) for sid, row in rows.items()}
 
-    def failed_between(self, start: str, end: str) -> list[str]:
-        """Return the students whose letter failed or became uncertain between two ISO times."""
-        rows = self._db.execute(
-            "SELECT DISTINCT student_id FROM deliveries WHERE status IN ('failed', 'uncertain') "
-            "AND updated_at >= ? AND updated_at <= ? ORDER BY student_id", (start, end))
-        return [row[0] for row in rows]
-
     def entries(self, student_id: str) -> list[Entry]:
         """Return every row for one student, oldest first (for tests and support)."""
         rows = self._db.execute(
@@ -394,3 +393,39 @@ class Ledger:
             )
             total += cur.rowcount
         return total
+
+
+def ledger_path(output_dir: Path) -> Path:
+    """Return the delivery ledger's path, output/.advising/, moving an older one there first.
+
+    Earlier versions kept it at output/delivery-ledger.sqlite, where a roster named
+    delivery-ledger.sqlite.xlsx wanted its output folder. Its history is copied whole (SQLite's
+    backup reads through the WAL) under a temporary name, renamed into place, and the old
+    files are moved into output/.advising/ beside it, renamed, never deleted.
+    """
+    folder = product_dir(output_dir)
+    new = folder / LEDGER_NAME
+    old = output_dir / LEDGER_NAME
+    if new.exists() or old.is_symlink() or not old.is_file():
+        return new
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "move-ledger.lock").open("a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # two runs starting together: one moves
+            if new.exists() or not old.is_file():
+                return new
+            tmp = folder / f".{LEDGER_NAME}.{os.getpid()}.tmp"
+            tmp.unlink(missing_ok=True)
+            with closing(sqlite3.connect(old)) as src, closing(sqlite3.connect(tmp)) as dst:
+                src.backup(dst)
+            os.replace(tmp, new)
+            for suffix in ("", "-wal", "-shm"):
+                leftover = output_dir / f"{LEDGER_NAME}{suffix}"
+                if leftover.exists():
+                    os.replace(leftover, folder / f"moved-from-output.{LEDGER_NAME}{suffix}")
+    except (OSError, sqlite3.Error) as exc:
+        raise AdvisingError(
+            f"{old}: cannot move the delivery ledger to {new} ({exc}); check the free space "
+            f"and the permissions of {output_dir}. Nothing was sent"
+        ) from None
+    return new

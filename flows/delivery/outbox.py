@@ -4,25 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.delivery.jobs import (
-    WRITTEN,
-    DeliveryReport,
-    Job,
-    build_message,
-    now_dates,
-)
+from flows.delivery.jobs import Job, build_message, now_dates
 from flows.delivery.ledger import Ledger, Status
-from flows.delivery.mime import (
-    MessageBuilder,
-)
+from flows.delivery.mime import MessageBuilder
 from flows.files import student_file_stem, write_atomic
+from flows.outcome import LetterOutcome, LetterStatus
+
+_IN_OUTBOX = LetterOutcome(LetterStatus.OUTBOX)
 
 _OUTBOX_BATCH = 500  # outbox files written per ledger transaction
 
 
 def write_outbox(
     jobs: list[Job], builder: MessageBuilder, ledger: Ledger, outbox_dir: Path,
-    report: DeliveryReport,
+    outcomes: dict[str, LetterOutcome],
 ) -> None:
     """Write one .eml per letter; rewriting the same file after a crash is harmless."""
     outbox_dir.mkdir(parents=True, exist_ok=True)
@@ -35,8 +30,7 @@ def write_outbox(
                 outbox_dir / f"{student_file_stem(job.letter.student_id)}.eml", data, fsync=False
             )
             done.append((job.plan.row_id, "sent", "outbox"))
-            report.sent += 1
-            report.status[job.letter.student_id] = WRITTEN
+            outcomes[job.letter.student_id] = _IN_OUTBOX
             if len(done) >= _OUTBOX_BATCH:
                 ledger.record_many(done)
                 done = []

@@ -17,37 +17,37 @@ import ssl
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 
-from flows.delivery.jobs import (
-    SENT,
-    DeliveryReport,
-    Job,
-    build_message,
-    now_dates,
-    sender,
-    short_reply,
-)
+from flows.delivery.jobs import Job, build_message, now_dates, sender, short_reply
 from flows.delivery.ledger import Ledger, LedgerUnwritable, Status
-from flows.delivery.mime import (
-    MessageBuilder,
-    dot_stuff,
-)
+from flows.delivery.mime import MessageBuilder, dot_stuff
+from flows.errors import DeliveryError
+from flows.outcome import LetterOutcome, LetterStatus
 from flows.settings import Settings
-from residency_rules.errors import DeliveryError
 
 log = logging.getLogger(__name__)
 
+_SENT = LetterOutcome(LetterStatus.SENT)
 
-
-# Waits (seconds) before the 2nd, 3rd and 4th try of a letter the relay answered 4xx; other
-# letters go on meanwhile. Bounded: after the last, the letter is recorded as failed.
-RETRY_DELAYS: tuple[float, ...] = (5.0, 30.0, 120.0)
-# Waits before reconnecting when the relay cannot be reached or drops the connection.
-RECONNECT_DELAYS: tuple[float, ...] = (1.0, 5.0, 20.0)
 # A letter whose transaction loses the connection this often (before DATA) is given up.
 MAX_DROPS_PER_LETTER = 3
-# Waits before trying again to record outcomes the ledger refused (a full disk may be freed).
-LEDGER_RETRY_DELAYS: tuple[float, ...] = (0.0, 1.0, 5.0)
+
+
+@dataclass(frozen=True)
+class Waits:
+    """How long delivery waits (seconds) before trying again; bounded, so a night ends.
+
+    retry: before the 2nd, 3rd and 4th try of a letter the relay answered 4xx (other letters go
+    on meanwhile; after the last, the letter is recorded as failed); reconnect: before opening
+    the session again when the relay cannot be reached or drops it; ledger: before recording
+    again outcomes the ledger refused (a full disk may be freed).
+    """
+
+    retry: tuple[float, ...] = (5.0, 30.0, 120.0)
+    reconnect: tuple[float, ...] = (1.0, 5.0, 20.0)
+    ledger: tuple[float, ...] = (0.0, 1.0, 5.0)
+
 
 def _stopped(first: str, accepted: list[str], recorded: bool) -> str:
     """The sentence for a delivery stopped by the ledger: what became of accepted letters."""
@@ -239,6 +239,26 @@ def _quietly_close(smtp: smtplib.SMTP | None) -> None:
         smtp.close()
 
 
+def send_one(settings: Settings, password: str | None, to: str, data: bytes) -> None:
+    """Send one message through the relay outside the ledger (the office's own mail).
+
+    Raises DeliveryError, naming the relay, when it cannot be reached or does not take it.
+    """
+    relay = _Relay(settings, password)
+    try:
+        relay.open()
+        assert relay.smtp is not None
+        relay.smtp.sendmail(sender(settings)[1], [to], data)
+    except _Unreachable as exc:
+        raise DeliveryError(f"{relay.where()} cannot be reached", detail=str(exc)[:200],
+                            fix="check ADVISING_SMTP_HOST and ADVISING_SMTP_PORT") from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise DeliveryError(f"{relay.where()} did not take the message",
+                            detail=type(exc).__name__) from None
+    finally:
+        relay.close()
+
+
 LETTERS_PER_SESSION = 100  # a smaller batch does not open another session with the relay
 
 
@@ -249,23 +269,24 @@ class SmtpRun:
     keep it busy (real relays serve many clients at once). Each session runs in its own thread
     (socket waits release the GIL) and keeps the ledger's per-message order: its last outcome
     and its next 'sending' are committed together before the transaction. The queue, the
-    retries, the rate limit, the report and the ledger are shared under locks.
+    retries, the rate limit, the outcomes and the ledger are shared under locks.
     """
 
     def __init__(
         self, settings: Settings, password: str | None, builder: MessageBuilder, ledger: Ledger,
-        report: DeliveryReport,
+        outcomes: dict[str, LetterOutcome], waits: Waits,
     ) -> None:
         self.settings = settings
+        self.waits = waits
         self.password = password
         self.sender = sender(settings)[1]
         self.builder = builder
         self.ledger = ledger
-        self.report = report
+        self.outcomes = outcomes
         rate = settings.send_rate_per_minute
         self.interval = 60.0 / rate if rate else 0.0
         self.next_slot = 0.0
-        self.cond = threading.Condition()  # guards everything below, and report
+        self.cond = threading.Condition()  # guards everything below, and outcomes
         self.ledger_lock = threading.Lock()
         self.queue: deque[Job] = deque()
         self.retries: list[tuple[float, int, Job]] = []  # (due, tiebreak, job)
@@ -310,7 +331,7 @@ class SmtpRun:
         accepted = [self.students.get(row, "?") for row, status, _ in self.unrecorded
                     if status == "sent"]
         stopped = UnrecordedSends(first, self.ledger, self.unrecorded, accepted)
-        for delay in LEDGER_RETRY_DELAYS:
+        for delay in self.waits.ledger:
             time.sleep(delay)
             outcome = stopped.record_again()
             if outcome is not stopped:
@@ -369,15 +390,16 @@ class SmtpRun:
                 self.error = exc
             self.cond.notify_all()
 
-    def fail(self, job: Job, status: str) -> None:
+    def fail(self, job: Job, detail: str, uncertain: bool = False) -> None:
+        """Record a letter the relay refused or may have taken (uncertain), for this run."""
+        status = LetterStatus.UNCERTAIN if uncertain else LetterStatus.FAILED
+        outcome = LetterOutcome(status, detail, message_id=job.plan.message_id if uncertain else "")
         with self.cond:
-            self.report.failed += 1
-            self.report.status[job.letter.student_id] = status
+            self.outcomes[job.letter.student_id] = outcome
 
     def sent(self, job: Job) -> None:
         with self.cond:
-            self.report.sent += 1
-            self.report.status[job.letter.student_id] = SENT
+            self.outcomes[job.letter.student_id] = _SENT
 
     def step(self, finished: tuple[int, Status, str] | None, starting: int | None) -> None:
         """Commit one outcome and the next 'sending'; an outcome refused is kept to retry."""
@@ -453,7 +475,7 @@ class _Session:
     def connect(self, first: bool) -> None:
         """Open the session, waiting between tries; _Unreachable after the last one."""
         last = ""
-        for delay in (0.0, *RECONNECT_DELAYS):
+        for delay in (0.0, *self.run.waits.reconnect):
             time.sleep(delay)
             try:
                 self.relay.open()
@@ -489,7 +511,7 @@ class _Session:
         self._flush()
         self.run.record_failed(left, detail)
         for j in left:
-            self.run.fail(j, f"Failed: {detail}")
+            self.run.fail(j, detail)
 
     def _flush(self) -> None:
         pending, self.pending = self.pending, None  # handed over once: run keeps a refused one
@@ -521,21 +543,21 @@ class _Session:
         elif outcome == "temp":
             job.tries += 1
             detail = short_reply(code, reply)
-            if job.tries <= len(RETRY_DELAYS):
+            if job.tries <= len(run.waits.retry):
                 # Committed before another session can take the letter up again.
                 self.pending = (row_id, "queued", detail)
                 self._flush()
-                run.done(job, due=time.monotonic() + RETRY_DELAYS[job.tries - 1])
+                run.done(job, due=time.monotonic() + run.waits.retry[job.tries - 1])
                 log.info("Student %s: relay answered %d, trying again later", sid, code)
                 return
             self.pending = (row_id, "failed", detail)
-            run.fail(job, f"Failed: {detail} ({job.tries} tries)")
+            run.fail(job, f"{detail} ({job.tries} tries)")
             log.warning("Student %s: relay answered %d %d times; given up", sid, code,
                         job.tries)
         elif outcome == "perm":
             detail = short_reply(code, reply)
             self.pending = (row_id, "failed", detail)
-            run.fail(job, f"Failed: {detail}")
+            run.fail(job, detail)
             log.warning("Student %s: relay refused the letter (%d)", sid, code)
         elif outcome == "drop":
             job.drops += 1
@@ -550,13 +572,9 @@ class _Session:
                 run.done(job, again=True)  # nothing was delivered: send it again first
                 return
             self.pending = (row_id, "failed", detail)
-            run.fail(job, f"Failed: {detail}, {job.drops} times")
+            run.fail(job, f"{detail}, {job.drops} times")
         else:  # uncertain
             self.pending = (row_id, "uncertain", reply)
-            run.fail(
-                job,
-                f"Failed: delivery uncertain ({reply}; Message-ID {job.plan.message_id}); "
-                "not re-sent to avoid a duplicate: check the relay's log",
-            )
+            run.fail(job, reply, uncertain=True)
             log.warning("Student %s: delivery uncertain, not re-sent", sid)
         run.done()

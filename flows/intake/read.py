@@ -19,10 +19,10 @@ from typing import cast
 
 import python_calamine as calamine
 
+from flows.errors import RosterError
 from flows.intake.roster import Roster
 from flows.intake.sheet_parts import SheetParts, sheet_parts
 from flows.settings import Settings
-from residency_rules.errors import RosterError
 from residency_rules.records import Grade, Problem, Step1Result, StudentRecord
 from residency_rules.schema import (
     CLERKSHIP_FIELDS,
@@ -105,48 +105,50 @@ def read_guarded(path: Path, settings: Settings) -> bytes:
     if name.startswith("~$"):
         real = name[2:]
         raise RosterError(
-            f"{name} is the lock file Excel keeps while {real} is open, not a roster; "
-            f"close {real} in Excel and use {real} itself"
+            f"{name} is the lock file Excel keeps while {real} is open, not a roster",
+            f"close {real} in Excel and use {real} itself",
         )
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise RosterError(f"{name}: no such file; give the path of a roster workbook") from None
+        raise RosterError("no such file", "give the path of a roster workbook",
+                          file=name) from None
     if not path.is_file():
         raise RosterError(f"{name} is a folder, not a roster workbook")
     limit = settings.max_roster_mb * MB
     if size > limit:
         raise RosterError(
             f"{name} is {size / MB:.1f} MB, over the {settings.max_roster_mb:g} MB limit for a "
-            "roster; remove pictures or extra sheets and save it again "
-            "(IT can raise ADVISING_MAX_ROSTER_MB)"
+            "roster",
+            "remove pictures or extra sheets and save it again "
+            "(IT can raise ADVISING_MAX_ROSTER_MB)",
         )
     data = path.read_bytes()  # read-only: the office's file is never opened for writing
     if not data:
-        raise RosterError(f"{name} is empty (0 bytes); save the roster from Excel again")
+        raise RosterError(f"{name} is empty (0 bytes)", "save the roster from Excel again")
     if data.startswith(OLE_MAGIC):
-        raise RosterError(_ole_message(name, data))
+        raise _ole_error(name, data)
     if not data.startswith(ZIP_MAGIC):
-        raise RosterError(_not_zip_message(name, data))
+        raise _not_zip_error(name, data)
     _check_zip(name, data, settings)
     return data
 
 
-def _ole_message(name: str, data: bytes) -> str:
+def _ole_error(name: str, data: bytes) -> RosterError:
     """Explain an OLE file: Excel writes password-protected workbooks and old .xls files so."""
     if "EncryptedPackage".encode("utf-16-le") in data[:1 << 20] or b"EncryptionInfo" in data:
-        return (
-            f"{name} is protected with a password (encrypted), so it cannot be read; "
+        return RosterError(
+            f"{name} is protected with a password (encrypted), so it cannot be read",
             "in Excel use File > Info > Protect Workbook > Encrypt with Password, clear the "
-            "password, save, and drop the file again"
+            "password, save, and drop the file again",
         )
-    return (
-        f"{name} is an old-format Excel file (Excel 97-2003 .xls) or another Office file; "
-        "open it in Excel and use File > Save As > Excel Workbook (.xlsx)"
+    return RosterError(
+        f"{name} is an old-format Excel file (Excel 97-2003 .xls) or another Office file",
+        "open it in Excel and use File > Save As > Excel Workbook (.xlsx)",
     )
 
 
-def _not_zip_message(name: str, data: bytes) -> str:
+def _not_zip_error(name: str, data: bytes) -> RosterError:
     head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith((b"<html", b"<!doctype html", b"<?xml", b"<table")):
         kind = "a web page or XML file saved with a spreadsheet name"
@@ -154,9 +156,9 @@ def _not_zip_message(name: str, data: bytes) -> str:
         kind = "a text (CSV) file"
     else:
         kind = "not an Excel workbook"
-    return (
-        f"{name} is {kind}, not an .xlsx workbook; open it in Excel and use "
-        "File > Save As > Excel Workbook (.xlsx)"
+    return RosterError(
+        f"{name} is {kind}, not an .xlsx workbook",
+        "open it in Excel and use File > Save As > Excel Workbook (.xlsx)",
     )
 
 
@@ -167,34 +169,37 @@ def _check_zip(name: str, data: bytes, settings: Settings) -> None:
             members = archive.infolist()
             if len(members) > MAX_ZIP_MEMBERS:
                 raise RosterError(
-                    f"{name} holds {len(members)} parts, far more than any roster workbook; "
-                    "it was not opened (save the roster again from Excel)"
+                    f"{name} holds {len(members)} parts, far more than any roster workbook, "
+                    "so it was not opened",
+                    "save the roster again from Excel",
                 )
             names = {m.filename for m in members}
             if "xl/workbook.xml" not in names:
                 raise RosterError(
-                    f"{name} is a zip file but not an Excel workbook (no xl/workbook.xml); "
-                    "open it in Excel and save it as .xlsx"
+                    f"{name} is a zip file but not an Excel workbook",
+                    "open it in Excel and save it as .xlsx", detail="no xl/workbook.xml",
                 )
             total = sum(m.file_size for m in members)
             if total > settings.max_uncompressed_mb * MB:
                 raise RosterError(
                     f"{name} would unpack to {total / MB:.0f} MB, over the "
-                    f"{settings.max_uncompressed_mb:g} MB limit; it was not opened "
-                    "(remove pictures or extra sheets; IT can raise ADVISING_MAX_UNCOMPRESSED_MB)"
+                    f"{settings.max_uncompressed_mb:g} MB limit, so it was not opened",
+                    "remove pictures or extra sheets (IT can raise "
+                    "ADVISING_MAX_UNCOMPRESSED_MB)",
                 )
             for member in members:
                 if member.flag_bits & 0x1:
                     raise RosterError(
-                        f"{name}: the part {member.filename} is encrypted; remove the password "
-                        "in Excel and save the workbook again"
+                        f"the part {member.filename} is encrypted",
+                        "remove the password in Excel and save the workbook again", file=name,
                     )
                 ratio = member.file_size / max(member.compress_size, 1)
                 if member.file_size > RATIO_MIN_BYTES and ratio > MAX_RATIO:
                     raise RosterError(
-                        f"{name}: the part {member.filename} would inflate {ratio:.0f} times "
-                        f"to {member.file_size / MB:.0f} MB, the shape of a zip bomb; it was not "
-                        "opened (save the roster again from Excel)"
+                        f"the part {member.filename} would inflate {ratio:.0f} times "
+                        f"to {member.file_size / MB:.0f} MB, the shape of a zip bomb, so it was "
+                        "not opened",
+                        "save the roster again from Excel", file=name,
                     )
             for member in members:
                 if member.filename.endswith((".xml", ".rels", ".vml")):
@@ -202,14 +207,14 @@ def _check_zip(name: str, data: bytes, settings: Settings) -> None:
                         head = part.read(2048)
                     if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
                         raise RosterError(
-                            f"{name}: the part {member.filename} declares XML entities, which "
-                            "Excel never writes; it was not opened (save the roster again "
-                            "from Excel)"
+                            f"the part {member.filename} declares XML entities, which "
+                            "Excel never writes, so it was not opened",
+                            "save the roster again from Excel", file=name,
                         )
     except (zipfile.BadZipFile, EOFError, NotImplementedError, ValueError) as exc:
         raise RosterError(
-            f"{name} is damaged or was not copied completely ({exc}); "
-            "save it again from Excel and drop it again"
+            f"{name} is damaged or was not copied completely",
+            "save it again from Excel and drop it again", detail=str(exc),
         ) from None
 
 
@@ -218,13 +223,13 @@ def _open_workbook(path: Path, data: bytes) -> calamine.CalamineWorkbook:
         return calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
     except calamine.PasswordError:
         raise RosterError(
-            f"{path.name} is protected with a password; remove the password in Excel and save "
-            "it again"
+            f"{path.name} is protected with a password",
+            "remove the password in Excel and save it again",
         ) from None
     except calamine.CalamineError as exc:
         raise RosterError(
-            f"{path.name} could not be read as an Excel workbook ({exc}); open it in Excel, "
-            "save it again as .xlsx, and drop it again"
+            f"{path.name} could not be read as an Excel workbook",
+            "open it in Excel, save it again as .xlsx, and drop it again", detail=str(exc),
         ) from None
 
 
@@ -238,8 +243,9 @@ def _load_sheet(path: Path, book: calamine.CalamineWorkbook, sheet: str) -> cala
         return book.get_sheet_by_name(sheet)
     except calamine.CalamineError as exc:
         raise RosterError(
-            f"{path.name}, sheet '{sheet}': the sheet could not be read ({exc}); open the "
-            "workbook in Excel, save it again, and drop it again"
+            "the sheet could not be read",
+            "open the workbook in Excel, save it again, and drop it again",
+            detail=str(exc), file=path.name, sheet=sheet,
         ) from None
 
 
@@ -249,8 +255,9 @@ def _rows(path: Path, sheet: calamine.CalamineSheet, nrows: int | None = None) -
         return cast(list[list[Cell]], sheet.to_python(skip_empty_area=False, nrows=nrows))
     except calamine.CalamineError as exc:
         raise RosterError(
-            f"{path.name}, sheet '{sheet.name}': the sheet could not be read ({exc}); open "
-            "the workbook in Excel, save it again, and drop it again"
+            "the sheet could not be read",
+            "open the workbook in Excel, save it again, and drop it again",
+            detail=str(exc), file=path.name, sheet=sheet.name,
         ) from None
 
 
@@ -272,22 +279,23 @@ def _choose_sheet(
             return name, _rows(path, sheet), header
         if named:
             raise RosterError(
-                f"{path.name}, sheet '{name}': no header row we recognise in its first "
-                f"{HEADER_SCAN_ROWS} rows; put the column headers (Student ID, Name, "
-                "Step 1 Result, Specialty ...) in one row above the students",
-                [_no_header_line(path.name, f"sheet '{name}'")],
+                f"no header row we recognise in its first {HEADER_SCAN_ROWS} rows",
+                "put the column headers (Student ID, Name, Step 1 Result, Specialty ...) in "
+                "one row above the students",
+                problems=[_no_header_line(path.name, f"sheet '{name}'")],
+                file=path.name, sheet=name,
             )
     for name in hidden:
         if find_header(_rows(path, _load_sheet(path, book, name), HEADER_SCAN_ROWS)) is not None:
             raise RosterError(
-                f"{path.name}: the roster seems to be on the hidden sheet '{name}'; "
+                f"the roster seems to be on the hidden sheet '{name}'",
                 "unhide it (right-click a sheet tab > Unhide) or move the students to a "
-                "visible sheet named Roster",
+                "visible sheet named Roster", file=path.name,
             )
     raise RosterError(
-        f"{path.name}: no sheet has a header row we recognise (looked at {looked}); "
+        f"no sheet has a header row we recognise (looked at {looked})",
         "put the students on a sheet named Roster under a header row",
-        [_no_header_line(path.name, f"the sheets {looked}")],
+        problems=[_no_header_line(path.name, f"the sheets {looked}")], file=path.name,
     )
 
 
@@ -323,9 +331,8 @@ def _require_columns(path: Path, sheet: str, header: HeaderMatch) -> None:
         lines.append(line)
     labels = ", ".join(f.label for f in missing)
     raise RosterError(
-        f"{path.name}, sheet '{sheet}': required column(s) missing from the header row "
-        f"(row {row}): {labels}; add them and save the roster again",
-        lines,
+        f"required column(s) missing from the header row (row {row}): {labels}",
+        "add them and save the roster again", problems=lines, file=path.name, sheet=sheet,
     )
 
 

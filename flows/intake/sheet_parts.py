@@ -16,7 +16,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 
-from flows.workbook.ooxml import (
+from flows.ooxml import (
     NS_DOC_REL,
     REL_OFFICE_DOCUMENT,
     REL_TABLE,

@@ -23,6 +23,7 @@ from residency_rules.schema import (
     EXCEL_EPOCH,
     FIELD_BY_NAME,
     SCORE_RANGE,
+    step2_date_range,
 )
 from residency_rules.specialties import SpecialtyTable
 
@@ -41,8 +42,11 @@ _REQUIRED_FILL = PatternFill("solid", fgColor="833C0B")
 _WIDTHS = {"name": 26, "email": 30, "specialty": 28, "advisor": 22, "advisor_email": 30}
 
 
-def write_template(path: Path, table: SpecialtyTable) -> None:
-    """Write the blank roster workbook to path (the `advising template PATH` command)."""
+def write_template(path: Path, table: SpecialtyTable, today: date) -> None:
+    """Write the blank roster workbook to path (the `advising template PATH` command).
+
+    today bounds the Step 2 CK dates its dropdown accepts, as validation does.
+    """
     wb = Workbook()
     roster = wb.worksheets[0]
     roster.title = ROSTER_SHEET
@@ -50,7 +54,7 @@ def write_template(path: Path, table: SpecialtyTable) -> None:
     lists = wb.create_sheet(LISTS_SHEET)
     specialty_range = _lists_sheet(lists, table)
     wb.defined_names["Specialties"] = DefinedName("Specialties", attr_text=specialty_range)
-    _dropdowns(roster, specialty_range)
+    _dropdowns(roster, specialty_range, today)
     _instructions(wb.create_sheet(INSTRUCTIONS_SHEET), table)
     lists.sheet_state = "hidden"
     wb.active = 0
@@ -117,7 +121,7 @@ def _whole(low: int, high: int | None, title: str, prompt: str) -> DataValidatio
     return dv
 
 
-def _dropdowns(ws: Worksheet, specialty_range: str) -> None:
+def _dropdowns(ws: Worksheet, specialty_range: str, today: date) -> None:
     checks: list[tuple[DataValidation, list[str]]] = [
         (_list(DROPDOWNS["step1_result"], FIELD_BY_NAME["step1_result"].help, "Step 1 result"),
          ["step1_result"]),
@@ -145,7 +149,7 @@ def _dropdowns(ws: Worksheet, specialty_range: str) -> None:
         showInputMessage=True, promptTitle="Specialty", prompt=FIELD_BY_NAME["specialty"].help,
     )
     checks.append((specialty, ["specialty"]))
-    first, last = (date(2010, 1, 1) - EXCEL_EPOCH).days, (date(2035, 12, 31) - EXCEL_EPOCH).days
+    first, last = ((day - EXCEL_EPOCH).days for day in step2_date_range(today))
     when = DataValidation(
         type="date", operator="between", formula1=str(first), formula2=str(last),
         allow_blank=True, showErrorMessage=True, errorTitle="Step 2 CK date",

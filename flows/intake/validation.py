@@ -38,6 +38,7 @@ from residency_rules.schema import (
     SCORE_RANGE,
     STEP1_RESULTS,
     domain_pattern,
+    step2_date_range,
 )
 from residency_rules.specialties import SpecialtyTable
 
@@ -46,8 +47,6 @@ logger = logging.getLogger(__name__)
 SUITE_NAME = "residency-roster"
 ROW_ID = "excel_row"  # the frame column GX reports failing rows by
 ID_KEY = "student_id_key"  # the student ID as uniqueness sees it (capitals ignored)
-EARLIEST_STEP2_DATE = date(2010, 1, 1)
-STEP2_DATE_YEARS_AHEAD = 3
 _STR_FIELDS = (
     "student_id", "name", "email", "email_domain", "step1_result", "step1_margin", "specialty",
     *CLERKSHIP_FIELDS, "letters", "advisor", "advisor_email",
@@ -230,8 +229,7 @@ def _checks(roster: Roster, settings: Settings, table: SpecialtyTable) -> list[_
     not_taken = Column("step1_result") == "not taken"
     taken = Column("step1_result") != "not taken"
     low, high = SCORE_RANGE
-    today = settings.run_date()
-    latest = date(today.year + STEP2_DATE_YEARS_AHEAD, 12, 31)
+    earliest, latest = step2_date_range(settings.run_date())
     names = table.names()
     checks: list[_Check] = []
 
@@ -301,11 +299,11 @@ def _checks(roster: Roster, settings: Settings, table: SpecialtyTable) -> list[_
         "it is the first time).",
     ))
     add("step2.date", "step2_date", ex.ExpectColumnValuesToBeBetween(
-        column="step2_date", min_value=pd.Timestamp(EARLIEST_STEP2_DATE),
+        column="step2_date", min_value=pd.Timestamp(earliest),
         max_value=pd.Timestamp(latest),
     ), lambda v, r: (
         f"Step 2 CK date {v} is not a likely exam date "
-        f"({EARLIEST_STEP2_DATE.year}-{latest.year})",
+        f"({earliest.year}-{latest.year})",
         "Correct the date (for example 7/15/2026), or leave it blank if not scheduled.",
     ))
     add("specialty.present", "specialty", ex.ExpectColumnValuesToNotBeNull(

@@ -7,16 +7,17 @@ delivery start while later batches are still being rendered by the second proces
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from flows.letters.render import with_bodies
+from residency_rules.records import StudentRecord
 
 if TYPE_CHECKING:
     from prefect.futures import PrefectConcurrentFuture
 
     from flows.letters.model import Letter
-
-LETTER_BATCH = 5000  # students rendered and delivered per batch
-
 
 def batch_bounds(total: int, size: int, small_first: bool = False) -> list[tuple[int, int]]:
     """Split `total` students into batches of `size`; with small_first, a smaller first one.
@@ -66,3 +67,35 @@ def render_in_turn(
             yield taken.result()
         else:
             yield here(todo.popleft())
+
+
+Batch = Sequence[StudentRecord]
+
+
+def letters_in_batches(
+    records: Batch,
+    staging: Path,
+    here: Callable[[Batch], list[Letter]],
+    there: Callable[[Batch], PrefectConcurrentFuture[list[Letter]]] | None,
+    *,
+    size: int,
+    relay: bool,
+) -> Iterator[list[Letter]]:
+    """Yield the roster's letters, a batch at a time, with their HTML and text in memory.
+
+    here renders a batch in this process; there hands one to the render process (None: a
+    roster of one batch, no second process); size: students per batch (ADVISING_LETTER_BATCH).
+    To a relay the first batch is smaller and this process only delivers once it has rendered
+    it (batch_bounds, render_in_turn).
+    """
+    bounds = batch_bounds(len(records), size, small_first=relay)
+    batches = [records[a:b] for a, b in bounds]
+    rendered = render_in_turn(
+        len(batches),
+        here=lambda k: here(batches[k]),
+        there=(lambda k: there(batches[k])) if there is not None else None,
+        share=not relay,
+    )
+    for letters in rendered:
+        # Read here: in a worker thread, each read would wait for the GIL afresh.
+        yield with_bodies(letters, staging)

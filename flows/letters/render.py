@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import css_inline
 import jinja2
 
+from flows.errors import AdvisingError, SettingsError, StudentFailed
 from flows.files import student_file_stem, write_file
 from flows.letters.changes import describe_changes, season_change, summarize
 from flows.letters.context import (
@@ -37,7 +38,6 @@ from flows.letters.context import (
 from flows.letters.hold import held_after_match
 from flows.letters.model import Letter, LetterSummary
 from flows.settings import Settings
-from residency_rules.errors import SettingsError
 from residency_rules.records import Evaluation, StudentRecord
 from residency_rules.schema import has_line_break
 
@@ -356,10 +356,11 @@ def render_letters(
             continue  # held back by a problem, or after the Match until the result is in
         try:
             letter = _render_letter(run, templates, record, ev, previous.get(record.student_id))
+        except AdvisingError:
+            raise  # the product's own words (a template that cannot render)
         except Exception as exc:
-            # Which student: run_record.record_crash names the ID (never the row's values).
-            exc.student_id = record.student_id  # type: ignore[attr-defined]
-            raise
+            # Which student: flows.crash.record_crash names the ID (never the row's values).
+            raise StudentFailed(record.student_id, exc) from exc
         stem = student_file_stem(record.student_id)
         for path, data in (
             (letters_dir / f"{stem}.html", letter.html.encode("utf-8")),

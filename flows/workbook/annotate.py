@@ -14,29 +14,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-from flows.files import roster_file_stem, sha256_file, write_atomic
+from flows.errors import RosterError
+from flows.files import roster_file_stem, sha256_file, student_file_stem, write_atomic
 from flows.intake.roster import Roster
-from flows.workbook.content import ANNOTATION_HEADERS, build_content
+from flows.ooxml import UnsupportedWorkbook
+from flows.outcome import LetterOutcome, LetterStatus
+from flows.workbook.content import ANNOTATION_HEADERS, LetterCell, build_content
 from flows.workbook.fast_writer import write_with_xml
-from flows.workbook.ooxml import UnsupportedWorkbook
 from flows.workbook.openpyxl_writer import write_with_openpyxl
-from residency_rules.errors import RosterError
 from residency_rules.records import Evaluation
+from residency_rules.rulebook import Level
 
-__all__ = ["ANNOTATION_HEADERS", "LetterCell", "annotated_path", "write_annotated"]
+__all__ = ["ANNOTATION_HEADERS", "LetterCell", "annotated_path", "letter_cells", "write_annotated"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LetterCell:
-    """What happened to a student's letter, and where its file is, for the Letter column."""
+def letter_cells(letters: Mapping[str, LetterOutcome]) -> dict[str, LetterCell]:
+    """Give each student's Letter cell its outcome and, when a letter was written, its link.
 
-    status: str  # e.g. "Sent", "Unchanged (sent 2026-11-20)", "Held: see Problems"
-    path: str | None  # relative to the workbook's folder, e.g. "letters/000123.html"
+    The letters sit in letters/ beside the workbook, named for the student ID (portable:
+    flows.files.student_file_stem); a held student has no letter, so no link.
+    """
+    return {
+        sid: LetterCell(outcome, None if outcome.status is LetterStatus.HELD
+                        else f"letters/{student_file_stem(sid)}.html")
+        for sid, outcome in letters.items()
+    }
 
 
 def annotated_path(source: Path, out_dir: Path) -> Path:
@@ -53,10 +59,13 @@ def write_annotated(
     letters: Mapping[str, LetterCell],
     out_path: Path,
     notice: str = "",
+    *,
+    levels: Mapping[int, Level],
 ) -> None:
     """Write the office's workbook, annotated, with Summary and Problems sheets, atomically.
 
-    notice: one line for the office on the Summary (e.g. the configured cycle is over).
+    notice: one line for the office on the Summary (e.g. the configured cycle is over);
+    levels: what each level means ([levels] of the specialty table), for the legend.
     """
     source_suffix = roster.source.suffix.lower()
     if out_path.suffix.lower() != source_suffix:
@@ -68,7 +77,7 @@ def write_annotated(
     if out_path.resolve() == roster.source.resolve():
         raise ValueError(f"{out_path}: the annotated workbook must not replace the office's roster")
     _check_unchanged(roster)
-    content = build_content(roster, evaluations, letters, notice)
+    content = build_content(roster, evaluations, letters, notice, levels=levels)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         write_atomic(out_path, lambda tmp: write_with_xml(content, tmp))

@@ -12,17 +12,57 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import IntEnum
 from functools import lru_cache
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from openpyxl.chart._chart import ChartBase
 from openpyxl.utils import get_column_letter, quote_sheetname
 
 from flows.intake.roster import Roster
+from flows.outcome import HELD, LetterOutcome, LetterStatus
 from residency_rules.records import AdviceItem, Evaluation, Problem, StudentRecord
+from residency_rules.rulebook import Level
 
-if TYPE_CHECKING:
-    from flows.workbook.annotate import LetterCell
+
+@dataclass(frozen=True)
+class LetterCell:
+    """What happened to a student's letter, and where its file is, for the Letter column."""
+
+    outcome: LetterOutcome
+    path: str | None  # relative to the workbook's folder, e.g. "letters/000123.html"
+
+
+# The word the Letter column starts with, and the kind the Summary counts, for each status.
+LETTER_WORDS: dict[LetterStatus, str] = {
+    LetterStatus.WRITTEN: "Written",
+    LetterStatus.OUTBOX: "Written to outbox",
+    LetterStatus.SENT: "Sent",
+    LetterStatus.UNCHANGED: "Unchanged",
+    LetterStatus.HELD: "Held",
+    LetterStatus.NO_ADDRESS: "No email address",
+    LetterStatus.BAD_ADDRESS: "Address not valid",
+    LetterStatus.OUTSIDE_DOMAINS: "Address outside allowed domains",
+    LetterStatus.FAILED: "Failed",
+    LetterStatus.UNCERTAIN: "Failed",  # to the office, a letter to look into like any failed one
+}
+
+
+def letter_text(outcome: LetterOutcome) -> str:
+    """Say in the Letter column what became of the letter: the one place it turns to words."""
+    status, word = outcome.status, LETTER_WORDS[outcome.status]
+    if status is LetterStatus.UNCHANGED:
+        return f"{word} (sent {outcome.when})"
+    if status is LetterStatus.HELD:  # a problem, or a reason of its own (#23: after the Match)
+        return f"{word}: {outcome.detail or 'see Problems'}"
+    if status is LetterStatus.UNCERTAIN:
+        # Found by this run (the relay's reply is known) or by an earlier one (its day is).
+        told = (f"since {outcome.when} (Message-ID {outcome.message_id})" if outcome.when
+                else f"({outcome.detail}; Message-ID {outcome.message_id})")
+        return (f"{word}: delivery uncertain {told}; not re-sent to avoid a duplicate: "
+                "check the relay's log")
+    if status is LetterStatus.FAILED:
+        return f"{word}: {outcome.detail}"
+    return word
+
 
 ANNOTATION_HEADERS: tuple[str, ...] = (
     "Tier",
@@ -61,13 +101,6 @@ LEVEL_FILLS: dict[int, str] = {
     3: "FFE699",
     4: "C6E0B4",
     5: "8FCB6B",
-}
-LEVEL_MEANINGS: dict[int, str] = {
-    1: "At risk: plan a parallel specialty, meet an advisor",
-    2: "Reach: apply broadly, with a parallel plan",
-    3: "Competitive at some or community programs",
-    4: "Competitive at many programs",
-    5: "Very competitive",
 }
 HEADER_FILL = "DDEBF7"  # light blue: tells the office which columns we added
 
@@ -343,6 +376,8 @@ class AnnotationContent:
     record_by_row: dict[int, StudentRecord]
     evaluation_by_row: dict[int, Evaluation]
     problems_by_row: dict[int, list[Problem]]
+    # What each level means and whether it is at risk ([levels] in the data file).
+    levels: Mapping[int, Level]
     # A line for the office above the Summary's totals, e.g. the configured cycle is over.
     notice: str = ""
 
@@ -352,6 +387,8 @@ def build_content(
     evaluations: Mapping[str, Evaluation],
     letters: Mapping[str, LetterCell],
     notice: str = "",
+    *,
+    levels: Mapping[int, Level],
 ) -> AnnotationContent:
     """Build one annotation row per student row of the roster, in sheet order."""
     record_by_row = {rec.row: rec for rec in roster.records}
@@ -387,9 +424,9 @@ def build_content(
         link = None
         if letter is not None:
             link = letter_url(letter.path) if letter.path else None
-            cells[Column.LETTER] = cell(letter.status, "link" if link else "text")
+            cells[Column.LETTER] = cell(letter_text(letter.outcome), "link" if link else "text")
         elif row in held:
-            cells[Column.LETTER] = cell("Held: see Problems")
+            cells[Column.LETTER] = cell(letter_text(HELD))
         texts = [problem_text(p) for p in problems_by_row.get(row, [])]
         if texts:
             cells[Column.PROBLEMS] = cell("\n".join(texts), "wrap")
@@ -406,5 +443,6 @@ def build_content(
         record_by_row=record_by_row,
         evaluation_by_row=evaluation_by_row,
         problems_by_row=problems_by_row,
+        levels=levels,
         notice=notice,
     )

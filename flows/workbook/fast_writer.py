@@ -17,12 +17,7 @@ from pathlib import Path
 from openpyxl.utils import absolute_coordinate, quote_sheetname
 from openpyxl.xml.functions import tostring
 
-from flows.workbook.content import (
-    FORMULA_TRIGGERS,
-    AnnotationContent,
-    unique_sheet_title,
-)
-from flows.workbook.ooxml import (
+from flows.ooxml import (
     CT_CHART,
     CT_DRAWING,
     CT_SHARED_STRINGS,
@@ -54,6 +49,11 @@ from flows.workbook.ooxml import (
     resolve,
     root_info,
     xml_attr,
+)
+from flows.workbook.content import (
+    FORMULA_TRIGGERS,
+    AnnotationContent,
+    unique_sheet_title,
 )
 from flows.workbook.roster_sheet import (
     RosterSheet,

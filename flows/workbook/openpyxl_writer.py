@@ -24,6 +24,18 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.views import Selection
 from openpyxl.worksheet.worksheet import Worksheet
 
+from flows.ooxml import (
+    CT_SHARED_STRINGS,
+    FONT_ORDER,
+    NS_MAIN,
+    REL_SHARED_STRINGS,
+    XML_DECLARATION,
+    Rels,
+    add_content_types,
+    app_with_sheets,
+    children,
+    overlaps,
+)
 from flows.workbook.content import (
     ANNOTATION_HEADERS,
     ANNOTATION_WIDTHS,
@@ -36,18 +48,6 @@ from flows.workbook.content import (
     needs_quote,
     style_spec,
     unique_sheet_title,
-)
-from flows.workbook.ooxml import (
-    CT_SHARED_STRINGS,
-    FONT_ORDER,
-    NS_MAIN,
-    REL_SHARED_STRINGS,
-    XML_DECLARATION,
-    Rels,
-    add_content_types,
-    app_with_sheets,
-    children,
-    overlaps,
 )
 from flows.workbook.summary import SheetTitles, build_problems, build_summary
 

@@ -9,18 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from flows.workbook.content import (
-    ANNOTATION_HEADERS,
-    ANNOTATION_WIDTHS,
-    FORMULA_TRIGGERS,
-    HEADER_HEIGHT,
-    MAX_HYPERLINKS,
-    AnnotationContent,
-    Cell,
-    RowAnnotation,
-    cell,
-)
-from flows.workbook.ooxml import (
+from flows.ooxml import (
     ATTRS_PATTERN,
     NS_DOC_REL,
     REL,
@@ -40,6 +29,17 @@ from flows.workbook.ooxml import (
     root_info,
     set_attr,
     split_ref,
+)
+from flows.workbook.content import (
+    ANNOTATION_HEADERS,
+    ANNOTATION_WIDTHS,
+    FORMULA_TRIGGERS,
+    HEADER_HEIGHT,
+    MAX_HYPERLINKS,
+    AnnotationContent,
+    Cell,
+    RowAnnotation,
+    cell,
 )
 from flows.workbook.xml_parts import (
     CELL_REF,

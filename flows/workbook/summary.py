@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -12,8 +11,8 @@ from openpyxl.chart.data_source import AxDataSource, StrRef
 from openpyxl.utils import get_column_letter, quote_sheetname
 
 from flows.workbook.content import (
+    LETTER_WORDS,
     LEVEL_FILLS,
-    LEVEL_MEANINGS,
     AnnotationContent,
     Cell,
     ChartSpec,
@@ -22,8 +21,8 @@ from flows.workbook.content import (
     sheet_location,
 )
 from residency_rules.records import Evaluation, Problem
+from residency_rules.rulebook import TIERS, at_risk_span
 
-TIER_ORDER = ("less", "moderate", "high", "hyper")
 PROBLEM_HEADERS = (
     "Row",
     "Student ID",
@@ -46,11 +45,6 @@ class SheetTitles:
     roster: str
     summary: str
     problems: str
-
-
-def letter_category(status: str) -> str:
-    """Return the kind of a letter status: 'Unchanged (sent ...)' -> 'Unchanged'."""
-    return re.split(r"[:(]", status, maxsplit=1)[0].strip() or status
 
 
 def _ref(title: str, col: int, first: int, last: int) -> Reference:
@@ -124,8 +118,9 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
     # outlook in D-F); the charts start at J.
     sheet.widths = {1: 34, 2: 12, 3: 11, 4: 20, 5: 20, 6: 30, 7: 11, 8: 11, 9: 3}
     evaluated: list[tuple[int, Evaluation]] = sorted(content.evaluation_by_row.items())
-    # Pending students with a late date, an overdue score or a Step 1 failure are at risk too.
-    at_risk = [(r, ev) for r, ev in evaluated if ev.level <= 2 or ev.pending_at_risk]
+    # An at-risk level, or pending with a late date, an overdue score or a failure (the rules).
+    at_risk = [(r, ev) for r, ev in evaluated if ev.at_risk]
+    span = at_risk_span(content.levels)
     no_score = [(r, ev) for r, ev in evaluated if ev.step2_score is None]
     late = [(r, ev) for r, ev in evaluated if ev.timing_late]
     overdue = [(r, ev) for r, ev in evaluated if ev.exam_overdue]
@@ -146,13 +141,13 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
 
     # Totals (A-B); the list counts link to their lists further down.
     sheet.put(4, 1, "Totals", "section")
-    letters = Counter(letter_category(cell.status) for cell in content.letters.values())
+    letters = Counter(LETTER_WORDS[c.outcome.status] for c in content.letters.values())
     totals: list[tuple[str, int, str | None]] = [
         ("Students in the roster", len(roster.row_ids), None),
         ("Evaluated", len(evaluated), None),
         ("Held back (see Problems)", len(held), titles.problems),
         ("Problems listed", len(roster.problems), titles.problems),
-        ("At risk (level 1-2, or pending at risk)", len(at_risk), "at_risk"),
+        (f"At risk (level {span}, or pending at risk)", len(at_risk), "at_risk"),
         ("Without a Step 2 CK score", len(no_score), "no_score"),
         ("Step 2 CK date too late", len(late), "late"),
         ("Exam date passed, no score", len(overdue), "overdue"),
@@ -176,7 +171,7 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
         r = row + 1 + level
         sheet.put(r, 1, level, f"level{level}")
         sheet.put(r, 2, levels.get(level, 0), "number")
-        sheet.put(r, 3, LEVEL_MEANINGS[level])
+        sheet.put(r, 3, content.levels[level].meaning)
     row += 1 + len(LEVEL_FILLS) + 2
 
     # Outlook level by specialty: counts, and the stacked bar chart that reads them.
@@ -216,8 +211,8 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
     _header(sheet, row + 1, 1, ("Tier", "Students", "With a score", "Q1", "Median", "Q3",
                                 "Solid mark", "Excellent mark"))
     first = row + 2
-    tiers = [t for t in TIER_ORDER if any(ev.tier == t for _, ev in evaluated)]
-    tiers += sorted({ev.tier for _, ev in evaluated} - set(TIER_ORDER))
+    tiers = [t for t in TIERS if any(ev.tier == t for _, ev in evaluated)]
+    tiers += sorted({ev.tier for _, ev in evaluated} - set(TIERS))
     plotted: list[float] = []
     for i, tier in enumerate(tiers):
         r = first + i
@@ -281,7 +276,7 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
 
 
 def _tier_rank(tier: str) -> int:
-    return TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER)
+    return TIERS.index(tier) if tier in TIERS else len(TIERS)
 
 
 def _quartiles(scores: list[int]) -> tuple[float, float, float]:
@@ -339,7 +334,9 @@ def _at_risk_list(sheet: SheetSpec, content: AnnotationContent, titles: SheetTit
                   at_risk: list[tuple[int, Evaluation]]) -> int:
     """Write the morning's call list: level 1 first, then by specialty; each name and row
     number opens the student's roster row. Returns the next free row, one blank row below."""
-    heading = f"At risk (level 1-2, or pending with a late date or a failure): {len(at_risk)}"
+    span = at_risk_span(content.levels)
+    heading = (f"At risk (level {span}, or pending with a late date or a failure): "
+               f"{len(at_risk)}")
     sheet.put(row, 1, heading, "section")
     _header(sheet, row + 1, 1, AT_RISK_HEADERS)
     r = row + 2

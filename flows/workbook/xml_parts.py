@@ -9,12 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from flows.workbook.content import (
-    Cell,
-    SheetSpec,
-    style_spec,
-)
-from flows.workbook.ooxml import (
+from flows.ooxml import (
     REL,
     XML_DECLARATION,
     Element,
@@ -24,6 +19,11 @@ from flows.workbook.ooxml import (
     column_letter,
     insert_position,
     xml_attr,
+)
+from flows.workbook.content import (
+    Cell,
+    SheetSpec,
+    style_spec,
 )
 
 SHEET_ORDER = (

@@ -21,7 +21,7 @@ sys.path.insert(0, ".")
 def main() -> int:
     import flows.workbook.annotate as workbook_module
     import tests.test_workbook_corpus as corpus
-    from flows.workbook.ooxml import UnsupportedWorkbook
+    from flows.ooxml import UnsupportedWorkbook
 
     logging.disable(logging.WARNING)
     fast = workbook_module.write_with_xml

@@ -18,6 +18,8 @@ from xml.sax.saxutils import escape, unescape
 
 from defusedxml import ElementTree
 
+from flows.errors import AdvisingError
+
 NS_MAIN = b"http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_DOC_REL = b"http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -66,7 +68,7 @@ class StyleLike(Protocol):
     def quote(self) -> bool: ...
 
 
-class UnsupportedWorkbook(Exception):
+class UnsupportedWorkbook(AdvisingError):
     """The fast writer cannot edit this workbook with certainty; use the openpyxl writer."""
 
 
