@@ -200,6 +200,19 @@ def cap_score(specialty: str, score: int, solid: int, level: int) -> Reason:
 
 
 @cache
+def step1_repeated(failed: int, specialty: str = "", level: int = 3) -> Reason:
+    """Say, in one sentence with the failure, what two or more Step 1 failures do to the score
+    (one reason, not two: the student reads the failure and its weight together)."""
+    text = (
+        f"You passed Step 1 after failing it {times(failed)}. Programs see every attempt and "
+        "read even a good Step 2 CK more cautiously after more than one: we count it one step "
+        "lower"
+    )
+    text += f", and in {specialty} that {effect(level)}." if specialty else "."
+    return Reason("step1.failure", text)
+
+
+@cache
 def repeated_failures(failed: int) -> Reason:
     """Say why two or more Step 1 failures weigh on the score."""
     return Reason(
@@ -233,7 +246,7 @@ def step2_failed_before(band: Band, specialty: str = "", level: int = 3) -> Reas
             "You failed Step 2 CK on an earlier attempt. Programs see every attempt, so even "
             "after a pass they will see that failure and read it like a Step 1 failure."
         )
-    elif specialty and level <= 2:
+    elif specialty:  # given only where the failure is what caps an at-risk outlook
         text = (
             "You failed Step 2 CK on an earlier attempt. Programs see every attempt and read "
             f"that failure like a Step 1 failure, and in {specialty} it {effect(level)}."

@@ -24,49 +24,10 @@ from residency_rules import advice
 from residency_rules.calendar import Cycle, MatchSystem, Phase
 from residency_rules.explain import join, plural, when
 from residency_rules.records import AdviceItem, Band, MatchResult, ProgramMix, Tier
+from residency_rules.rulebook import PlanRules
 from residency_rules.situation import Day, Exam, Step1
 
 CALENDAR = "The application calendar (ERAS and match dates)"
-PLAN_WEEKS_DAYS = 28  # the plan covers the next four weeks
-_REST_DAYS = 3  # an exam this close: rest, no new practice form
-
-# The day (from the letter's date) each kind of item is due at the earliest; the plan keeps
-# the causal order and never lets a day go back, so a later item may come later still.
-_BASE_DAY: dict[str, int] = {
-    "qbank": 0,
-    "interviews": 0,
-    "result": 2,
-    "send": 2,
-    "target": 2,
-    "step1": 7,
-    "unmatched": 7,
-    "if_unmatched": 7,
-    "backup": 7,
-    "schedule": 5,
-    "letters": 14,
-    "statement": 14,
-    "explain": 7,
-    "package": 21,
-    "ready": 21,
-    "mix": 14,
-    "parallel": 21,
-    "add": 7,
-    "apply": 28,
-    "rank": 14,
-    "soap": 7,
-    "match_day": 14,
-    "results": 14,
-    "matched": 14,
-    "if_matched": 14,
-    "intern": 21,
-    "options": 21,
-    "graduate": 28,
-    "next_cycle": 21,
-    "advisor": 7,
-}
-# Habits start today and run on: they take no part in the order of the deadlines (a score
-# to send when it posts, an exam date to keep, are not tasks with a day of their own).
-_HABITS = frozenset(("qbank", "interviews", "send", "keep", "target"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +57,7 @@ class Situation:
     full_passes_weeks: int
     final_weeks: int
     max_attempts: int
+    plan: PlanRules  # the plan's days ([plan] in the data file)
     best_level: int = 5  # the best outlook a score still to come could bring
 
     @property
@@ -115,8 +77,8 @@ class Situation:
 
     @property
     def low(self) -> bool:
-        """Say whether the outlook asks for a parallel plan (levels 1-2)."""
-        return self.level <= 2 or self.mix.parallel_plan
+        """Say whether the outlook asks for a parallel plan ([mix] of the level says so)."""
+        return self.mix.parallel_plan
 
 
 def build(s: Situation) -> tuple[tuple[AdviceItem, ...], tuple[int, ...]]:
@@ -136,16 +98,17 @@ def build(s: Situation) -> tuple[tuple[AdviceItem, ...], tuple[int, ...]]:
         items.extend(_phase_items(s, deadlines, floors))
     days = _days(
         tuple(i.key for i in items),
-        tuple((deadlines[i.key] - s.today).days if i.key in deadlines else PLAN_WEEKS_DAYS
+        tuple((deadlines[i.key] - s.today).days if i.key in deadlines else s.plan.weeks_days
               for i in items),
         tuple((floors[i.key] - s.today).days if i.key in floors else 0 for i in items),
+        s.plan,
     )
     return tuple(items), days
 
 
 @lru_cache(maxsize=4096)
 def _days(
-    keys: tuple[str, ...], caps: tuple[int, ...], floors: tuple[int, ...]
+    keys: tuple[str, ...], caps: tuple[int, ...], floors: tuple[int, ...], rules: PlanRules
 ) -> tuple[int, ...]:
     """Give each item its day: the kind's base day (or its floor, the first day it can be
     done), never before the item above it, never after its own deadline (and so never after a
@@ -153,15 +116,15 @@ def _days(
     days: list[int] = []
     previous = 0
     for key, cap, floor in zip(keys, caps, floors, strict=True):
-        if key in _HABITS:
+        if key in rules.habits:
             days.append(0)
             continue
-        day = max(_BASE_DAY.get(key, PLAN_WEEKS_DAYS), previous, floor)
-        days.append(min(day, PLAN_WEEKS_DAYS, max(cap, 0)))
+        day = max(rules.due_day(key), previous, floor)
+        days.append(min(day, rules.weeks_days, max(cap, 0)))
         previous = days[-1]
-    later = PLAN_WEEKS_DAYS
+    later = rules.weeks_days
     for i in range(len(days) - 1, -1, -1):  # a deadline below pulls the items above it in
-        if keys[i] not in _HABITS:
+        if keys[i] not in rules.habits:
             days[i] = later = max(min(days[i], later), floors[i])
     return tuple(days)
 
@@ -230,7 +193,7 @@ def _study(s: Situation, weeks: int | None) -> AdviceItem:
     """The question-bank plan by the weeks left: two full passes only with time for them."""
     if weeks is None or weeks >= s.full_passes_weeks:
         return advice.QBANK
-    if s.exam.day is not None and (s.exam.day - s.today).days <= _REST_DAYS:
+    if s.exam.day is not None and (s.exam.day - s.today).days <= s.plan.rest_days:
         return advice.QBANK_REST
     if weeks < s.final_weeks:
         return advice.QBANK_FINAL
@@ -368,10 +331,10 @@ def _phase_items(
             opens = s.cycle.submissions
             items.append(_apply(opens, s.cycle.review_start, s.exam.state != "in"
                                 and s.exam.state != "failing",
-                                (opens - s.today).days <= PLAN_WEEKS_DAYS, opens <= s.today))
+                                (opens - s.today).days <= s.plan.weeks_days, opens <= s.today))
             deadlines["apply"] = s.cycle.review_start - _dt.timedelta(days=1)
             if opens > s.today:
-                floors["apply"] = min(opens, s.today + _dt.timedelta(days=PLAN_WEEKS_DAYS))
+                floors["apply"] = min(opens, s.today + _dt.timedelta(days=s.plan.weeks_days))
         return items
     if s.phase == "interviewing":
         items.append(INTERVIEWS)
@@ -425,8 +388,8 @@ def _eras_ready(opens: _dt.date) -> AdviceItem:
     """The last weeks of preparing: the day ERAS opens and what to have ready for it."""
     return AdviceItem(
         "ready",
-        f"ERAS opens on {when(opens)}. By then, have your letters asked for and a first draft "
-        "of your personal statement.",
+        f"ERAS opens on {when(opens)}: have your letters asked for and your personal statement "
+        "drafted by then.",
         CALENDAR,
     )
 

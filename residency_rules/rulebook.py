@@ -32,6 +32,23 @@ class Level:
     at_risk: bool
 
 
+@dataclass(frozen=True, slots=True)
+class PlanRules:
+    """The letter's plan: how many days it covers, and when each kind of item falls due."""
+
+    weeks_days: int  # the plan covers the next this many days (four weeks)
+    rest_days: int  # an exam this close: rest, no new practice form
+    due: tuple[tuple[str, int], ...]  # kind of item -> the earliest day it is due
+    habits: frozenset[str]  # kinds that start today and run on: no day of their own
+
+    def due_day(self, kind: str) -> int:
+        """Return the earliest day a kind of item is due: 0 for a habit (it starts today),
+        the due table's day, or the plan's last day for a kind the table does not list."""
+        if kind in self.habits:
+            return 0
+        return dict(self.due).get(kind, self.weeks_days)
+
+
 def at_risk_span(levels: Mapping[int, Level]) -> str:
     """Name the levels marked at risk as people write them: "1-2", "1", "1, 3"."""
     marked = [level for level in sorted(levels) if levels[level].at_risk]
@@ -71,6 +88,8 @@ class Rules:
     step1_not_taken: Outlook
     matrix: Mapping[tuple[Step1Status, Tier, Band], Outlook]
     mix: Mapping[int, ProgramMix]
+    mix_programs: int  # the list a letter counts each mix out of ("3 reach, 8 solid ...")
+    plan: PlanRules
     levels: Mapping[int, Level]
     sources: Mapping[str, str]
 
@@ -209,6 +228,11 @@ def parse_rules(doc: df.Table, origin: str) -> Rules:
         step1_not_taken=not_taken,
         matrix=_matrix(doc, origin),
         mix=_mix(doc, origin),
+        mix_programs=df.integer(
+            df.table(doc, "mix", df.Where(origin, "top of the file"), "copy the [mix] table"),
+            "example_programs", df.Where(origin, "[mix]"), "e.g. example_programs = 20",
+            low=1, high=200),
+        plan=_plan(doc, origin),
         levels=_levels(doc, origin),
         sources=sources,
     )
@@ -283,6 +307,23 @@ def _mix(doc: df.Table, origin: str) -> dict[int, ProgramMix]:
             raise where.error(f"reach + solid + safety is {total}", "make the shares add up to 100")
         found[level] = item
     return found
+
+
+def _plan(doc: df.Table, origin: str) -> PlanRules:
+    top = df.Where(origin, "[plan]")
+    found = df.table(doc, "plan", df.Where(origin, "top of the file"),
+                     "copy the [plan] table from the packaged specialties.toml")
+    df.text(found, "source", top, 'say where the days come from, e.g. source = "design"')
+    weeks = df.integer(found, "weeks_days", top, "e.g. weeks_days = 28", low=7, high=90)
+    rest = df.integer(found, "rest_days", top, "e.g. rest_days = 3", low=0, high=14)
+    habits = frozenset(df.texts(found, "habits", top, 'e.g. habits = ["qbank", "send"]'))
+    due_table = df.table(found, "due", top, "e.g. due = { letters = 14, mix = 14 }")
+    due = tuple(
+        (str(kind), df.integer(due_table, str(kind), top.child("due"),
+                               f"use a day 0-{weeks}", low=0, high=weeks))
+        for kind in due_table
+    )
+    return PlanRules(weeks, rest, due, habits)
 
 
 def _levels(doc: df.Table, origin: str) -> dict[int, Level]:

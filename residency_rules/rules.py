@@ -547,7 +547,7 @@ def _evaluate(
         step2_failed, grades_to_come, levers_open,
     )
     level = decision.level
-    low = level <= 2
+    low = rules.levels[level].at_risk  # the why leads with what caps an at-risk outlook
     step1_passed = status == "clean" or status == "failure"
     exam = situation.exam(score, raw, step2_date, today, rules)
     step1 = situation.step1(status, marginal, failed, record.step1_attempts, rules)
@@ -561,7 +561,10 @@ def _evaluate(
     ]
     if record.conditional_pass:
         reasons.append(explain.conditional(record.conditional_pass))
-    reasons.extend(decision.reasons)
+    if any(r.rule == "step1.repeated" for r in decision.reasons):
+        reasons[0] = explain.step1_repeated(
+            failed, name if cap == "step1.failure" else "", level)
+    reasons.extend(r for r in decision.reasons if r.rule != "step1.repeated")
     if step2_failed:
         reasons.append(explain.step2_failed_before(
             raw, name if cap == "step2.failed_before" else "", level))
@@ -605,7 +608,7 @@ def _evaluate(
         missing=missing, weak_letters=record.letters == "weak", interviews=interviews,
         interviews_target=target, interviews_low=low_invitations,
         full_passes_weeks=rules.full_passes_weeks, final_weeks=rules.final_weeks,
-        max_attempts=rules.max_attempts,
+        max_attempts=rules.max_attempts, plan=rules.plan,
         best_level=max((b.level for b in decision.bands), default=level),
     ))
     levers: tuple[str, ...] = ()

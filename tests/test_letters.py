@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -409,10 +409,12 @@ def test_outlook_and_level_come_first_then_chart_plan_mix_signature(
     letter = render_one(tmp_path, table)
     text = check_html(letter.html).plain
     assert "To reach the next level" not in text and "255+" not in text
+    mix_due = RUN_DATE + timedelta(days=table.rules.plan.due_day("mix"))  # the data file's day
     order = [
         "Competitive for many programs", "Level 4 of 5", "First, from Tue 24 Nov",
         "Your Step 2 CK on the scale", "Middle half of US MD seniors who matched",
-        "What can still move your outlook", "Why", "Then", "By Tue 22 Dec", "Your program list",
+        "What can still move your outlook", "Why", "Then",
+        f"By {mix_due:%a} {mix_due.day} {mix_due:%b}", "Your program list",
         "4 reach", "10 solid", "6 safety", "Dr. Rosa Ortiz", "rosa.ortiz@school.edu",
         "not a guarantee", "Rules version 2026.1",
     ]

@@ -38,28 +38,6 @@ MONTHS = (
 )
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
-# When each kind of advice is due within the four weeks, by the advice key's first part:
-# (day, "by") = a deadline, (day, "from") = a habit that starts that day. Keys the rules add
-# later land at the end of the four weeks.
-_PLAN_DAY: dict[str, tuple[int, str]] = {
-    "qbank": (0, "from"),
-    "interviews": (0, "from"),
-    "send": (0, "from"),
-    "keep": (0, "from"),
-    "target": (0, "from"),
-    "schedule": (5, "by"),
-    "timing": (5, "by"),
-    "step1": (7, "by"),
-    "advisor": (14, "by"),
-    "meeting": (14, "by"),
-    "letters": (14, "by"),
-    "statement": (21, "by"),
-    "parallel": (21, "by"),
-    "package": (28, "by"),
-    "mix": (28, "by"),
-}
-_LAST_DAY = 28
-
 _TIER_WORDS = {
     "less": "a less competitive specialty",
     "moderate": "a moderately competitive specialty",
@@ -174,7 +152,7 @@ def _nrmp_note(ev: Evaluation, spec: Specialty, year: str, trust: str) -> str:
         where = "below" if score < q1 else "above" if score > q3 else "inside"
         note += f"; your {score} is {where} that range."
         unmatched = spec.nrmp_unmatched_median
-        if ev.level <= 2 and score < q1 and unmatched is not None and ev.raw_band != "failing":
+        if ev.at_risk and score < q1 and unmatched is not None and ev.raw_band != "failing":
             note += f" Those who did not match had a median of {unmatched}."
     return f"{note} ({trust}.)"
 
@@ -254,11 +232,12 @@ def _standing(ev: Evaluation) -> str:
     return f"{ev.specialty} is {tier}. Your Step 2 CK of {score} {reading}."
 
 
-def _mix(ev: Evaluation) -> _Mix:
+def _mix(ev: Evaluation, programs: int) -> _Mix:
+    """Count the level's mix out of a list of `programs` (the data file's example list)."""
     m = ev.mix
-    reach_n = round(m.reach * 20 / 100)
-    safety_n = round(m.safety * 20 / 100)
-    return _Mix(m.reach, m.solid, m.safety, reach_n, 20 - reach_n - safety_n, safety_n)
+    reach_n = round(m.reach * programs / 100)
+    safety_n = round(m.safety * programs / 100)
+    return _Mix(m.reach, m.solid, m.safety, reach_n, programs - reach_n - safety_n, safety_n)
 
 
 class Run:
@@ -270,7 +249,9 @@ class Run:
         self.today = settings.run_date()
         # Dates of the run, marked volatile for the text (its hash leaves them out) and plain
         # for the HTML (not hashed; markers would make Python store it at 2 bytes a character).
-        end = self.today + timedelta(days=_LAST_DAY)
+        self.plan_rules = table.rules.plan
+        last = self.plan_rules.weeks_days
+        end = self.today + timedelta(days=last)
         plain = {
             "letter_date": format_day(self.today),
             "plan_span": f"{_short_day(self.today)} to {_short_day(end)}",
@@ -278,7 +259,7 @@ class Run:
         self.dates = {False: plain, True: {k: _volatile(v) for k, v in plain.items()}}
         self.when = {
             (kind, d, marked): (_volatile(text) if marked else text)
-            for d in range(_LAST_DAY + 1)
+            for d in range(last + 1)
             for kind, word in (("by", "By"), ("from", "From"))
             for text in (f"{word} {_short_day(self.today + timedelta(days=d))}",)
             for marked in (False, True)
@@ -300,7 +281,7 @@ class Run:
         return self.specs[name]
 
     def chart(self, ev: Evaluation) -> _Chart:
-        key = (ev.specialty, ev.solid, ev.excellent, ev.step2_score, ev.level <= 2)
+        key = (ev.specialty, ev.solid, ev.excellent, ev.step2_score, ev.at_risk)
         chart = self.charts.get(key)
         if chart is None:
             chart = self.charts[key] = _chart(
@@ -327,9 +308,11 @@ class Run:
         days = ev.advice_days if len(ev.advice_days) == len(ev.advice) else ()
         who = f"your advisor, {signer}," if advisor else f"an advisor at the {signer}"
         for order, advice in enumerate(ev.advice):
-            day, kind = _PLAN_DAY.get(advice.key.split(".", 1)[0], (_LAST_DAY, "by"))
+            head = advice.key.split(".", 1)[0]
+            day = self.plan_rules.due_day(head)  # the rules' days below, when they gave them
+            kind = "from" if head in self.plan_rules.habits else "by"
             if days:
-                day = min(max(days[order], 0), _LAST_DAY)
+                day = min(max(days[order], 0), self.plan_rules.weeks_days)
             text = advice.text
             if advice.key == "advisor":  # the letter names who (the rules cannot)
                 text = f"Meet {who} to go through this plan together."
@@ -500,7 +483,7 @@ def letter_context(
             "score_by": "",
             "levers": (),
             "reasons": (),
-            "mix": _mix(ev),
+            "mix": _mix(ev, run.table.rules.mix_programs),
             "show_mix": False,
             "mix_in_plan": False,
         }
@@ -523,7 +506,8 @@ def letter_context(
         ladder = passed_step1 and (pending or ev.raw_band == "failing")
         score_range = _score_range(run, ev) if ladder else ()
         season = passed_step1 and ev.phase in ("preparing", "applying", "interviewing")
-        parallel_needed = season and (ev.level <= 2 or ev.mix.parallel_plan)
+        level_at_risk = run.table.rules.levels[ev.level].at_risk
+        parallel_needed = season and (level_at_risk or ev.mix.parallel_plan)
         levers: tuple[str, ...] = ()
         if passed_step1 and not ladder:
             rest = "your interviews" if ev.phase == "interviewing" else "your program list"
@@ -552,7 +536,7 @@ def letter_context(
             "score_by": format_day(ev.score_by) if pending and ev.score_by else "",
             "levers": levers,
             "reasons": reasons,
-            "mix": _mix(ev),
+            "mix": _mix(ev, run.table.rules.mix_programs),
             "show_mix": season and ev.phase != "interviewing",
             "mix_in_plan": "mix" in keys,
         }
