@@ -102,24 +102,22 @@ STEP1_TAKE = AdviceItem(
 
 STATEMENT_ITEM = AdviceItem(
     "statement",
-    "In your personal statement, give your Step 1 failure one short, specific paragraph: what "
-    "happened, what you changed, how your Step 2 CK shows it. Not an apology letter.",
+    "In your personal statement, give your Step 1 failure one short paragraph, not an "
+    "apology: what happened, what you changed, how your Step 2 CK shows it.",
     STATEMENT,
 )
 
 STEP2_STATEMENT_ITEM = AdviceItem(
     "statement",
-    "In your personal statement, write one short, specific paragraph about your Step 2 CK "
-    "failure: what happened, what you changed, and how your passing score and clerkships show "
-    "it. Not an apology letter.",
+    "In your personal statement, give your Step 2 CK failure one short paragraph, not an "
+    "apology: what happened, what you changed, how your passing score and clerkships show it.",
     STATEMENT,
 )
 
 BOTH_STATEMENT_ITEM = AdviceItem(
     "statement",
-    "In your personal statement, write one short, specific paragraph about your Step 1 and "
-    "Step 2 CK failures: what happened, what you changed, and how your scores show it. Not an "
-    "apology letter.",
+    "In your personal statement, give your Step 1 and Step 2 CK failures one short paragraph, "
+    "not an apology: what happened, what you changed, how your scores show it.",
     STATEMENT,
 )
 
