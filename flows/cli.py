@@ -108,6 +108,38 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the output folder whose ledger to read (default: output/, "
                            "or ADVISING_OUTPUT_DIR)")
 
+    approve = sub.add_parser(
+        "approve",
+        help="approve a roster's waiting letters, so the next run sends them",
+        description="Approve the letters of ROSTER that wait for the office (ADVISING_APPROVAL: "
+        "read output/<roster>/review.html first). The ledger records who approved which letter "
+        "and when; the next run sends exactly those, once. A letter that changes after its "
+        "approval waits again. The roster goes back into the input folder for that run.",
+    )
+    approve.add_argument("roster", help="the roster's file name, e.g. class-2027.xlsx")
+    approve.add_argument("--only", nargs="+", default=(), metavar="STUDENT_ID",
+                         help="approve only these students' letters; the rest keep waiting")
+    approve.add_argument("--hold", nargs="+", default=(), metavar="STUDENT_ID",
+                         help="hold these students instead: nothing goes to them until released")
+    hold = sub.add_parser("hold", help="hold students: no letter goes to them until released",
+                          description="Hold students (by ID): the workbook and the review page "
+                          "say so, and nothing is sent to them until `advising release`.")
+    hold.add_argument("students", nargs="+", metavar="STUDENT_ID")
+    release = sub.add_parser(
+        "release", help="release held students (and their uncertain letters)",
+        description="Release students held with `advising hold`, and letters of theirs whose "
+        "sending was interrupted (after the relay's log shows they did not arrive).")
+    release.add_argument("students", nargs="+", metavar="STUDENT_ID")
+    test = sub.add_parser(
+        "send-test", help="send one student's letter to the office, marked as a test",
+        description="Send the latest letter of one student of ROSTER to an office address "
+        "(ADVISING_OFFICE_EMAIL or an allowed domain), its subject marked as a test. It is not "
+        "the student's delivery: nothing is recorded. In outbox mode the .eml is written under "
+        "output/.advising/test/.")
+    test.add_argument("roster", help="the roster's file name")
+    test.add_argument("student", metavar="STUDENT_ID")
+    test.add_argument("--to", required=True, metavar="ADDRESS", help="the office's address")
+
     specialties = sub.add_parser(
         "specialties",
         help="show the specialty table with its sources, or import this year's NRMP figures",
@@ -271,6 +303,10 @@ def cmd_uncertain(args: argparse.Namespace) -> int:
     with Ledger(path) as ledger:
         if args.release_all or args.release:
             count = ledger.release_uncertain(None if args.release_all else args.release)
+            if count == 0 and not args.release_all:
+                print("Nothing released: no letter of these students is uncertain; nothing "
+                      "changed.")
+                return 1
             print(f"Released {count} letter(s): the next run sends them.")
             return 0
         entries = ledger.uncertain()
@@ -282,6 +318,68 @@ def cmd_uncertain(args: argparse.Namespace) -> int:
         print(f"  {entry.student_id}  {entry.message_id}  since {entry.updated_at}")
     print("Release those that did not arrive: advising uncertain --release STUDENT_ID ...")
     return 1
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Approve a roster's waiting letters (the ledger records who and when)."""
+    from flows.approval import approve
+
+    done = approve(load_settings(), args.roster, only=tuple(args.only), hold=tuple(args.hold))
+    print(f"Approved {len(done.approved)} letter(s) of {args.roster}: the next run sends them.")
+    if done.held:
+        print(f"Held {len(done.held)} student(s): {', '.join(done.held)}.")
+    if done.left_waiting:
+        print(f"Still waiting: {len(done.left_waiting)} letter(s).")
+    if done.queued is not None:
+        print(f"The roster is in {done.queued.parent} for the next run (`advising run` sends "
+              "now).")
+    return 0
+
+
+def cmd_hold(args: argparse.Namespace) -> int:
+    """Hold students: no letter until released."""
+    from flows.approval import hold_students
+
+    added, before = hold_students(load_settings(), tuple(args.students))
+    if added:
+        print(f"Held {len(added)} student(s): {', '.join(added)}. Nothing goes to them until "
+              "`advising release`.")
+    if before:
+        print(f"Already held: {', '.join(before)}.")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Release held students and their uncertain letters; say when there was nothing to do."""
+    from flows.approval import release_students
+
+    held, uncertain = release_students(load_settings(), tuple(args.students))
+    if held:
+        print(f"Released {len(held)} held student(s): {', '.join(held)}; the next run sends "
+              "their letters.")
+    if uncertain:
+        print(f"Released {uncertain} uncertain letter(s): the next run sends them.")
+    rest = [sid for sid in args.students if sid not in held]
+    if not held and not uncertain:
+        print(f"Nothing to release: {', '.join(args.students)} neither held nor uncertain; "
+              "nothing changed.")
+        return 1
+    if rest and not uncertain:
+        print(f"Not held: {', '.join(rest)} (nothing changed for them).")
+    return 0
+
+
+def cmd_send_test(args: argparse.Namespace) -> int:
+    """Send one letter to the office, marked as a test."""
+    from flows.approval import send_test
+
+    settings = load_settings()
+    path = send_test(settings, args.roster, args.student, args.to)
+    if path is not None:
+        print(f"Wrote the test letter to {path} (outbox mode: nothing was sent).")
+    else:
+        print(f"Sent the test letter for {args.student} to {args.to}.")
+    return 0
 
 
 def cmd_specialties(args: argparse.Namespace) -> int:
@@ -345,6 +443,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "template": cmd_template,
     "demo": cmd_demo,
     "uncertain": cmd_uncertain,
+    "approve": cmd_approve,
+    "hold": cmd_hold,
+    "release": cmd_release,
+    "send-test": cmd_send_test,
     "specialties": cmd_specialties,
     "deploy": cmd_deploy,
     "serve": cmd_serve,

@@ -31,6 +31,7 @@ class LetterStatus(StrEnum):
     OUTSIDE_DOMAINS = "outside domains"  # an address outside ADVISING_ALLOWED_EMAIL_DOMAINS
     FAILED = "failed"  # the relay refused it, or could not be reached: the next run tries again
     UNCERTAIN = "uncertain"  # cut off while the relay took it: never re-sent on its own
+    WAITING = "waiting"  # new or changed, waiting for the office's approval (ADVISING_APPROVAL)
 
 
 # Statuses that mean the letter reached its destination for this run (or did before).
@@ -116,6 +117,8 @@ class RosterCounts:
     # Students the rules put at risk: an at-risk level ([levels] in the data file), or pending
     # with a late date, an overdue score or a failure on the record (docs/rules.md).
     at_risk: int = 0
+    # New or changed letters waiting for the office's approval: nothing sent (#24).
+    waiting: int = 0
 
     @classmethod
     def from_json(cls, data: Any) -> RosterCounts:
@@ -133,6 +136,7 @@ class RosterDigest:
     held: tuple[str, ...] = ()  # rows held for a problem: no letter until fixed
     at_risk: tuple[str, ...] = ()  # the Summary's at-risk list, in its order
     failed: tuple[str, ...] = ()  # letters failed or uncertain
+    waiting: tuple[str, ...] = ()  # letters waiting for the office's approval
 
 
 def count_roster(
@@ -160,11 +164,13 @@ def count_roster(
         emails_failed=sum(by_status[s] for s in TROUBLE),
         emails_skipped=sum(by_status[s] for s in UNADDRESSED),
         at_risk=len(at_risk),
+        waiting=by_status[LetterStatus.WAITING],
     )
     digest = RosterDigest(
         held=tuple(sid for sid, o in letters.items() if o.status is LetterStatus.HELD),
         at_risk=tuple(dict.fromkeys(e.student_id for e in at_risk)),
         failed=tuple(sid for sid, o in letters.items() if o.status in TROUBLE),
+        waiting=tuple(sid for sid, o in letters.items() if o.status is LetterStatus.WAITING),
     )
     return counts, digest
 
@@ -205,7 +211,7 @@ class RosterOutcome:
             return None
         if c.emails_failed:
             return f"{plural(c.emails_failed, 'letter')} failed or uncertain"
-        if c.rows and c.emails_sent + c.emails_unchanged == 0:
+        if c.rows and c.emails_sent + c.emails_unchanged + c.waiting == 0:
             return (
                 f"no student could get a letter: {c.held_with_problems} of {c.rows} held for "
                 f"problems, {c.emails_skipped} without a usable address"

@@ -28,6 +28,7 @@ from prefect.utilities.annotations import quote
 from flows import drop_folder, intake
 from flows.crash import crash_outcome, disk_full, record_crash, stage_guard
 from flows.delivery import Ledger, deliver, resolve_smtp_password
+from flows.delivery.dispatch import Source
 from flows.delivery.ledger import ledger_path
 from flows.delivery.office_note import send_office_note
 from flows.delivery.smtp import UnrecordedSends
@@ -36,9 +37,12 @@ from flows.files import no_space, roster_output_dir, sha256_file
 from flows.intake import Roster
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters
 from flows.letters.batches import Batch, letters_in_batches
+from flows.letters.context import format_day
 from flows.letters.hold import hold_after_match
+from flows.letters.review import REVIEW_NAME, write_review
 from flows.outcome import (
     LetterOutcome,
+    LetterStatus,
     RosterOutcome,
     RosterStatus,
     count_roster,
@@ -149,13 +153,13 @@ def render_stage(
 @task(name="deliver", task_run_name="deliver: {source.name}", cache_policy=NO_CACHE)
 def deliver_stage(
     source: Path, letters: list[Letter], settings: Settings, ledger: Ledger, out_dir: Path,
-    staging: Path,
+    staging: Path, origin: Source | None = None,
 ) -> dict[str, LetterOutcome]:
     """Hand the letters to the outbox or the relay; the ledger skips what was already sent."""
     with stage_guard("deliver", source, settings.output_dir):
         try:
             return deliver(letters, settings, ledger, out_dir / "outbox",
-                           resolve_smtp_password(settings))
+                           resolve_smtp_password(settings), roster=origin)
         except UnrecordedSends as exc:
             # A full disk: this run's letters are rendered again by the next one, so their
             # space goes to recording what the relay accepted.
@@ -199,6 +203,7 @@ def _letters_and_delivery(
     out_dir: Path,
     pool: RenderPool | None,
     timings: dict[str, float],
+    sha: str,
 ) -> tuple[dict[str, LetterOutcome], threading.Thread | None]:
     """Render the letters batch by batch into a staging folder, delivering each batch.
 
@@ -211,6 +216,8 @@ def _letters_and_delivery(
     # Letters are written into a hidden folder, swapped in once every batch is rendered.
     staging = drop_folder.staging_dir(out_dir / "letters")
     with Ledger(ledger_path(settings.output_dir)) as ledger:
+        origin = Source(source.name, sha)
+        ledger.set_waiting(origin.name, sha, (), replace=True)  # tonight's set, from scratch
 
         def render(batch: Batch, pool: RenderPool | None = None) -> Any:
             """Render here (pool None), or hand the batch to the render process (a future)."""
@@ -232,7 +239,7 @@ def _letters_and_delivery(
                 break
             with _timed(timings, "delivery"):
                 delivered |= deliver_stage(source, _as_is(letters), settings, ledger, out_dir,
-                                           staging)
+                                           staging, origin)
     with _timed(timings, "letters"):
         remover = drop_folder.publish_dir(staging, out_dir / "letters")
     return delivered, remover
@@ -270,11 +277,15 @@ def process_roster(
             evaluations = evaluate_stage(_as_is(roster), settings, _as_is(table))
         set_aside()
         delivered, remover = _letters_and_delivery(path, roster, evaluations, table, settings,
-                                                   out_dir, pool, timings)
+                                                   out_dir, pool, timings, sha)
     letters = roster_letters(roster.row_ids, roster.held_rows(),
                              {e.student_id for e in evaluations}, delivered)
     # After the Match, ADVISING_AFTER_MATCH=hold: no letter without a result (#23).
     letters = hold_after_match(letters, evaluations, settings)
+    with Ledger(ledger_path(settings.output_dir)) as ledger:  # who had a letter before tonight
+        sent_before = set(ledger.levels_before(letters, started.isoformat(timespec="seconds")))
+    write_review(out_dir, path.name, format_day(settings.run_date()), evaluations,
+                          letters, {r.student_id: r.name for r in roster.records}, sent_before)
     # A cycle that is over or a year off: said once to the office; the letters still go.
     cycle = settings.cycle(table)
     cycle_warning = stale(settings.run_date(), cycle) or ""
@@ -282,9 +293,13 @@ def process_roster(
         logger.info("Roster %s: %s", path.name, cycle_warning)  # the CLI summary says it
     workbook = annotated_path(roster.source, out_dir)
     with _timed(timings, "workbook"):
+        waiting = sum(o.status is LetterStatus.WAITING for o in letters.values())
+        notes = [f"Cycle: {cycle_warning}" if cycle_warning else "",
+                 f"Letters grouped for review: {REVIEW_NAME}, beside this workbook."
+                 + (f" {waiting} wait for approval: advising approve {path.name}."
+                    if waiting else "")]
         workbook_stage(_as_is(roster), _as_is(evaluations), _as_is(letters), settings,
-                       _as_is(table), workbook,
-                       f"Cycle: {cycle_warning}" if cycle_warning else "")
+                       _as_is(table), workbook, " ".join(n for n in notes if n))
     if remover is not None:
         remover.join()
 

@@ -58,6 +58,10 @@ def describe(outcome: RosterOutcome) -> str:
             + (f"; {skipped} without a usable address" if skipped else ""),
             f"  results: {outcome.output}/  (roster {outcome.message})",
         ]
+        if c.waiting:
+            lines.append(
+                f"  approval: {c.waiting} new or changed letters wait for the office: read "
+                f"{outcome.output}/review.html, then `advising approve {name}`")
         if outcome.notice:
             lines.append(f"  cycle: {outcome.notice} Letters were still written.")
         why = outcome.attention()

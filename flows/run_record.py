@@ -71,6 +71,8 @@ def settle_if_unchanged(
         previous.get("status") != "complete"
         or previous.get("fingerprint") != print_fp
         or RosterCounts.from_json(previous.get("counts")).emails_failed != 0
+        # Letters waited for approval: the office may have approved them since (#24).
+        or RosterCounts.from_json(previous.get("counts")).waiting != 0
         or previous.get("input", {}).get("sha256") != (sha or sha256_file(path))
     ):
         return None

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # After Match Day, a student whose Match result the roster does not give: "letter" (a
     # short letter with both branches) or "hold" (no letter until the result is entered).
     after_match: Literal["letter", "hold"] = "letter"
+    # Who approves before a letter goes out (#24): "first" (a roster's letters wait until the
+    # office approved that roster once), "always" (every new or changed letter waits), "off".
+    # Blank: "first" with smtp, "off" with the outbox (nothing is sent from it).
+    approval: Literal["", "first", "always", "off"] = ""
     # The date letters are written for: the plan's phase and every date in it follow from it.
     # Blank = the real date. Tests pin it.
     today: date | None = None
@@ -139,6 +143,12 @@ class Settings(BaseSettings):
         if self.smtp_port:
             return self.smtp_port
         return {"none": 25, "starttls": 587, "tls": 465}[self.smtp_security]
+
+    def approval_mode(self) -> Literal["first", "always", "off"]:
+        """Return ADVISING_APPROVAL, its blank read as "first" with smtp, "off" with the outbox."""
+        if self.approval:
+            return self.approval
+        return "first" if self.delivery == "smtp" else "off"
 
     def run_date(self) -> date:
         """Return the date the rules and letters treat as today."""

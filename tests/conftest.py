@@ -72,4 +72,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ADVISING_OUTPUT_DIR", str(tmp_path / "output"))
     monkeypatch.setenv("ADVISING_TODAY", RUN_DATE.isoformat())
     monkeypatch.setenv("ADVISING_QUIET_SECONDS", "0")
+    # The delivery tests are about delivery: no approval step (its own tests, test_approval.py,
+    # take this away to use the default: "first" with smtp).
+    monkeypatch.setenv("ADVISING_APPROVAL", "off")
     return tmp_path

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,55 @@ def _address_problem(letter: Letter, allowed: Sequence[str]) -> LetterStatus | N
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Which roster a batch of letters comes from: its file name and its bytes' sha256."""
+
+    name: str
+    sha: str
+
+
+HELD_BY_OFFICE = "held by the office (`advising release ID` lets it go)"
+
+
+def _gate(
+    letters: list[Letter], settings: Settings, ledger: Ledger, roster: Source | None,
+    outcomes: dict[str, LetterOutcome],
+) -> list[Letter]:
+    """Keep back the letters the office holds, and those that wait for its approval; return
+    the rest.
+
+    ADVISING_APPROVAL=always: every new or changed letter waits until that letter (its hash)
+    is approved. first: a student's first letter from a roster waits until the office approved
+    one for that student (approving the roster once approves every waiting letter); after
+    that, changed letters go on their own. Unchanged letters never wait: nothing is sent.
+    """
+    held = ledger.held()
+    mode = settings.approval_mode()
+    ids = [lt.student_id for lt in letters]
+    gated = roster is not None and mode != "off"
+    approved = ledger.approved(roster.name) if roster is not None and gated else set()
+    sent = ledger.last_sent_hashes(ids, settings.delivery) if gated else {}
+    known = {sid for sid, _ in approved} | set(sent)  # "first": students the office saw
+    passed: list[Letter] = []
+    waiting: list[tuple[str, str]] = []
+    for letter in letters:
+        sid, digest = letter.student_id, letter.content_hash
+        waits = gated and sent.get(sid) != digest and (
+            (sid, digest) not in approved if mode == "always" else sid not in known)
+        if sid in held:
+            outcomes[sid] = LetterOutcome(LetterStatus.HELD, HELD_BY_OFFICE)
+        elif waits and roster is not None:
+            outcomes[sid] = LetterOutcome(
+                LetterStatus.WAITING, f"read review.html, then `advising approve {roster.name}`")
+            waiting.append((sid, digest))
+        else:
+            passed.append(letter)
+    if roster is not None and waiting:
+        ledger.set_waiting(roster.name, roster.sha, waiting, replace=False)
+    return passed
+
+
 def deliver(
     letters: Sequence[Letter],
     settings: Settings,
@@ -79,10 +129,13 @@ def deliver(
     outbox_dir: Path,
     smtp_password: str | None = None,
     waits: Waits = REAL_WAITS,
+    roster: Source | None = None,
 ) -> dict[str, LetterOutcome]:
     """Hand every changed letter to the outbox or the relay, once; return each one's outcome.
 
     waits: how long the relay's retries and reconnections wait (tests make them short).
+    roster: where the letters come from, for the office's approval; None (a resend, a test)
+    skips the approval gate but never the office's holds.
     """
     outcomes: dict[str, LetterOutcome] = {}
     allowed = settings.allowed_email_domains
@@ -93,6 +146,7 @@ def deliver(
             deliverable.append(letter)
         else:
             outcomes[letter.student_id] = LetterOutcome(problem)
+    deliverable = _gate(deliverable, settings, ledger, roster, outcomes)
     name, address = sender(settings)
     builder = MessageBuilder(name, address)
     channel = settings.delivery

@@ -58,6 +58,32 @@ CREATE TABLE IF NOT EXISTS deliveries (
     specialty TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_student ON deliveries (student_id, channel, id);
+-- Letters waiting for the office's approval (#24): tonight's set per roster, replaced each run.
+CREATE TABLE IF NOT EXISTS waiting (
+    roster TEXT NOT NULL,
+    student_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    roster_sha TEXT NOT NULL,
+    since TEXT NOT NULL,
+    PRIMARY KEY (roster, student_id)
+);
+-- Who approved which letter (its hash) of which roster (its sha256), and when.
+CREATE TABLE IF NOT EXISTS approvals (
+    id INTEGER PRIMARY KEY,
+    roster TEXT NOT NULL,
+    roster_sha TEXT NOT NULL,
+    student_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    approved_by TEXT NOT NULL,
+    approved_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS approvals_by_roster ON approvals (roster, student_id);
+-- Students the office holds: no letter goes to them until released.
+CREATE TABLE IF NOT EXISTS holds (
+    student_id TEXT PRIMARY KEY,
+    held_by TEXT NOT NULL,
+    held_at TEXT NOT NULL
+);
 """
 _CHUNK = 500  # student IDs per IN (...) query, well under SQLite's variable limit
 
@@ -393,6 +419,90 @@ class Ledger:
             )
             total += cur.rowcount
         return total
+
+
+    # --- the office's review: waiting, approved, held (#24) -----------------------------------
+
+    def last_sent_hashes(self, student_ids: Iterable[str], channel: Channel) -> dict[str, str]:
+        """Return the hash of each student's newest delivered letter (what "unchanged" means)."""
+        where = "status = 'sent'" + (" AND channel = 'smtp'" if channel == "smtp" else "")
+        return {sid: row["content_hash"]
+                for sid, row in self._latest(list(student_ids), where).items()}
+
+    def held(self) -> set[str]:
+        """Return the students the office holds."""
+        return {row[0] for row in self._db.execute("SELECT student_id FROM holds")}
+
+    @_writes
+    def hold(self, student_ids: Iterable[str], by: str) -> list[str]:
+        """Hold students (no letter until released); return those not held before."""
+        now = _now()
+        added = []
+        for sid in student_ids:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO holds (student_id, held_by, held_at) VALUES (?, ?, ?)",
+                (sid, by, now))
+            if cur.rowcount:
+                added.append(sid)
+        return added
+
+    @_writes
+    def release_held(self, student_ids: Iterable[str]) -> list[str]:
+        """Release held students; return those that were held."""
+        released = []
+        for sid in student_ids:
+            if self._db.execute("DELETE FROM holds WHERE student_id = ?", (sid,)).rowcount:
+                released.append(sid)
+        return released
+
+    def approved(self, roster: str) -> set[tuple[str, str]]:
+        """Return the (student, letter hash) pairs the office approved for a roster."""
+        rows = self._db.execute(
+            "SELECT student_id, content_hash FROM approvals WHERE roster = ?", (roster,))
+        return {(sid, h) for sid, h in rows}
+
+    @_writes
+    def set_waiting(self, roster: str, roster_sha: str, letters: Sequence[tuple[str, str]],
+                    *, replace: bool) -> None:
+        """Record tonight's waiting letters (student, hash) of a roster; replace: a new run."""
+        now = _now()
+        self._db.execute("BEGIN")
+        try:
+            if replace:
+                self._db.execute("DELETE FROM waiting WHERE roster = ?", (roster,))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO waiting (roster, student_id, content_hash, roster_sha, "
+                "since) VALUES (?, ?, ?, ?, ?)",
+                [(roster, sid, h, roster_sha, now) for sid, h in letters])
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def waiting(self, roster: str) -> list[tuple[str, str, str]]:
+        """Return the roster's waiting letters: (student, letter hash, roster sha256)."""
+        rows = self._db.execute(
+            "SELECT student_id, content_hash, roster_sha FROM waiting WHERE roster = ? "
+            "ORDER BY student_id", (roster,))
+        return [(sid, h, sha) for sid, h, sha in rows]
+
+    @_writes
+    def approve(self, roster: str, letters: Sequence[tuple[str, str, str]], by: str) -> int:
+        """Record the approval of waiting letters (student, hash, roster sha256) by `by`."""
+        now = _now()
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(
+                "INSERT INTO approvals (roster, roster_sha, student_id, content_hash, "
+                "approved_by, approved_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(roster, sha, sid, h, by, now) for sid, h, sha in letters])
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return len(letters)
 
 
 def ledger_path(output_dir: Path) -> Path:

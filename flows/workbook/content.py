@@ -43,6 +43,7 @@ LETTER_WORDS: dict[LetterStatus, str] = {
     LetterStatus.OUTSIDE_DOMAINS: "Address outside allowed domains",
     LetterStatus.FAILED: "Failed",
     LetterStatus.UNCERTAIN: "Failed",  # to the office, a letter to look into like any failed one
+    LetterStatus.WAITING: "Waiting for approval",
 }
 
 
@@ -59,8 +60,8 @@ def letter_text(outcome: LetterOutcome) -> str:
                 else f"({outcome.detail}; Message-ID {outcome.message_id})")
         return (f"{word}: delivery uncertain {told}; not re-sent to avoid a duplicate: "
                 "check the relay's log")
-    if status is LetterStatus.FAILED:
-        return f"{word}: {outcome.detail}"
+    if status is LetterStatus.FAILED or status is LetterStatus.WAITING:
+        return f"{word}: {outcome.detail}" if outcome.detail else word
     return word
 
 
