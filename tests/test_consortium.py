@@ -16,6 +16,8 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,6 +27,7 @@ from flows.delivery.ledger import LEDGER_NAME, Ledger, ledger_path
 from flows.errors import SettingsError
 from flows.intake.demo import write_demo_roster
 from flows.settings import load_offices
+from tests.support import postgres
 from tests.support.prefect_api import Api, free_port
 from tests.support.smtp_sink import Sink, running_sink
 
@@ -286,49 +289,72 @@ def _taken_by(machines: Machines, run_id: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+def _start_server(machines: Machines, database: str | None = None) -> Api:
+    """Start `prefect server start` on 127.0.0.1; its database is SQLite in its own home, or
+    the PostgreSQL database at `database` (postgresql+asyncpg://...), as a consortium runs it.
+    """
+    port = free_port()
+    server_env = _env(PREFECT_HOME=str(machines.root / "server-home"), PREFECT_UI_ENABLED="0",
+                      PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    if database is not None:
+        server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
+    machines.start(
+        "server",
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)],
+        server_env,
+    )
+    return Api(f"http://127.0.0.1:{port}/api")
+
+
+def _deploy_with_two_workers(machines: Machines, api: Api, offices: Path) -> None:
+    """`advising deploy` the offices on pool `schools`, then start worker-1 and worker-2
+    (`--limit 1` each) and wait until the server has both heartbeats."""
+    _wait(api.healthy, 150, "the Prefect server")
+    env = _env(PREFECT_API_URL=api.url, PREFECT_HOME=str(machines.root / "worker-home"),
+               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="INFO")  # which worker took a run
+    deployed = subprocess.run([*ADVISING, "deploy", "--work-pool", "schools", "--offices",
+                               str(offices)], cwd=machines.root, env=env, capture_output=True,
+                              text=True, timeout=180)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert "prefect worker start --pool schools" in deployed.stdout
+    workers = ("worker-1", "worker-2")
+    for name in workers:
+        machines.start(name, [sys.executable, "-m", "prefect", "worker", "start", "--pool",
+                              "schools", "--limit", "1", "--name", name], env)
+    _wait(lambda: api.online_workers("schools") >= set(workers), 120, "both workers online")
+
+
+def _finish(api: Api, machines: Machines, runs: dict[str, str]) -> None:
+    """Wait for each office's run to end; it must have completed."""
+    for office, run_id in runs.items():
+        _wait(lambda r=run_id: api.state(r) in ("COMPLETED", "FAILED", "CRASHED"), 180,
+              f"{office}'s run")
+        assert api.state(run_id) == "COMPLETED", (
+            machines.log("worker-1")[-3000:] + machines.log("worker-2")[-3000:])
+
+
 @pytest.mark.slow
 def test_offices_on_a_work_pool_run_once_each_and_survive_a_killed_worker(
     tmp_path: Path, machines: Machines
 ) -> None:
     """Three offices on two workers; a worker killed mid-run; nobody mailed twice."""
-    port = free_port()
-    api = Api(f"http://127.0.0.1:{port}/api")
-    machines.start(
-        "server",
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)],
-        _env(PREFECT_HOME=str(tmp_path / "server-home"), PREFECT_UI_ENABLED="0",
-             PREFECT_SERVER_ANALYTICS_ENABLED="false"),
-    )
+    api = _start_server(machines)
     with running_sink() as sink:
         offices = _offices_toml(
             tmp_path, sink, {"north": (20, 1), "south": (20, 2), "west": (30, 3)}, slow="west"
         )
-        _wait(api.healthy, 150, "the Prefect server")
-        env = _env(PREFECT_API_URL=api.url, PREFECT_HOME=str(tmp_path / "worker-home"),
-                   PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                   PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="INFO")  # which worker took a run
-        deployed = subprocess.run([*ADVISING, "deploy", "--work-pool", "schools", "--offices",
-                                   str(offices)], cwd=tmp_path, env=env, capture_output=True,
-                                  text=True, timeout=180)
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        assert "prefect worker start --pool schools" in deployed.stdout
+        _deploy_with_two_workers(machines, api, offices)
         west = api.deployment("west")
         assert west["work_pool_name"] == "schools"
         assert west["global_concurrency_limit"]["limit"] == 1
         assert west["schedules"][0]["schedule"]["cron"] == "0 3 1 1 *"
         assert west["parameters"]["office"]["mail_from"] == "advising@west.example.edu"
 
-        for name in ("worker-1", "worker-2"):
-            machines.start(name, [sys.executable, "-m", "prefect", "worker", "start", "--pool",
-                                  "schools", "--limit", "1", "--name", name], env)
-
         # Two offices at once: one worker each (--limit 1), each run completes once.
         runs = {office: api.start_run(office) for office in ("north", "south")}
-        for office, run_id in runs.items():
-            _wait(lambda r=run_id: api.state(r) in ("COMPLETED", "FAILED", "CRASHED"), 180,
-                  f"{office}'s run")
-            assert api.state(run_id) == "COMPLETED", machines.log("worker-1")[-3000:]
+        _finish(api, machines, runs)
         assert {_taken_by(machines, r) for r in runs.values()} == {"worker-1", "worker-2"}
         for office in ("north", "south"):
             _mailed_once_each(tmp_path, office, sink)  # the shared ID: one letter at each
@@ -354,3 +380,54 @@ def test_offices_on_a_work_pool_run_once_each_and_survive_a_killed_worker(
         assert api.finished_runs("north") == Counter({"COMPLETED": 1})
         assert api.finished_runs("south") == Counter({"COMPLETED": 1})
         assert api.finished_runs("west") == Counter({"CRASHED": 1, "COMPLETED": 1})
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh database (postgresql+asyncpg URL) on ADVISING_TEST_POSTGRES_URL's server, as
+    `.ci/run` starts one, or on a throwaway cluster; dropped at the end.
+
+    Skipped when PostgreSQL cannot be had here; when the variable names a server that cannot
+    be used, the test fails instead (CI must not skip it quietly).
+    """
+    with ExitStack() as stack:
+        try:
+            url, _ = stack.enter_context(postgres.postgres_server())
+            database = stack.enter_context(postgres.fresh_database(url))
+        except postgres.Unavailable as exc:
+            if os.environ.get(postgres.URL_VARIABLE, "").strip():
+                pytest.fail(str(exc))
+            pytest.skip(str(exc))
+        yield database
+
+
+@pytest.mark.slow
+def test_two_workers_on_a_postgresql_server_run_two_offices_at_once(
+    tmp_path: Path, machines: Machines, postgres_database: str
+) -> None:
+    """The consortium's set-up (README): Prefect's server on PostgreSQL, two workers.
+
+    Both offices' runs overlap on the two workers and complete, each office's letters mailed
+    once; what the server recorded is in PostgreSQL; no process met SQLite's "database is
+    locked".
+    """
+    api = _start_server(machines, postgres_database)
+    with running_sink() as sink:
+        offices = _offices_toml(tmp_path, sink, {"north": (20, 1), "south": (25, 2)})
+        _deploy_with_two_workers(machines, api, offices)
+        runs = {office: api.start_run(office) for office in ("north", "south")}
+        _finish(api, machines, runs)
+        assert {_taken_by(machines, r) for r in runs.values()} == {"worker-1", "worker-2"}
+        for office in ("north", "south"):
+            _mailed_once_each(tmp_path, office, sink)  # the shared ID: one letter at each
+
+    north, south = ({state: datetime.fromisoformat(at) for state, at in
+                     api.state_times(runs[office]).items()} for office in ("north", "south"))
+    assert north["RUNNING"] < south["COMPLETED"] and south["RUNNING"] < north["COMPLETED"], (
+        "the two offices' runs did not overlap", north, south)
+    ids = ",".join(f"'{run_id}'" for run_id in runs.values())  # uuids the server gave
+    stored = postgres.query(postgres_database,
+                            f"SELECT state_type FROM flow_run WHERE id IN ({ids})")
+    assert stored == ["COMPLETED", "COMPLETED"]  # (the schedules' next runs are there too)
+    for name in ("server", "worker-1", "worker-2"):
+        assert "database is locked" not in machines.log(name), name

@@ -29,9 +29,9 @@ class Api:
         self.http = httpx.Client(base_url=url, timeout=30)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Make the call, again after a pause when the busy SQLite server answers 503.
+        """Make the call, again after a pause when the server answers 503 (busy).
 
-        Prefect's own client does the same (a database lock under load is not an error).
+        Prefect's own client does the same (SQLite's lock under load is not an error).
         """
         for _ in range(20):
             resp = self.http.request(method, path, **kwargs)
@@ -58,6 +58,23 @@ class Api:
 
     def state(self, run_id: str) -> str:
         return str(self._call("GET", f"/flow_runs/{run_id}")["state"]["type"])
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._call("GET", f"/flow_runs/{run_id}")
+        return data
+
+    def state_times(self, run_id: str) -> dict[str, str]:
+        """When the run first entered each state type (server clock, ISO 8601)."""
+        states = self._call("GET", "/flow_run_states/", params={"flow_run_id": run_id})
+        first: dict[str, str] = {}
+        for state in sorted(states, key=lambda s: str(s["timestamp"])):
+            first.setdefault(str(state["type"]), str(state["timestamp"]))
+        return first
+
+    def online_workers(self, pool: str) -> set[str]:
+        """The names of the pool's workers whose heartbeat the server has now."""
+        workers = self._call("POST", f"/work_pools/{pool}/workers/filter", json={})
+        return {str(w["name"]) for w in workers if w.get("status") == "ONLINE"}
 
     def finished_runs(self, office: str) -> Counter[str]:
         """Count the office's runs by final state (scheduled and pending ones left out)."""
