@@ -173,6 +173,7 @@ schedule_cron = "0 3 1 1 *"
 today = 2026-11-24
 quiet_seconds = 0
 delivery = "smtp"
+approval = "off"
 smtp_host = "{sink.host}"
 smtp_port = {sink.port}
 smtp_security = "none"
