@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
+from typing import Any, cast
 
 from flows.errors import SettingsError
 from flows.settings import Office, Settings
 
 DEPLOYMENT_NAME = "nightly"
+APPROVE_DEPLOYMENT = "approve"
 
 
 def check_server(api_url: str, timeout: float = 5.0) -> None:
@@ -51,17 +53,29 @@ def serve_nightly(settings: Settings) -> int:
         f"Nightly runs at '{settings.schedule_cron}' ({settings.schedule_timezone}) "
         f"over {settings.input_dir.resolve()}; stop with Ctrl-C."
     )
-    advising_run.serve(
+    from prefect import serve
+
+    from flows.approval_flow import advising_approve
+
+    folders = {
+        "input_dir": str(settings.input_dir.resolve()),
+        "output_dir": str(settings.output_dir.resolve()),
+    }
+    nightly = advising_run.to_deployment(
         name=DEPLOYMENT_NAME,
         schedules=[Cron(settings.schedule_cron, timezone=settings.schedule_timezone)],
-        parameters={
-            "input_dir": str(settings.input_dir.resolve()),
-            "output_dir": str(settings.output_dir.resolve()),
-        },
-        global_limit=1,  # the nightly run and a manual trigger never overlap
+        parameters=folders,
+        concurrency_limit=1,  # the nightly run and a manual trigger never overlap
         description=schedule_description(settings),
-        print_starting_message=False,
     )
+    # The office's approval from the browser (README, Before the first real run).
+    approval = advising_approve.to_deployment(
+        name=APPROVE_DEPLOYMENT, parameters=folders,
+        description="Approve a roster's waiting letters: Run, Custom run, type the roster's "
+        "file name and your name. The next nightly run sends the approved letters.",
+    )
+    # Called outside an event loop, to_deployment returns the deployment itself.
+    serve(cast(Any, nightly), cast(Any, approval), print_starting_message=False)
     return 0
 
 

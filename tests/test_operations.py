@@ -27,6 +27,7 @@ def test_serve_registers_a_nightly_deployment_that_runs_on_a_real_server(workdir
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+        "ADVISING_APPROVAL": "always",  # the outbox's letters wait too, for the office's approval
     })
     server = subprocess.Popen(
         [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -71,6 +72,24 @@ def test_serve_registers_a_nightly_deployment_that_runs_on_a_real_server(workdir
         run_json = workdir / "output" / "nightly" / "run.json"
         wait_for(run_json.is_file, 180, "the triggered run to write run.json")
         assert json.loads(run_json.read_text())["counts"]["letters_written"] == 8
+        assert json.loads(run_json.read_text())["counts"]["waiting"] == 8
+
+        # The office approves from the browser: the approve deployment, with its parameters.
+        approve = subprocess.run(
+            [str(VENV_BIN / "prefect"), "deployment", "run", "advising-approve/approve",
+             "-p", "roster=nightly.xlsx", "-p", "approved_by=Dr. Ortiz"],
+            cwd=workdir, env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert approve.returncode == 0, approve.stdout + approve.stderr
+        ledger = workdir / "output" / ".advising" / "delivery-ledger.sqlite"
+
+        def approvals() -> list[tuple[str, str]]:
+            with sqlite3.connect(ledger) as db:
+                return list(db.execute("SELECT student_id, approved_by FROM approvals"))
+
+        wait_for(lambda: len(approvals()) == 8, 180, "the approval run to record 8 letters")
+        assert {by for _, by in approvals()} == {"Dr. Ortiz (Prefect UI)"}
+        assert (workdir / "input" / "nightly.xlsx").is_file()  # back for the next run
     finally:
         if serve is not None:
             stop_group(serve)

@@ -25,6 +25,7 @@ from flows.delivery.ledger import Ledger, ledger_path
 from flows.delivery.smtp import send_one
 from flows.errors import AdvisingError
 from flows.files import product_dir, write_atomic
+from flows.letters.review import REVIEW_NAME
 from flows.outcome import RosterOutcome, RosterStatus
 from flows.settings import Settings
 from residency_rules.rulebook import Level, at_risk_span
@@ -47,6 +48,8 @@ class RosterNews:
     held: list[str] = field(default_factory=list)
     newly_at_risk: list[str] = field(default_factory=list)
     letters_failed: list[str] = field(default_factory=list)  # failed or uncertain
+    waiting: int = 0  # letters waiting for the office's approval
+    review: str = ""  # the roster's review page
 
 
 _NEWS = (RosterStatus.DONE, RosterStatus.REJECTED, RosterStatus.FAILED)
@@ -86,6 +89,8 @@ def _news(outcome: RosterOutcome, ledger: Ledger | None, levels: Mapping[int, Le
         held=list(digest.held),
         newly_at_risk=at_risk,
         letters_failed=list(digest.failed),
+        waiting=len(digest.waiting),
+        review=str(Path(outcome.output) / REVIEW_NAME) if outcome.output else "",
     )
 
 
@@ -119,6 +124,9 @@ def compose_note(
         parts.append(f"{new_risk} newly at risk")
     if failed:
         parts.append(f"{failed} letter{'s' * (failed != 1)} failed")
+    waiting = sum(n.waiting for n in done)
+    if waiting:
+        parts.append(f"{waiting} letter{'s' * (waiting != 1)} to approve")
     subject = f"Residency advising {today.isoformat()}: " + ", ".join(parts)
     lines = [f"Last night's residency advising run ({today.isoformat()}).", ""]
     for n in news:
@@ -140,7 +148,13 @@ def compose_note(
         if n.letters_failed:
             lines.append(f"  Letters failed or uncertain (see the Letter column): "
                          f"{_ids(n.letters_failed)}")
-        lines += [f"  Workbook: {n.where}", ""]
+        if n.waiting:
+            lines.append(f"  Waiting for your approval: {n.waiting} letters (nothing was sent "
+                         f"to them); read the review page, then `advising approve {n.file}`")
+        lines += [f"  Workbook: {n.where}"]
+        if n.review:
+            lines.append(f"  Review page (tonight's letters, grouped): {n.review}")
+        lines.append("")
     lines.append("Student IDs only: names, scores and letters are in the workbook.")
     return subject, "\n".join(lines) + "\n"
 
