@@ -20,7 +20,7 @@ from flows.delivery.mime import MessageBuilder, make_message_id
 from flows.delivery.smtp import send_one
 from flows.errors import AdvisingError
 from flows.files import product_dir, roster_output_dir, sha256_file, student_file_stem, write_atomic
-from flows.run_record import previous_run
+from flows.run_record import RUN_JSON, previous_run
 from flows.settings import Settings
 from residency_rules.schema import domain_allowed, is_address
 
@@ -95,18 +95,26 @@ def approve(settings: Settings, roster: str, *, only: tuple[str, ...] = (),
     return Approved(approved, held, left, _queue_again(settings, name, sha))
 
 
+def _kept_roster(settings: Settings, name: str, sha: str) -> Path | None:
+    """Find the roster file with this sha256: in input/, or its copy kept in processed/."""
+    dropped = settings.input_dir / name
+    if dropped.is_file() and sha256_file(dropped) == sha:
+        return dropped
+    stem, suffix = Path(name).stem, Path(name).suffix
+    kept = sorted((settings.input_dir / "processed").glob(f"*/{stem}-*{suffix}"), reverse=True)
+    return next((c for c in kept if sha256_file(c) == sha), None)
+
+
 def _queue_again(settings: Settings, name: str, sha: str) -> Path | None:
     """Copy the processed roster with this sha256 back into input/ (unless it is there)."""
     target = settings.input_dir / name
     if target.exists():
         return target
-    stem, suffix = Path(name).stem, Path(name).suffix
-    kept = sorted((settings.input_dir / "processed").glob(f"*/{stem}-*{suffix}"), reverse=True)
-    for candidate in kept:
-        if sha256_file(candidate) == sha:
-            write_atomic(target, candidate.read_bytes())
-            return target
-    return None
+    kept = _kept_roster(settings, name, sha)
+    if kept is None:
+        return None
+    write_atomic(target, kept.read_bytes())
+    return target
 
 
 def hold_students(settings: Settings, student_ids: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -125,7 +133,93 @@ def release_students(settings: Settings, student_ids: tuple[str, ...]) -> tuple[
     if not path.is_file():
         return [], 0
     with Ledger(path) as ledger:
-        return ledger.release_held(student_ids), ledger.release_uncertain(student_ids)
+        held, uncertain = ledger.release_held(student_ids), ledger.release_uncertain(student_ids)
+    if held or uncertain:
+        _queue_rosters_of(settings, set(student_ids))
+    return held, uncertain
+
+
+def _queue_rosters_of(settings: Settings, student_ids: set[str]) -> None:
+    """Put back into input/ each roster whose last run wrote a letter for these students, so
+    the next run sends what was released (the roster's kept copy; nothing is touched)."""
+    stems = {student_file_stem(sid) for sid in student_ids}
+    for record_path in settings.output_dir.glob(f"*/{RUN_JSON}"):
+        letters = record_path.parent / "letters"
+        if not any((letters / f"{stem}.html").is_file() for stem in stems):
+            continue
+        given = previous_run(record_path.parent).get("input", {})
+        name, sha = str(given.get("file", "")), str(given.get("sha256", ""))
+        if name and sha:
+            _queue_again(settings, name, sha)
+
+
+def _letter_files(settings: Settings, name: str, student_id: str) -> tuple[str, str]:
+    """Read one student's letter (HTML and text) from the roster's last run."""
+    stem = roster_output_dir(settings.output_dir, name) / "letters" / student_file_stem(student_id)
+    try:
+        return (stem.with_name(stem.name + ".html").read_text(encoding="utf-8"),
+                stem.with_name(stem.name + ".txt").read_text(encoding="utf-8"))
+    except OSError:
+        raise AdvisingError(f"{name}: no letter for student {student_id} in its last run",
+                            fix="check the ID on the workbook's Roster sheet") from None
+
+
+def _message(settings: Settings, to: str, subject: str, html: str, text: str,
+             reply_to: str | None = None) -> tuple[bytes, str]:
+    from_name, from_address = sender(settings)
+    builder = MessageBuilder(from_name, from_address)
+    message_id = make_message_id(builder.domain)
+    data = builder.build(to=to, reply_to=reply_to, subject=subject, text=text, html=html,
+                         message_id=message_id,
+                         date=format_datetime(datetime.now().astimezone()))
+    return data, message_id
+
+
+def resend(settings: Settings, roster: str, student_id: str) -> Path | None:
+    """Send the student's last delivered letter again, once per call, recorded as a resend.
+
+    Refused when nothing was delivered to the student yet, or when a newer letter waits for
+    approval (approve that one instead). The address is the roster's, read again from the kept
+    roster file; in outbox mode the .eml goes to the roster's outbox and its path is returned.
+    """
+    from flows.intake import ingest
+    from flows.settings import load_table
+
+    name = _roster_name(roster)
+    out_dir = roster_output_dir(settings.output_dir, name)
+    sha = str(previous_run(out_dir).get("input", {}).get("sha256", ""))
+    with Ledger(ledger_path(settings.output_dir)) as ledger:
+        if not any(e.status == "sent" for e in ledger.entries(student_id)):
+            raise AdvisingError(f"{name}: no letter was delivered to {student_id} yet, so "
+                                "there is nothing to resend", fix="`advising run` sends it")
+        if student_id in {sid for sid, _, _ in ledger.waiting(name)}:
+            raise AdvisingError(f"{name}: a newer letter for {student_id} waits for approval",
+                                fix=f"approve it: advising approve {name} --only {student_id}")
+    kept = _kept_roster(settings, name, sha) if sha else None
+    if kept is None:
+        raise AdvisingError(f"{name}: the roster its letters came from is not in "
+                            f"{settings.input_dir} or its processed/ folder",
+                            fix="drop the roster again and run `advising run` first")
+    found = [r for r in ingest(kept, settings, load_table(settings)).records
+             if r.student_id == student_id]
+    to = (found[0].email or "").strip() if found else ""
+    if not is_address(to) or not domain_allowed(to, settings.allowed_email_domains):
+        raise AdvisingError(f"{name}: student {student_id} has no usable address in the roster",
+                            fix="check the Email column")
+    html, text = _letter_files(settings, name, student_id)
+    reply = settings.reply_to.strip() or None
+    data, message_id = _message(settings, to, "Your residency advising letter (sent again)",
+                                html, text, reply if reply and is_address(reply) else None)
+    path: Path | None = None
+    if settings.delivery == "smtp":
+        send_one(settings, resolve_smtp_password(settings), to, data)
+    else:
+        path = out_dir / "outbox" / f"{student_file_stem(student_id)}-resent-{message_id[:8]}.eml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+    with Ledger(ledger_path(settings.output_dir)) as ledger:
+        ledger.record_resend(student_id, settings.delivery, message_id, _who())
+    return path
 
 
 def send_test(settings: Settings, roster: str, student_id: str, to: str) -> Path | None:
@@ -142,22 +236,10 @@ def send_test(settings: Settings, roster: str, student_id: str, to: str) -> Path
         raise AdvisingError(
             f"--to {to!r}: a test letter goes only to ADVISING_OFFICE_EMAIL or an address in "
             "ADVISING_ALLOWED_EMAIL_DOMAINS", fix="give the office's own address")
-    name = _roster_name(roster)
-    stem = roster_output_dir(settings.output_dir, name) / "letters" / student_file_stem(student_id)
-    try:
-        html = stem.with_name(stem.name + ".html").read_text(encoding="utf-8")
-        text = stem.with_name(stem.name + ".txt").read_text(encoding="utf-8")
-    except OSError:
-        raise AdvisingError(f"{name}: no letter for student {student_id} in its last run",
-                            fix="check the ID on the workbook's Roster sheet") from None
-    from_name, from_address = sender(settings)
-    builder = MessageBuilder(from_name, from_address)
-    data = builder.build(
-        to=to, reply_to=None,
-        subject=f"[TEST, not sent to the student] Advising letter for student {student_id}",
-        text=text, html=html, message_id=make_message_id(builder.domain),
-        date=format_datetime(datetime.now().astimezone()),
-    )
+    html, text = _letter_files(settings, _roster_name(roster), student_id)
+    data, _ = _message(settings, to,
+                       f"[TEST, not sent to the student] Advising letter for student {student_id}",
+                       html, text)
     if settings.delivery != "smtp":
         path = product_dir(settings.output_dir) / "test" / f"{student_file_stem(student_id)}.eml"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a consortium: run every office of this TOML file once, one after "
                      "the other (default: ADVISING_OFFICES_FILE, if set)")
     run.add_argument("-v", "--verbose", action="store_true", help="also show Prefect's own log")
+    run.add_argument("--dry-run", action="store_true",
+                     help="do everything but send and record, on copies: print what would go "
+                     "to whom (counts and student IDs); input/ and output/ stay as they are")
 
     check = sub.add_parser(
         "check",
@@ -140,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("student", metavar="STUDENT_ID")
     test.add_argument("--to", required=True, metavar="ADDRESS", help="the office's address")
 
+    again = sub.add_parser(
+        "resend", help="send a student's last letter again (they deleted it), once",
+        description="Send the last letter delivered to one student of ROSTER again, once per "
+        "command, to the address in the roster; the ledger records it as a resend.")
+    again.add_argument("roster", help="the roster's file name")
+    again.add_argument("student", metavar="STUDENT_ID")
+
     specialties = sub.add_parser(
         "specialties",
         help="show the specialty table with its sources, or import this year's NRMP figures",
@@ -207,9 +217,27 @@ def report(outcome: RosterOutcome) -> None:
     print(describe(outcome), file=sys.stderr if stopped else sys.stdout)
 
 
+def print_dry_run(outcomes: Sequence[RosterOutcome], delivery: str) -> None:
+    """Say what a real run would do with each roster: IDs and counts, no name, no score."""
+    verb = "email" if delivery == "smtp" else "write to the outbox"
+    print("Dry run: nothing was sent or recorded; input/ and output/ are unchanged.")
+    for o in outcomes:
+        if o.status is not RosterStatus.DONE or o.counts is None:
+            print(describe(o).replace(" kept in ", " (a real run would keep it in "))
+            continue
+        d, c = o.digest, o.counts
+        print(f"{o.file}: would {verb} {len(d.delivered)} letter(s): "
+              f"{', '.join(d.delivered) or 'none'}")
+        if d.waiting:
+            print(f"  would wait for approval: {len(d.waiting)}: {', '.join(d.waiting)}")
+        print(f"  unchanged (not sent again): {c.emails_unchanged}; held: {len(d.held)}"
+              + (f" ({', '.join(d.held)})" if d.held else "")
+              + (f"; without a usable address: {c.emails_skipped}" if c.emails_skipped else ""))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Process the drop folder (or every office's) once and print what became of each roster."""
-    from flows.run import run_drop_folder
+    from flows.run import dry_run, run_drop_folder
 
     offices = args.offices
     if offices is None and not (args.input or args.output):
@@ -224,7 +252,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     for office, settings in plan:
         if office is not None:
             print(f"Office {office.name} ({settings.input_dir}):")
-        result = run_drop_folder(settings, office)
+        result = dry_run(settings, office) if args.dry_run else run_drop_folder(settings, office)
+        if args.dry_run:
+            print_dry_run(result.outcomes, settings.delivery)
+            outcomes += result.outcomes
+            continue
         if result.empty:
             print(f"No roster in {settings.input_dir}/. Drop an .xlsx roster there, "
                   "or run `advising demo` to create a sample one.")
@@ -382,6 +414,18 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resend(args: argparse.Namespace) -> int:
+    """Send one student's last letter again, recorded as a resend."""
+    from flows.approval import resend
+
+    path = resend(load_settings(), args.roster, args.student)
+    if path is not None:
+        print(f"Wrote the letter again to {path} (outbox mode: nothing was sent).")
+    else:
+        print(f"Sent {args.student}'s last letter again; the ledger records the resend.")
+    return 0
+
+
 def cmd_specialties(args: argparse.Namespace) -> int:
     """Print the specialty table, or replace its NRMP figures from the office's CSV."""
     from residency_rules.explain import when
@@ -447,6 +491,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "hold": cmd_hold,
     "release": cmd_release,
     "send-test": cmd_send_test,
+    "resend": cmd_resend,
     "specialties": cmd_specialties,
     "deploy": cmd_deploy,
     "serve": cmd_serve,

@@ -119,6 +119,9 @@ class RosterCounts:
     at_risk: int = 0
     # New or changed letters waiting for the office's approval: nothing sent (#24).
     waiting: int = 0
+    # Letters held for a reason of their own (the office's hold, no Match result yet), not a
+    # row problem: a release or an approval may free them without the roster changing.
+    held_for_reason: int = 0
 
     @classmethod
     def from_json(cls, data: Any) -> RosterCounts:
@@ -137,6 +140,7 @@ class RosterDigest:
     at_risk: tuple[str, ...] = ()  # the Summary's at-risk list, in its order
     failed: tuple[str, ...] = ()  # letters failed or uncertain
     waiting: tuple[str, ...] = ()  # letters waiting for the office's approval
+    delivered: tuple[str, ...] = ()  # letters sent (or written to the outbox) in this run
 
 
 def count_roster(
@@ -165,12 +169,15 @@ def count_roster(
         emails_skipped=sum(by_status[s] for s in UNADDRESSED),
         at_risk=len(at_risk),
         waiting=by_status[LetterStatus.WAITING],
+        held_for_reason=sum(o.status is LetterStatus.HELD and bool(o.detail)
+                            for o in letters.values()),
     )
     digest = RosterDigest(
         held=tuple(sid for sid, o in letters.items() if o.status is LetterStatus.HELD),
         at_risk=tuple(dict.fromkeys(e.student_id for e in at_risk)),
         failed=tuple(sid for sid, o in letters.items() if o.status in TROUBLE),
         waiting=tuple(sid for sid, o in letters.items() if o.status is LetterStatus.WAITING),
+        delivered=tuple(sid for sid, o in letters.items() if o.status in DELIVERED),
     )
     return counts, digest
 

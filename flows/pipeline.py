@@ -282,10 +282,6 @@ def process_roster(
                              {e.student_id for e in evaluations}, delivered)
     # After the Match, ADVISING_AFTER_MATCH=hold: no letter without a result (#23).
     letters = hold_after_match(letters, evaluations, settings)
-    with Ledger(ledger_path(settings.output_dir)) as ledger:  # who had a letter before tonight
-        sent_before = set(ledger.levels_before(letters, started.isoformat(timespec="seconds")))
-    write_review(out_dir, path.name, format_day(settings.run_date()), evaluations,
-                          letters, {r.student_id: r.name for r in roster.records}, sent_before)
     # A cycle that is over or a year off: said once to the office; the letters still go.
     cycle = settings.cycle(table)
     cycle_warning = stale(settings.run_date(), cycle) or ""
@@ -302,6 +298,11 @@ def process_roster(
                        _as_is(table), workbook, " ".join(n for n in notes if n))
     if remover is not None:
         remover.join()
+    # The review page last: the workbook's Summary already names it (#24).
+    with Ledger(ledger_path(settings.output_dir)) as ledger:  # who had a letter before tonight
+        sent_before = set(ledger.levels_before(letters, started.isoformat(timespec="seconds")))
+    write_review(out_dir, path.name, format_day(settings.run_date()), evaluations,
+                 letters, {r.student_id: r.name for r in roster.records}, sent_before)
 
     counts, digest = count_roster(
         rows=len(roster.row_ids), held=len(roster.held_rows()), problems=len(roster.problems),

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import functools
 import os
-from contextlib import AbstractContextManager, nullcontext
+import shutil
+import sqlite3
+import tempfile
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass, field
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
+from flows.delivery.ledger import ledger_path
 from flows.drop_folder import entries
+from flows.files import roster_output_dir
 from flows.outcome import RosterOutcome, RosterStatus
-from flows.run_record import settle_unchanged_drops, write_run_summary
+from flows.run_record import RUN_JSON, settle_unchanged_drops, write_run_summary
 from flows.runtime import TemporaryServer
 from flows.settings import Office, Settings
 
@@ -30,11 +36,13 @@ class RunResult:
     unkept: str = ""  # why output/.advising/last-run.json could not be written, if so
 
 
-def run_drop_folder(settings: Settings, office: Office | None = None) -> RunResult:
+def run_drop_folder(
+    settings: Settings, office: Office | None = None, overrides: dict[str, Any] | None = None,
+) -> RunResult:
     """Run the flow over the drop folder once; the outcomes of every file it found.
 
     With an office of a consortium, its settings from the offices file go to the flow as they
-    would from its deployment.
+    would from its deployment; overrides (the dry run's) go on top.
     """
     listed = entries(settings.input_dir)
     if not any(d.kind != "skipped" for d in listed):
@@ -57,9 +65,9 @@ def run_drop_folder(settings: Settings, office: Office | None = None) -> RunResu
     try:
         with _no_heartbeats(server is not None):
             # A Failed flow state raises RunIncomplete here; otherwise the flow returns the list.
+            given = {**(office.overrides if office else {}), **(overrides or {})}
             outcomes = cast(list[RosterOutcome], advising_run(
-                str(settings.input_dir), str(settings.output_dir),
-                office.overrides if office else None,
+                str(settings.input_dir), str(settings.output_dir), given or None,
             ))
     except RunIncomplete as exc:
         outcomes = exc.outcomes
@@ -95,3 +103,36 @@ def _start_services() -> TemporaryServer | None:
 
     warm_up()
     return server
+
+
+def dry_run(settings: Settings, office: Office | None = None) -> RunResult:
+    """Run everything but sending and recording, on copies: what would go to whom.
+
+    The ready rosters, each roster's run.json and the delivery ledger are copied into a
+    temporary folder, and the flow runs there with delivery to its outbox (ADVISING_APPROVAL as
+    the real run would apply it, no office note): the outcomes say which letters the real run
+    would send, which would wait, which are unchanged. Nothing in input/ or output/ changes;
+    the copies are removed.
+    """
+    with tempfile.TemporaryDirectory(prefix="advising-dry-run-") as tmp:
+        root = Path(tmp)
+        copy = settings.model_copy(update={"input_dir": root / "input",
+                                           "output_dir": root / "output"})
+        copy.input_dir.mkdir()
+        for drop in entries(settings.input_dir):
+            if drop.kind != "skipped":
+                shutil.copy2(drop.path, copy.input_dir / drop.path.name)
+                record = roster_output_dir(settings.output_dir, drop.path) / RUN_JSON
+                if record.is_file():
+                    target = roster_output_dir(copy.output_dir, drop.path) / RUN_JSON
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(record, target)
+        ledger = ledger_path(settings.output_dir)
+        if ledger.is_file():
+            target = ledger_path(copy.output_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with closing(sqlite3.connect(ledger)) as src, closing(sqlite3.connect(target)) as dst:
+                src.backup(dst)  # reads through the WAL: the ledger as it is now
+        result = run_drop_folder(copy, office, {"delivery": "outbox", "office_email": "",
+                                                "approval": settings.approval_mode()})
+    return RunResult(settings, result.outcomes, empty=result.empty)

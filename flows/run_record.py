@@ -71,8 +71,9 @@ def settle_if_unchanged(
         previous.get("status") != "complete"
         or previous.get("fingerprint") != print_fp
         or RosterCounts.from_json(previous.get("counts")).emails_failed != 0
-        # Letters waited for approval: the office may have approved them since (#24).
+        # Letters waited for approval or were held: the office may have freed them since (#24).
         or RosterCounts.from_json(previous.get("counts")).waiting != 0
+        or RosterCounts.from_json(previous.get("counts")).held_for_reason != 0
         or previous.get("input", {}).get("sha256") != (sha or sha256_file(path))
     ):
         return None

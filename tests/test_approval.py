@@ -113,6 +113,16 @@ def test_nothing_reaches_a_student_before_approval_then_exactly_the_approved_onc
         # Approve three, hold one: the next run sends exactly the three, once.
         assert main(["approve", ROSTER, "--only", *only, "--hold", held]) == 0
         capsys.readouterr()
+        # A dry run says what the real one would send, to whom, and changes nothing.
+        ledger_file = workdir / "output" / ".advising" / "delivery-ledger.sqlite"
+        before = (sorted(p.name for p in (workdir / "input").iterdir()), ledger_file.read_bytes())
+        assert main(["run", "--dry-run"]) == 0
+        said = capsys.readouterr().out
+        assert f"{ROSTER}: would email 3 letter(s): {', '.join(sorted(only))}" in said
+        assert f"would wait for approval: {STUDENTS - 4}" in said
+        assert _students(sink) == []
+        assert (sorted(p.name for p in (workdir / "input").iterdir()),
+                ledger_file.read_bytes()) == before
         assert main(["run"]) == 0
         sent = _students(sink)
         assert len(sent) == 3 == len(set(sent))
@@ -125,13 +135,28 @@ def test_nothing_reaches_a_student_before_approval_then_exactly_the_approved_onc
         sent = _students(sink)
         assert len(sent) == STUDENTS - 1 == len(set(sent))
 
-        # Released: the held student's letter goes out (first mode: the office saw it).
+        # Released: the hold is gone, and release says when there was nothing to release.
         capsys.readouterr()
         assert main(["release", held]) == 0
         assert main(["release", held]) == 1
         assert "nothing changed" in capsys.readouterr().out
         with _ledger(workdir) as ledger:
             assert held not in ledger.held()
+        # Released, it waits like any letter the office has not approved (it held it instead).
+        assert main(["run"]) == 0
+        with _ledger(workdir) as ledger:
+            assert [sid for sid, _, _ in ledger.waiting(ROSTER)] == [held]
+        assert main(["approve", ROSTER]) == 0
+        assert main(["run"]) == 0
+        assert len(set(_students(sink))) == STUDENTS == len(_students(sink))
+
+        # A student deleted the letter: resent once per command, recorded as a resend.
+        assert main(["resend", ROSTER, only[0]]) == 0
+        resent = [r for r in _students(sink) if _students(sink).count(r) == 2]
+        assert len(resent) == 2 and len(_students(sink)) == STUDENTS + 1
+        with _ledger(workdir) as ledger:
+            assert [e.detail for e in ledger.entries(only[0])][-1].startswith("resent by ")
+        assert main(["resend", ROSTER, "9999999"]) == 2  # nothing delivered to that ID
 
 
 @pytest.mark.slow

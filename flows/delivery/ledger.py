@@ -505,6 +505,23 @@ class Ledger:
         return len(letters)
 
 
+    @_writes
+    def record_resend(self, student_id: str, channel: Channel, message_id: str, by: str) -> str:
+        """Record a resend of the student's last delivered letter (a row of its own, 'sent',
+        the same hash and outlook); return that hash. KeyError when nothing was delivered."""
+        rows = self._latest([student_id], "status = 'sent'")
+        row = rows[student_id]
+        now = _now()
+        self._db.execute(
+            "INSERT INTO deliveries (student_id, channel, content_hash, status, message_id, "
+            "attempts, detail, created_at, updated_at, level, label, band, score, specialty) "
+            "VALUES (?, ?, ?, 'sent', ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (student_id, channel, row["content_hash"], message_id, f"resent by {by}", now, now,
+             row["level"], row["label"], row["band"], row["score"], row["specialty"]),
+        )
+        return str(row["content_hash"])
+
+
 def ledger_path(output_dir: Path) -> Path:
     """Return the delivery ledger's path, output/.advising/, moving an older one there first.
 

@@ -42,8 +42,8 @@ def change_of(outcome: LetterOutcome, sent_before: bool) -> str:
     status = outcome.status
     if status is LetterStatus.UNCHANGED:
         return "unchanged"
-    if status is LetterStatus.HELD:
-        return "held"
+    if status is LetterStatus.HELD:  # a row problem (no detail), the office's hold, the Match
+        return f"held: {outcome.detail}" if outcome.detail else "held: a row problem (Problems)"
     if status in UNADDRESSED:
         return "no usable address"
     if status in TROUBLE:
