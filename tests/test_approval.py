@@ -192,3 +192,31 @@ def test_always_a_letter_changed_after_approval_waits_again(
         assert main(["approve", ROSTER]) == 0
         assert main(["run"]) == 0
         assert len(_students(sink)) == 5
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_review_page_and_a_letter_pass_axe_core(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """axe-core (WCAG 2.1 A/AA and best practice) finds nothing on the review page of a real
+    run, nor on a letter; and it does find a planted fault (the check can fail)."""
+    from tests.support import axe
+
+    try:
+        axe.chromium()
+        axe.axe_js()
+    except axe.Unavailable as exc:
+        pytest.skip(str(exc))
+    write_demo_roster(workdir / "input" / ROSTER, 20, seed=9)
+    monkeypatch.setenv("ADVISING_APPROVAL", "always")
+    assert main(["run"]) == 0
+    folder = workdir / "output" / "class-2027"
+    page = folder / "review.html"
+    assert axe.violations(page) == []
+    letter = next((folder / "letters").glob("*.html"))
+    assert axe.violations(letter) == []
+    planted = folder / "planted.html"
+    planted.write_text(page.read_text(encoding="utf-8").replace(
+        "<main>", '<main><img src="x.png"><a href="#"></a>', 1), encoding="utf-8")
+    assert {v["id"] for v in axe.violations(planted)} >= {"image-alt", "link-name"}
