@@ -16,7 +16,7 @@ from flows.errors import AdvisingError
 from flows.outcome import RosterOutcome, RosterStatus, exit_status
 from flows.report import describe
 from flows.runtime import apply_prefect_defaults, skip_final_collection
-from flows.settings import load_offices, load_settings, load_table
+from flows.settings import load_offices, load_settings, load_table, unknown_settings
 
 EPILOG = """\
 Settings come from ADVISING_* environment variables or a .env file in the current folder
@@ -37,6 +37,28 @@ exit status (the Prefect flow run's state says the same: Completed or Failed):
 """
 
 
+def _version() -> str:
+    """Name the installed version and the packaged rules' version (what support asks first)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from residency_rules.specialties import load_default_table
+
+    try:
+        product = version("residency-advising")
+    except PackageNotFoundError:
+        product = "not installed"
+    return f"advising {product}, rules {load_default_table().version}"
+
+
+class _Version(argparse.Action):
+    """--version, worked out only when asked (the rules' table is read then, not at start)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(_version())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Describe every subcommand so `--help` alone teaches how to use the tool."""
     parser = argparse.ArgumentParser(
@@ -46,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the product's version and its rules' version, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser(
@@ -195,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; a user mistake ends with a message and status 2, never a traceback."""
     args = build_parser().parse_args(argv)
     apply_prefect_defaults(getattr(args, "verbose", False))
+    if args.command in ("run", "check", "serve", "deploy"):
+        for warning in unknown_settings():  # a misspelt setting would be silently ignored
+            print(f"advising {args.command}: warning: {warning}", file=sys.stderr)
 
     try:
         return int(COMMANDS[args.command](args))

@@ -7,7 +7,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -180,6 +180,27 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsError("Settings are not valid:\n  " + "\n  ".join(lines)) from None
     check_settings(settings)
     return settings
+
+
+def unknown_settings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Name each ADVISING_* variable this version does not know, with the likeliest meant one.
+
+    A misspelt setting (ADVISING_DELIVERY_MODE for ADVISING_DELIVERY) is otherwise silently
+    ignored and the default applies; the run goes on, the console says it once. The test
+    suite's own ADVISING_TEST_* variables are not settings and never warn.
+    """
+    known = [f"ADVISING_{name.upper()}" for name in Settings.model_fields]
+    found = []
+    for key in sorted(os.environ if environ is None else environ):
+        if not key.startswith("ADVISING_") or key in known or key.startswith("ADVISING_TEST_"):
+            continue
+        # Compared without the prefix every name shares, which would make anything "close".
+        near = difflib.get_close_matches(key.removeprefix("ADVISING_").lower(),
+                                         list(Settings.model_fields), n=1, cutoff=0.6)
+        found.append(f"{key} is not a setting of this version and is ignored"
+                      + (f"; did you mean ADVISING_{near[0].upper()}?" if near
+                         else " (README lists them)"))
+    return found
 
 
 def _is_loopback(host: str) -> bool:

@@ -56,3 +56,30 @@ def test_every_command_explains_itself(capsys: pytest.CaptureFixture[str]) -> No
         assert out.startswith(f"usage: advising {name}")
         description = out.split("\n\n")[1]
         assert len(description.split()) >= 12, f"`advising {name} --help` says too little"
+
+
+def test_version_names_the_product_and_its_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from flows.cli import main
+    from residency_rules.specialties import load_default_table
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    said = capsys.readouterr().out.strip()
+    assert said == (f"advising {version('residency-advising')}, "
+                    f"rules {load_default_table().version}")
+
+
+def test_a_misspelt_setting_is_named_with_the_one_meant() -> None:
+    from flows.settings import unknown_settings
+
+    said = unknown_settings({"ADVISING_DELIVERY_MODE": "smtp", "ADVISING_DELIVERY": "outbox",
+                             "ADVISING_TEST_POSTGRES_URL": "x", "ADVISING_ZZZ": "1",
+                             "PATH": "/bin"})
+    assert said == [
+        "ADVISING_DELIVERY_MODE is not a setting of this version and is ignored; did you mean "
+        "ADVISING_DELIVERY?",
+        "ADVISING_ZZZ is not a setting of this version and is ignored (README lists them)",
+    ]
