@@ -149,7 +149,13 @@ FIELDS: tuple[Field, ...] = (
         "research_count", "Research Items", "number of research items",
         ("Research", "Research Count", "Publications", "Pubs", "Number of Publications",
          "# Publications", "Research Experiences", "Research Products",
-         "Publications/Presentations", "Research Output", "# Research Items"),
+         "Publications/Presentations", "Research Output", "# Research Items",
+         # As offices head it (#25): publications and posters counted together.
+         "Pubs/Posters", "Pubs & Posters", "Pubs and Posters", "Publications & Posters",
+         "Publications and Posters", "Publications/Posters", "Pubs/Presentations",
+         "Publications & Presentations", "Posters & Publications",
+         "Number of Research Items", "Research (n)", "# of Publications",
+         "Publications, Posters & Presentations", "Abstracts & Publications"),
         help="A whole number, 0 or more (publications, posters, presentations).",
     ),
     Field(
@@ -222,11 +228,22 @@ def match_header(text: str) -> str | None:
     return found
 
 
+# Words that, in a header no alias matches, mean the column probably counts research: the
+# office is warned (it names the field and the fix) rather than the column dropped in silence.
+_RESEARCH_WORDS = frozenset({
+    "pubs", "pub", "posters", "poster", "abstracts", "abstract", "presentations",
+    "publications", "publication", "papers", "manuscripts", "research",
+})
+
+
 def suggest_header(text: str) -> Field | None:
     """Return the field a near-miss header probably meant (`Step 2 CK Scroe`), or None."""
     key = header_key(text)
     if len(key) < 4:
         return None
+    words = set(re.findall(r"[a-z]+", text.casefold()))
+    if words & _RESEARCH_WORDS and "advisor" not in words:
+        return FIELD_BY_NAME["research_count"]
     digits = [ch for ch in key if ch.isdigit()]
     for close in difflib.get_close_matches(key, ALIAS_INDEX.keys(), n=3, cutoff=0.8):
         # `Step 3` is another exam, not a typo of `Step 2`: the digits must agree.

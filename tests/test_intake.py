@@ -436,3 +436,47 @@ def test_header_row_is_the_one_naming_most_fields() -> None:
     assert (found.row, found.columns) == (
         2, {"student_id": 0, "name": 1, "step1_result": 2, "specialty": 3},
     )
+
+
+@pytest.mark.parametrize("header", [
+    "Pubs/Posters", "Pubs & Posters", "Publications & Posters", "Publications and Posters",
+    "# of Publications", "Research (n)",
+])
+def test_research_headed_as_offices_head_it_is_read(
+    header: str, tmp_path: Path, settings: Settings, table: SpecialtyTable
+) -> None:
+    """#25: `Pubs/Posters` and its kin feed research_count (6 items read as 6, not unknown)."""
+    import openpyxl
+
+    path = tmp_path / "pubs.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Student ID", "Name", "Email", "Step 1 Result", "Step 2 CK Score",
+               "Preferred Specialty", header])
+    ws.append(["0100001", "Ana Lima", "ana@school.edu", "Pass", 250, "Dermatology", 6])
+    wb.save(path)
+    roster = ingest(path, settings, table)
+    assert roster.headers["research_count"] == header
+    assert [r.research_count for r in roster.records] == [6]
+    assert not [p for p in roster.problems if p.column == header]
+
+
+@pytest.mark.parametrize("header", ["Posters", "Abstracts (n)", "Papers submitted"])
+def test_a_header_that_sounds_like_research_is_not_dropped_in_silence(
+    header: str, tmp_path: Path, settings: Settings, table: SpecialtyTable
+) -> None:
+    """No alias matches, but its words say research: a warning naming the field and the fix."""
+    import openpyxl
+
+    path = tmp_path / "posters.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Student ID", "Name", "Email", "Step 1 Result", "Step 2 CK Score",
+               "Preferred Specialty", header])
+    ws.append(["0100001", "Ana Lima", "ana@school.edu", "Pass", 250, "Dermatology", 6])
+    wb.save(path)
+    roster = ingest(path, settings, table)
+    (warning,) = [p for p in roster.problems if p.column == header]
+    assert warning.fix == ("Did you mean 'Research Items'? If so, rename the header to "
+                           "'Research Items'.")
+    assert not warning.holds_row
