@@ -110,7 +110,8 @@ class RosterCounts:
     problems: int = 0
     by_outlook_level: dict[str, int] = field(default_factory=dict)  # "1".."5" -> students
     letters_written: int = 0
-    emails_sent: int = 0
+    emails_sent: int = 0  # accepted by the school's relay (never the outbox: nothing is sent)
+    outbox_written: int = 0  # written to the outbox as .eml files
     emails_unchanged: int = 0
     emails_failed: int = 0
     emails_skipped: int = 0
@@ -122,6 +123,11 @@ class RosterCounts:
     # Letters held for a reason of their own (the office's hold, no Match result yet), not a
     # row problem: a release or an approval may free them without the roster changing.
     held_for_reason: int = 0
+
+    @property
+    def delivered(self) -> int:
+        """Letters that reached their destination in this run: the relay, or the outbox."""
+        return self.emails_sent + self.outbox_written
 
     @classmethod
     def from_json(cls, data: Any) -> RosterCounts:
@@ -163,7 +169,8 @@ def count_roster(
         problems=problems,
         by_outlook_level={str(k): levels.get(k, 0) for k in range(1, 6)},
         letters_written=sum(n for s, n in by_status.items() if s is not LetterStatus.HELD),
-        emails_sent=sum(by_status[s] for s in DELIVERED),
+        emails_sent=by_status[LetterStatus.SENT],
+        outbox_written=by_status[LetterStatus.OUTBOX],
         emails_unchanged=by_status[LetterStatus.UNCHANGED],
         emails_failed=sum(by_status[s] for s in TROUBLE),
         emails_skipped=sum(by_status[s] for s in UNADDRESSED),
@@ -218,7 +225,7 @@ class RosterOutcome:
             return None
         if c.emails_failed:
             return f"{plural(c.emails_failed, 'letter')} failed or uncertain"
-        if c.rows and c.emails_sent + c.emails_unchanged + c.waiting == 0:
+        if c.rows and c.delivered + c.emails_unchanged + c.waiting == 0:
             return (
                 f"no student could get a letter: {c.held_with_problems} of {c.rows} held for "
                 f"problems, {c.emails_skipped} without a usable address"

@@ -317,7 +317,7 @@ def process_roster(
         "Roster %s: %d rows, %d evaluated, %d held, %d letters, %d %s, %d unchanged, "
         "%d failed or uncertain",
         path.name, counts.rows, counts.evaluated, counts.held_with_problems,
-        counts.letters_written, counts.emails_sent, DELIVERED[settings.delivery],
+        counts.letters_written, counts.delivered, DELIVERED[settings.delivery],
         counts.emails_unchanged, counts.emails_failed,
     )
     return RosterOutcome(

@@ -46,7 +46,7 @@ def describe(outcome: RosterOutcome) -> str:
             )
         else:
             mail = (
-                f"outbox: {c.emails_sent} new .eml files, "
+                f"outbox: {c.outbox_written} new .eml files, "
                 f"{c.emails_unchanged} unchanged (nothing is sent in outbox mode)"
             )
         skipped = c.emails_skipped
@@ -97,7 +97,7 @@ def run_artifact(
             lv = c.by_outlook_level
             cells = [o.file, o.status, reason or "", c.rows, c.held_with_problems, c.evaluated,
                      *(lv.get(str(k), 0) for k in range(1, 6)), c.letters_written,
-                     c.emails_sent, c.emails_unchanged, c.emails_failed, see]
+                     c.delivered, c.emails_unchanged, c.emails_failed, see]
         lines.append("| " + " | ".join(_cell(v) for v in cells) + " |")
     if not outcomes:
         lines.append("| (no roster in the input folder) |" + " |" * (len(columns) - 1))

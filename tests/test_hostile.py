@@ -154,7 +154,7 @@ def test_an_old_ledger_is_moved_with_its_history(workdir: Path) -> None:
     again = _run()
 
     assert again["class.xlsx"].counts.emails_unchanged == 3
-    assert again["class.xlsx"].counts.emails_sent == 0
+    assert again["class.xlsx"].counts.delivered == 0
     assert not (out / "delivery-ledger.sqlite").exists()
     with Ledger(ledger) as moved:
         assert moved.entries(next(iter(_ids(inp))))

@@ -91,8 +91,9 @@ def test_the_counts_and_the_digest_come_from_the_outcomes() -> None:
     assert (counts.rows, counts.evaluated, counts.held_with_problems, counts.problems) == (
         6, 4, 1, 2)
     assert counts.by_outlook_level == {"1": 1, "2": 1, "3": 1, "4": 0, "5": 1}
-    assert (counts.letters_written, counts.emails_sent, counts.emails_unchanged,
+    assert (counts.letters_written, counts.outbox_written, counts.emails_unchanged,
             counts.emails_failed, counts.emails_skipped) == (5, 1, 1, 2, 1)
+    assert counts.emails_sent == 0  # written to the outbox is never "sent" (#25)
     # At risk: levels [levels] marks at risk, and pending at risk; level first, then specialty.
     assert counts.at_risk == 3 and digest.at_risk == ("B", "D", "C")
     assert digest.held == ("E",) and digest.failed == ("B", "C")
@@ -149,7 +150,9 @@ def test_console_and_artifact_say_outbox_or_emailed_from_the_counts(
     assert artifact.startswith("**1 of 1 roster needs attention: class.xlsx 1 letter failed")
     assert f"| {DELIVERED_WORDS['smtp']} |" in artifact
     assert "| class.xlsx | done | 1 letter failed or uncertain | 3 | 1 | 2 |" in artifact
-    outbox = describe(replace(outcome, delivery="outbox"))
+    assert outcome.counts is not None
+    outbox = describe(replace(outcome, delivery="outbox", counts=replace(
+        outcome.counts, emails_sent=0, outbox_written=1)))
     assert "outbox: 1 new .eml files" in outbox and "nothing is sent in outbox mode" in outbox
 
 
