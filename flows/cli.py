@@ -292,7 +292,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.unkept:
             print(f"advising run: {result.unkept}", file=sys.stderr)
         outcomes += result.outcomes
-    skip_final_collection()  # the process ends next
     return exit_status(outcomes)
 
 
@@ -524,5 +523,16 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
 }
 
+def entry() -> int:
+    """The `advising` program: main(), then the process ends without its last full collection.
+
+    Only here, where the process really ends: main() called in a process that goes on (a test,
+    a worker) leaves the collector as it found it.
+    """
+    status = main()
+    skip_final_collection()
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())
