@@ -26,7 +26,7 @@ from residency_rules.records import StudentRecord
 from residency_rules.rules import evaluate, evaluate_all
 from residency_rules.schema import match_header, norm_match_result
 from residency_rules.specialties import load_default_table
-from tests.test_letters import flat
+from tests.support.letters import flat
 
 TABLE = load_default_table()
 AFTER = date(2027, 3, 25)
@@ -270,7 +270,7 @@ def test_after_match_letters_are_valid_html_with_nothing_of_the_ended_cycle(
 ) -> None:
     """The HTML part of each branch parses, shows the result as its heading, and has no chart,
     no level, no why and no program list."""
-    from tests.test_letters import check_html
+    from tests.support.letters import check_html
 
     records = [student("M1", match_result="matched"), student("U1", match_result="did not match"),
                student("B1")]

@@ -27,17 +27,14 @@ from flows.delivery.mime import PACKED_LINE, MessageBuilder, keeps_lines, pack_l
 from flows.errors import DeliveryError, SettingsError
 from flows.letters import Letter, render_letters
 from flows.outcome import LetterOutcome, LetterStatus, tally
-from flows.settings import PROJECT_ROOT, Settings, check_settings
+from flows.settings import PROJECT_ROOT, check_settings
 from residency_rules.specialties import SpecialtyTable
-from tests.support.delivery import deliver_now
-from tests.support.smtp_sink import (
-    Faults,
-    Sink,
-    make_self_signed,
-    running_sink,
-    server_tls_context,
+from tests.support.delivery import (
+    deliver_now,
+    make_letters,
+    smtp_settings,
 )
-from tests.test_letters import (
+from tests.support.letters import (
     XSS_NAME,
     _no_advising_env,  # noqa: F401 - autouse: no ADVISING_* from the developer's shell
     check_html,
@@ -45,31 +42,19 @@ from tests.test_letters import (
     make_settings,
     make_student,
 )
+from tests.support.smtp_sink import (
+    Faults,
+    Sink,
+    make_self_signed,
+    running_sink,
+    server_tls_context,
+)
 
 pytestmark = pytest.mark.usefixtures("_no_advising_env")
 
 
-def make_letters(
-    tmp_path: Path, table: SpecialtyTable, count: int = 12, score: int = 248, **student: Any
-) -> list[Letter]:
-    """Render `count` letters, students S000..., addresses s000@school.edu ..."""
-    ids = [f"S{i:03d}" for i in range(count)]
-    records = [make_student(sid, step2_score=score, **student) for sid in ids]
-    evaluations = {sid: make_evaluation(sid, step2_score=score) for sid in ids}
-    return render_letters(records, evaluations, table, make_settings(), {}, tmp_path / "letters")
 
 
-def smtp_settings(sink: Sink, **overrides: Any) -> Settings:
-    """Settings that point delivery at the test sink."""
-    values: dict[str, Any] = {
-        "delivery": "smtp",
-        "smtp_host": sink.host,
-        "smtp_port": sink.port,
-        "smtp_security": "none",
-        "mail_from": "Office of Student Affairs <advising@school.edu>",
-    }
-    values.update(overrides)
-    return make_settings(**values)
 
 
 @pytest.fixture

@@ -27,9 +27,8 @@ from flows.files import write_atomic
 from flows.intake.demo import write_demo_roster
 from flows.outcome import LetterStatus, tally
 from residency_rules.specialties import SpecialtyTable
-from tests.support.delivery import SHORT_WAITS, deliver_now
+from tests.support.delivery import SHORT_WAITS, deliver_now, make_letters, smtp_settings
 from tests.support.smtp_sink import Sink, running_sink
-from tests.test_delivery import make_letters, smtp_settings
 
 _WRITES = ("UPDATE", "INSERT", "COMMIT", "BEGIN")
 
@@ -288,7 +287,7 @@ def test_the_outbox_on_a_full_disk_keeps_what_it_wrote_and_finishes_next_time(
 ) -> None:
     """ENOSPC part way through the outbox: one sentence naming the .eml; the files written are
     whole and recorded, the rest queued; with space again, the rest are written, none twice."""
-    from tests.test_letters import make_settings
+    from tests.support.letters import make_settings
 
     letters = make_letters(tmp_path, table, 6)
     outbox = tmp_path / "outbox"

@@ -33,8 +33,8 @@ from residency_rules.records import CLERKSHIPS, Evaluation, StudentRecord
 from residency_rules.rulebook import TIERS
 from residency_rules.rules import evaluate
 from residency_rules.specialties import load_default_table
-from tests.test_rules import ACCEPTANCE
-from tests.test_rules import records as any_record
+from tests.support.records import ACCEPTANCE
+from tests.support.records import records as any_record
 
 TABLE = load_default_table()
 CYCLE = TABLE.calendar

@@ -26,8 +26,8 @@ from flows.letters import Letter
 from flows.letters import render as letters_render
 from flows.letters.render import TEXT_WIDTH, wrap_text
 from residency_rules.specialties import SpecialtyTable
-from tests.test_calendar import RUN_DATES, TABLE, kinds, make_settings, render, student
-from tests.test_letters import CASES, check_html, flat, make_evaluation, render_one
+from tests.support.calendar_letters import RUN_DATES, TABLE, kinds, make_settings, render, student
+from tests.support.letters import CASES, check_html, flat, make_evaluation, render_one
 
 LABELS = {
     5: "Very competitive",

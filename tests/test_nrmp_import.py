@@ -26,7 +26,7 @@ from residency_rules.specialties import (
     parse_table,
 )
 from tests.conftest import RUN_DATE
-from tests.test_specialties import ORIGIN, PACKAGED, changed
+from tests.support.specialty_files import ORIGIN, PACKAGED, changed
 
 GOOD_CSV = (
     "Specialty,USMLE Step 2 CK Q1,Median,Q3,Unmatched Median,Notes\r\n"

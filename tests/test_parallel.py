@@ -11,7 +11,7 @@ from residency_rules.errors import RulesError
 from residency_rules.parallel import parallel_specialties
 from residency_rules.records import Specialty
 from residency_rules.specialties import load_default_table, parse_table
-from tests.test_specialties import ORIGIN, PACKAGED, changed
+from tests.support.specialty_files import ORIGIN, PACKAGED, changed
 
 
 def spec(name: str, tier: Any, family: str, median: int | None, **more: Any) -> Specialty:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 import pytest
 
 from residency_rules.errors import RulesError
 from residency_rules.specialties import SpecialtyTable, load_default_table, normalise, parse_table
-
-PACKAGED = (
-    resources.files("residency_rules").joinpath("data", "specialties.toml").read_text("utf-8")
+from tests.support.specialty_files import (
+    ORIGIN,
+    PACKAGED,
+    changed,
 )
-ORIGIN = "office/specialties.toml"
 
 # docs/rules.md, The specialty table, written out: name, tier, solid, excellent,
 # NRMP (Q1, median, Q3, unmatched).
@@ -46,10 +44,6 @@ SPEC_TABLE = [
 ]
 
 
-def changed(old: str, new: str) -> str:
-    """Return the packaged file text with one edit, as an office might make it."""
-    assert old in PACKAGED, old
-    return PACKAGED.replace(old, new, 1)
 
 
 def test_packaged_table_carries_version_cycle_and_every_specialty(table: SpecialtyTable) -> None:
