@@ -438,6 +438,19 @@ def test_header_row_is_the_one_naming_most_fields() -> None:
     )
 
 
+def _one_student(path: Path, header: str) -> Path:
+    """A roster of one Dermatology student with 6 research items under `header`."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Student ID", "Name", "Email", "Step 1 Result", "Step 2 CK Score",
+               "Preferred Specialty", header])
+    ws.append(["0100001", "Ana Lima", "ana@school.edu", "Pass", 250, "Dermatology", 6])
+    wb.save(path)
+    return path
+
+
 @pytest.mark.parametrize("header", [
     "Pubs/Posters", "Pubs & Posters", "Publications & Posters", "Publications and Posters",
     "# of Publications", "Research (n)",
@@ -446,16 +459,7 @@ def test_research_headed_as_offices_head_it_is_read(
     header: str, tmp_path: Path, settings: Settings, table: SpecialtyTable
 ) -> None:
     """#25: `Pubs/Posters` and its kin feed research_count (6 items read as 6, not unknown)."""
-    import openpyxl
-
-    path = tmp_path / "pubs.xlsx"
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.append(["Student ID", "Name", "Email", "Step 1 Result", "Step 2 CK Score",
-               "Preferred Specialty", header])
-    ws.append(["0100001", "Ana Lima", "ana@school.edu", "Pass", 250, "Dermatology", 6])
-    wb.save(path)
-    roster = ingest(path, settings, table)
+    roster = ingest(_one_student(tmp_path / "pubs.xlsx", header), settings, table)
     assert roster.headers["research_count"] == header
     assert [r.research_count for r in roster.records] == [6]
     assert not [p for p in roster.problems if p.column == header]
@@ -466,16 +470,7 @@ def test_a_header_that_sounds_like_research_is_not_dropped_in_silence(
     header: str, tmp_path: Path, settings: Settings, table: SpecialtyTable
 ) -> None:
     """No alias matches, but its words say research: a warning naming the field and the fix."""
-    import openpyxl
-
-    path = tmp_path / "posters.xlsx"
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.append(["Student ID", "Name", "Email", "Step 1 Result", "Step 2 CK Score",
-               "Preferred Specialty", header])
-    ws.append(["0100001", "Ana Lima", "ana@school.edu", "Pass", 250, "Dermatology", 6])
-    wb.save(path)
-    roster = ingest(path, settings, table)
+    roster = ingest(_one_student(tmp_path / "posters.xlsx", header), settings, table)
     (warning,) = [p for p in roster.problems if p.column == header]
     assert warning.fix == ("Did you mean 'Research Items'? If so, rename the header to "
                            "'Research Items'.")

@@ -33,6 +33,7 @@ from residency_rules.records import CLERKSHIPS, Evaluation, StudentRecord
 from residency_rules.rulebook import TIERS
 from residency_rules.rules import evaluate
 from residency_rules.specialties import load_default_table
+from tests.support.calendar_letters import student
 from tests.support.records import ACCEPTANCE
 from tests.support.records import records as any_record
 
@@ -109,16 +110,6 @@ MODIFIERS: tuple[dict[str, Any], ...] = (
     {"research_count": 1, "letters": "weak"},
 )
 RESULTS = (None, "matched", "matched in SOAP", "did not match")
-
-
-def student(sid: str, **fields: Any) -> StudentRecord:
-    base: dict[str, Any] = {
-        "student_id": sid, "name": "Ana Lima", "email": f"{sid.lower()}@school.edu",
-        "step1_result": "pass", "step1_attempts": 1, "specialty": "Internal Medicine",
-        "advisor": "Dr. Rosa Ortiz", "advisor_email": "rosa.ortiz@school.edu",
-    }
-    base.update(fields)
-    return StudentRecord(**base)
 
 
 def matrix(today: date) -> Iterator[StudentRecord]:
