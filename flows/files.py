@@ -49,15 +49,16 @@ def write_atomic(
     data is the content, or a function that writes the temporary file it is given (the
     workbook writers). fsync makes the content durable before the rename; files swapped in
     later as part of a whole folder (letters, .eml files) skip it, since a crash redoes them.
-    mode applies to content given as bytes (error.log: 0o600, for the office's eyes only).
+    mode applies whatever the umask (FILE_MODE: the owner and its group; error.log: 0o600).
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if callable(data):
-            with open(tmp, "xb"):  # created with the umask's permissions, unlike mkstemp's
+            with open(tmp, "xb"):
                 pass
             data(tmp)
+            os.chmod(tmp, mode)  # student data (the workbook): never for other users
         else:
             _write_all(tmp, data, mode)  # an error names the final file: the temporary is ours
         if fsync:

@@ -91,6 +91,12 @@ def test_nothing_reaches_a_student_before_approval_then_exactly_the_approved_onc
         page = _page(workdir)
         folder = workdir / "output" / "class-2027"
         assert (folder / "review.html").stat().st_mode & 0o077 == 0  # not world-readable
+        # Student data is never readable by other users of the machine, whatever the umask:
+        # the workbook, letters, validation page, run.json, the ledger (#26).
+        student_data = [p for p in (workdir / "output").rglob("*")
+                        if p.is_file() and "locks" not in p.parts]
+        assert {p.suffix for p in student_data} >= {".xlsx", ".html", ".txt", ".json", ".sqlite"}
+        assert [p for p in student_data if p.stat().st_mode & 0o007] == []
         counts = [int(g.split(": ")[-1].split(" ")[0]) for g in page.groups]
         letters = [u for u in page.links if u.startswith("letters/")]
         assert sum(counts) == len(letters) == STUDENTS

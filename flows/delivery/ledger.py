@@ -188,6 +188,9 @@ class Ledger:
             self._db = sqlite3.connect(
                 path, isolation_level=None, timeout=30, check_same_thread=False
             )
+            # Outlooks and scores per student: the owner's only (and its -wal/-shm beside it,
+            # which SQLite creates with the database file's permissions).
+            os.chmod(path, 0o600)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)

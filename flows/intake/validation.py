@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from flows.files import write_atomic
 from flows.intake.read import ingest
 from flows.intake.roster import Roster
 from flows.settings import Settings
@@ -547,4 +548,4 @@ def _write_docs(result: Any, docs_dir: Path, roster: Roster) -> None:
         f"<!-- Validation of {html.escape(roster.source.name)} (sheet "
         f"{html.escape(roster.sheet)}, sha256 {roster.sha256}); office eyes only. -->\n"
     )
-    (docs_dir / "index.html").write_text(note + page, encoding="utf-8")
+    write_atomic(docs_dir / "index.html", (note + page).encode("utf-8"), fsync=False)
