@@ -143,7 +143,7 @@ LETTERS_ITEM = AdviceItem(
 # Chosen from the office's rating, worded as an instruction only (the rating is never said).
 ONE_MORE_LETTER = AdviceItem(
     "letters",
-    "Ask one more attending who saw your best work for a letter, and give them your CV.",
+    "Ask one more attending who saw your best work for a letter; give them your CV.",
     LETTERS,
 )
 
@@ -216,7 +216,7 @@ def parallel(names: tuple[str, ...], lowest_tier: bool) -> AdviceItem:
         )
     else:
         text = (
-            "Apply to more programs than usual, with plenty of community programs, and go "
-            "through a backup plan with your advisor."
+            "Apply to more programs than usual, many of them community programs, and plan a "
+            "backup with your advisor."
         )
     return AdviceItem("parallel", text, PARALLEL)

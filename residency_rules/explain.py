@@ -83,7 +83,7 @@ def step1(status: Step1Status, marginal: bool, failed: int, low: bool = False,
         if low and specialty:
             text = (
                 f"You passed Step 1 after failing it {times(failed)}. Programs see every "
-                "attempt: a strong Step 2 CK softens a Step 1 failure but does not erase it, "
+                "attempt: a strong Step 2 CK softens the failure but does not erase it, "
                 f"and in {specialty} that {effect(level)}."
             )
         else:
@@ -238,13 +238,13 @@ def step2_failed_before(band: Band, specialty: str = "", level: int = 3) -> Reas
     levels 1-2, what it does to the outlook."""
     if band == "failing":
         text = (
-            "Programs see every Step 2 CK attempt: after a passing retake they will still see "
-            "this failure, and read it like a Step 1 failure."
+            "Programs see every Step 2 CK attempt: even after a passing retake, they will read "
+            "this failure like a Step 1 failure."
         )
     elif band == "pending":
         text = (
-            "You failed Step 2 CK on an earlier attempt. Programs see every attempt, so even "
-            "after a pass they will see that failure and read it like a Step 1 failure."
+            "You failed Step 2 CK on an earlier attempt. Programs see every attempt and read "
+            "that failure like a Step 1 failure, even after a pass."
         )
     elif specialty:  # given only where the failure is what caps an at-risk outlook
         text = (

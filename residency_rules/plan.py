@@ -264,12 +264,12 @@ def _schedule(
             )
         elif exam is not None:
             text = (
-                f"Keep your exam on {when(exam)} and apply on time: {reading}, and your score "
+                f"Keep your exam on {when(exam)} and apply on time ({reading}): your score "
                 "will follow your application."
             )
         else:
             text = (
-                f"Book {what} as soon as you are ready and apply on time: {reading}, and your "
+                f"Book {what} as soon as you are ready and apply on time ({reading}): your "
                 "score will follow your application."
             )
     elif phase == "interviewing":

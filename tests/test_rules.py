@@ -676,7 +676,7 @@ def test_a_failing_step2_is_on_the_record_and_its_targets_read_the_failure_row()
     for attempts in (None, 1, 2):
         result = run(student(specialty="Family Medicine", step2_score=210, step2_attempts=attempts))
         assert result.step2_failed_before
-        assert "after a passing retake they will still see this failure" in (
+        assert "even after a passing retake, they will read this failure" in (
             {r.rule: r.text for r in result.reasons}["step2.failed_before"]
         )
         labels = {n.label for n in result.next_levels}
