@@ -182,22 +182,40 @@ def load_settings(**overrides: object) -> Settings:
     return settings
 
 
-def unknown_settings(environ: Mapping[str, str] | None = None) -> list[str]:
+def unknown_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = None
+) -> list[str]:
     """Name each ADVISING_* variable this version does not know, with the likeliest meant one.
 
-    A misspelt setting (ADVISING_DELIVERY_MODE for ADVISING_DELIVERY) is otherwise silently
-    ignored and the default applies; the run goes on, the console says it once. The test
-    suite's own ADVISING_TEST_* variables are not settings and never warn.
+    A misspelt setting (ADVISING_DELIVER for ADVISING_DELIVERY) is otherwise silently ignored
+    and the default applies; the run goes on, the console says it once. Without arguments:
+    the environment and the .env file Settings reads; otherwise the names given (and env_file).
+    Names are compared ignoring case, as Settings reads them. The test suite's own
+    ADVISING_TEST_* variables are not settings and never warn.
     """
-    known = [f"ADVISING_{name.upper()}" for name in Settings.model_fields]
+    if environ is None:
+        environ = os.environ
+        env_file = Path(str(Settings.model_config.get("env_file") or ".env"))
+    sources = [(key, "") for key in environ]
+    if env_file is not None and env_file.is_file():
+        from dotenv import dotenv_values  # pydantic-settings reads .env with it
+
+        try:
+            sources += [(key, f" (in {env_file})") for key in dotenv_values(env_file)]
+        except (OSError, UnicodeDecodeError):
+            pass  # Settings reports an unreadable .env itself
+    known = set(Settings.model_fields)
     found = []
-    for key in sorted(os.environ if environ is None else environ):
-        if not key.startswith("ADVISING_") or key in known or key.startswith("ADVISING_TEST_"):
+    for key, where in sorted(set(sources)):
+        name = key.upper()
+        if not name.startswith("ADVISING_") or name.startswith("ADVISING_TEST_"):
+            continue
+        field = name.removeprefix("ADVISING_").lower()
+        if field in known:
             continue
         # Compared without the prefix every name shares, which would make anything "close".
-        near = difflib.get_close_matches(key.removeprefix("ADVISING_").lower(),
-                                         list(Settings.model_fields), n=1, cutoff=0.6)
-        found.append(f"{key} is not a setting of this version and is ignored"
+        near = difflib.get_close_matches(field, sorted(known), n=1, cutoff=0.6)
+        found.append(f"{key}{where} is not a setting of this version and is ignored"
                       + (f"; did you mean ADVISING_{near[0].upper()}?" if near
                          else " (README lists them)"))
     return found
