@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 import ipaddress
 import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -241,13 +244,79 @@ def _valid_host(host: str) -> bool:
     return True
 
 
+@functools.cache
+def _prefect_croniter() -> Any:
+    """Return the cron module Prefect's schedules use (its vendored croniter), or None.
+
+    Loaded from its file, without importing Prefect: Prefect reads its settings when imported,
+    and `advising run` sets them (the temporary server) after the settings are checked. The
+    module needs only pytz and dateutil, both Prefect's own dependencies.
+    """
+    spec = importlib.util.find_spec("prefect")  # finds the package; does not import it
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "_vendor" / "croniter" / "croniter.py"
+        module_spec = importlib.util.spec_from_file_location("_advising_croniter", path)
+        if path.is_file() and module_spec is not None and module_spec.loader is not None:
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+            return module
+    return None
+
+
+def schedule_problems(cron: str, timezone: str, now: datetime | None = None) -> list[str]:
+    """Say what is wrong with a schedule, as Prefect would judge it when it registers it.
+
+    Prefect's own test (croniter.is_valid, no random or hashed fields, an IANA time zone),
+    plus one Prefect does not make: a schedule that never comes (31 February). Empty when
+    Prefect's parser cannot be found (a future Prefect): serve and deploy then report it.
+    """
+    problems = []
+    cron_module = _prefect_croniter()
+    example = "'0 2 * * *' (every night at 02:00) or '30 1 * * 1-5' (01:30, Monday to Friday)"
+    if cron_module is not None:
+        croniter = cron_module.croniter
+        fields = cron.split()
+        if not croniter.is_valid(cron) or any(f.casefold() in ("r", "h") for f in fields):
+            problems.append(
+                f"ADVISING_SCHEDULE_CRON: {cron!r} is not a cron schedule; give five fields, "
+                f"minute hour day-of-month month day-of-week, e.g. {example}"
+            )
+        else:
+            try:
+                croniter(cron, now or datetime.now()).get_next(datetime)
+            except cron_module.CroniterError:  # it found no next time
+                problems.append(
+                    f"ADVISING_SCHEDULE_CRON: {cron!r} never comes (no such date); give one "
+                    f"that does, e.g. {example}"
+                )
+    zones = _time_zones()
+    if zones and timezone not in zones:
+        by_folded = {zone.casefold(): zone for zone in zones}
+        folded = timezone.strip().replace(" ", "_").casefold()
+        near = ([by_folded[folded]] if folded in by_folded else
+                [by_folded[z] for z in difflib.get_close_matches(folded, sorted(by_folded), n=1)])
+        problems.append(
+            f"ADVISING_SCHEDULE_TIMEZONE: {timezone!r} is not a time zone; give its IANA name, "
+            "e.g. America/New_York or Europe/Paris"
+            + (f" (did you mean {near[0]}?)" if near else "")
+        )
+    return problems
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    """The names Prefect accepts for a schedule's time zone: zoneinfo's (pandas ships tzdata)."""
+    return frozenset(available_timezones())
+
+
 def check_settings(settings: Settings) -> None:
-    """Check what pydantic's field types cannot: addresses, domains, the relay's login.
+    """Check what pydantic's field types cannot: addresses, domains, the relay's login, the
+    nightly schedule.
 
     Called by load_settings, the one gate every command and the flow go through, so a wrong
     setting stops a run at start with a SettingsError naming it and how to fix it.
     """
-    problems: list[str] = []
+    problems = schedule_problems(settings.schedule_cron, settings.schedule_timezone)
     if settings.mail_from and parse_sender(settings.mail_from) is None:
         problems.append(
             "ADVISING_MAIL_FROM: not one email address; write it as advising@school.edu or "
@@ -291,7 +360,7 @@ def check_settings(settings: Settings) -> None:
                 f"{host}: use starttls (port 587) or tls (port 465)"
             )
     if problems:
-        raise SettingsError("Delivery settings are not valid:\n  " + "\n  ".join(problems))
+        raise SettingsError("Settings are not valid:\n  " + "\n  ".join(problems))
 
 
 # --- A consortium: the offices file (DESIGN.md section 6, issue #18) ---------------------------

@@ -413,7 +413,7 @@ def test_a_wrong_setting_exits_2_before_any_run_starts(
     proc = _advising(workdir, prefect_server, ADVISING_MAIL_FROM="the advising office")
 
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "advising run: Delivery settings are not valid:" in proc.stderr
+    assert "advising run: Settings are not valid:" in proc.stderr
     assert "ADVISING_MAIL_FROM" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert len(_post(prefect_server, "/flow_runs/filter", {"limit": 200})) == before

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from flows.settings import unknown_settings
+from flows.errors import SettingsError
+from flows.settings import (
+    _prefect_croniter,
+    load_offices,
+    load_settings,
+    schedule_problems,
+    unknown_settings,
+)
+from tests.support.workbooks import make_office_workbook
 
 
 def test_a_misspelt_setting_in_dot_env_is_named_with_the_one_meant(workdir: Path) -> None:
@@ -43,3 +51,91 @@ def test_check_warns_of_an_unknown_setting_and_still_checks_the_roster(
         f"advising check: {workdir / 'none.xlsx'}: no such file; give the path of a roster "
         "workbook (.xlsx)",
     ]
+
+
+# --- The nightly schedule: checked as Prefect checks it, before anything runs -------------------
+
+BAD_CRON = "0 25 * * *"  # the issue's: hour 25
+
+
+def test_a_malformed_cron_is_one_sentence_naming_the_setting_and_an_example(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ADVISING_SCHEDULE_CRON", BAD_CRON)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert str(raised.value) == (
+        "Settings are not valid:\n  ADVISING_SCHEDULE_CRON: '0 25 * * *' is not a cron "
+        "schedule; give five fields, minute hour day-of-month month day-of-week, e.g. "
+        "'0 2 * * *' (every night at 02:00) or '30 1 * * 1-5' (01:30, Monday to Friday)"
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_run_and_check_stop_at_a_bad_schedule_with_status_2_touching_nothing(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    roster = workdir / "input" / "class-2027.xlsx"
+    make_office_workbook(roster)
+    before = roster.read_bytes()
+    monkeypatch.setenv("ADVISING_SCHEDULE_CRON", BAD_CRON)
+    monkeypatch.setenv("ADVISING_SCHEDULE_TIMEZONE", "America/New York")
+    argv = [command] + ([str(roster)] if command == "check" else [])
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"advising {command}: Settings are not valid:",
+        f"  ADVISING_SCHEDULE_CRON: {BAD_CRON!r} is not a cron schedule; give five fields, "
+        "minute hour day-of-month month day-of-week, e.g. '0 2 * * *' (every night at 02:00) "
+        "or '30 1 * * 1-5' (01:30, Monday to Friday)",
+        "  ADVISING_SCHEDULE_TIMEZONE: 'America/New York' is not a time zone; give its IANA "
+        "name, e.g. America/New_York or Europe/Paris (did you mean America/New_York?)",
+    ]
+    assert [p.name for p in (workdir / "input").iterdir()] == ["class-2027.xlsx"]
+    assert roster.read_bytes() == before
+    assert list((workdir / "output").iterdir()) == []
+
+
+def test_a_schedule_that_never_comes_is_refused() -> None:
+    """Prefect takes 31 February and would register a deployment that never runs."""
+    assert schedule_problems("0 2 31 2 *", "UTC") == [
+        "ADVISING_SCHEDULE_CRON: '0 2 31 2 *' never comes (no such date); give one that does, "
+        "e.g. '0 2 * * *' (every night at 02:00) or '30 1 * * 1-5' (01:30, Monday to Friday)"
+    ]
+    assert schedule_problems("0 2 29 2 *", "UTC") == []  # leap years: it comes
+
+
+def test_an_office_with_a_bad_schedule_is_named_in_the_offices_file(tmp_path: Path) -> None:
+    """`advising deploy` and `advising run --offices` read the file through the same gate."""
+    path = tmp_path / "offices.toml"
+    path.write_text('[[office]]\nname = "north"\ninput_dir = "n/in"\noutput_dir = "n/out"\n'
+                    'schedule_timezone = "Eastern"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"(?s)offices\.toml: office 'north': .*"
+                       r"ADVISING_SCHEDULE_TIMEZONE: 'Eastern' is not a time zone.*"
+                       r"did you mean US/Eastern\?"):
+        load_offices(path)
+
+
+CRONS = ["0 2 * * *", "30 1 * * 1-5", "@daily", "0 2 * * mon-fri", "*/15 * * * *",
+         "0 2 * * * 30", "0 25 * * *", "60 2 * * *", "0 2 * *", "", "H 2 * * *", "0 2 * * 8",
+         "0 2 ? * *", "0 2 L * *", "every night"]
+ZONES = ["America/New_York", "UTC", "Europe/Paris", "Eastern", "utc", "America/New York", ""]
+
+
+def test_the_check_agrees_with_prefects_own_cron_schedule() -> None:
+    """Prefect's CronSchedule (what serve and deploy build) is the oracle, both ways."""
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    assert _prefect_croniter() is not None  # a Prefect that moved its parser fails here
+    for cron in CRONS:
+        for zone in ZONES:
+            try:
+                CronSchedule(cron=cron, timezone=zone or None)
+                prefect_accepts = True
+            except ValidationError:
+                prefect_accepts = False
+            ours = schedule_problems(cron, zone or "UTC")
+            assert (ours == []) == prefect_accepts, (cron, zone, ours)
