@@ -21,11 +21,11 @@ from flows import intake
 from flows.intake.template import write_template
 from flows.letters import render_letters
 from flows.letters.hold import HELD_AFTER_MATCH, held_after_match
-from flows.settings import Settings
 from residency_rules.records import StudentRecord
 from residency_rules.rules import evaluate, evaluate_all
 from residency_rules.schema import match_header, norm_match_result
 from residency_rules.specialties import load_default_table
+from tests.support.calendar_letters import make_settings
 from tests.support.letters import flat
 
 TABLE = load_default_table()
@@ -42,13 +42,6 @@ def student(sid: str, **fields: Any) -> StudentRecord:
     }
     base.update(fields)
     return StudentRecord(**base)
-
-
-def make_settings(today: date = AFTER, **more: Any) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None, today=today, allowed_email_domains=("school.edu",),
-        reply_to="advising@school.edu", **more,
-    )
 
 
 def letter_for(record: StudentRecord, tmp_path: Path, today: date = AFTER) -> str:
@@ -93,7 +86,7 @@ def test_a_roster_with_a_match_outcome_column_is_read_and_a_bad_cell_is_a_proble
     for row in rows:
         ws.append(list(row))
     wb.save(path)
-    roster = intake.ingest(path, make_settings(), TABLE)
+    roster = intake.ingest(path, make_settings(AFTER), TABLE)
     found = {r.student_id: r.match_result for r in roster.records}
     assert found == {"S1": "matched", "S2": "matched in SOAP", "S3": "did not match",
                      "S4": None}
@@ -184,7 +177,7 @@ def test_when_the_office_sets_the_next_cycle_the_next_class_gets_its_preparing_l
                       review_start=date(2027, 9, 22), ranking_opens=date(2028, 2, 1),
                       rank_deadline=date(2028, 3, 1), match_week=date(2028, 3, 13),
                       match_day=date(2028, 3, 17))
-    settings = make_settings(**next_cycle)
+    settings = make_settings(AFTER, **next_cycle)
     from residency_rules.errors import RulesError
 
     with pytest.raises(RulesError, match=r"\[calendar.sf_match\] of the specialty table"):
@@ -214,10 +207,10 @@ def test_hold_renders_no_letter_for_a_blank_result_and_says_why() -> None:
     records = [student("B1"), student("M1", match_result="matched"),
                student("N1", step1_result="fail", step2_score=None)]
     evaluations = evaluate_all(records, TABLE, today=AFTER)
-    hold = make_settings(after_match="hold")
+    hold = make_settings(AFTER, after_match="hold")
     reasons = {e.student_id: held_after_match(e, hold) for e in evaluations}
     assert reasons == {"B1": HELD_AFTER_MATCH, "M1": None, "N1": None}
-    assert all(held_after_match(e, make_settings()) is None for e in evaluations)
+    assert all(held_after_match(e, make_settings(AFTER)) is None for e in evaluations)
     before = evaluate_all(records, TABLE, today=AFTER - timedelta(days=10))
     assert all(held_after_match(e, hold) is None for e in before)
 
@@ -276,7 +269,7 @@ def test_after_match_letters_are_valid_html_with_nothing_of_the_ended_cycle(
                student("B1")]
     evaluations = evaluate_all(records, TABLE, today=AFTER)
     letters = render_letters(records, {e.student_id: e for e in evaluations}, TABLE,
-                             make_settings(), {}, tmp_path)
+                             make_settings(AFTER), {}, tmp_path)
     for letter, heading in zip(letters, ("You matched", "Did not match: your next steps",
                                          "After Match Day: your next steps"), strict=True):
         plain = check_html(letter.html).plain

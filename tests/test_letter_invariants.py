@@ -26,14 +26,13 @@ from flows.letters import Letter
 from flows.letters import render as letters_render
 from flows.letters.context import Run
 from flows.letters.render import load_templates
-from flows.settings import Settings
 from residency_rules.calendar import Cycle
 from residency_rules.explain import times
 from residency_rules.records import CLERKSHIPS, Evaluation, StudentRecord
 from residency_rules.rulebook import TIERS
 from residency_rules.rules import evaluate
 from residency_rules.specialties import load_default_table
-from tests.support.calendar_letters import student
+from tests.support.calendar_letters import make_settings, student
 from tests.support.records import ACCEPTANCE
 from tests.support.records import records as any_record
 
@@ -125,13 +124,6 @@ def matrix(today: date) -> Iterator[StudentRecord]:
         yield student(f"M{n:05d}", specialty=specialty, match_result=result,
                       **f1, **f2, **modifiers)
         n += 1
-
-
-def make_settings(today: date, **more: Any) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None, today=today, allowed_email_domains=("school.edu",),
-        reply_to="advising@school.edu", **more,
-    )
 
 
 def letters_for(records: list[StudentRecord], today: date,
