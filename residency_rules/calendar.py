@@ -23,7 +23,7 @@ third-party readings of the AAMC, NRMP, SF Match and AUA calendars, for the offi
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from residency_rules import datafile as df
@@ -56,6 +56,13 @@ class MatchSystem:
     source: str
     soap: bool = False  # SOAP (positions left open, in Match Week) exists in the NRMP only
     list_name: str = "rank order list"  # what the student certifies or submits
+    # Where the student applies: ERAS for the NRMP and the AUA, the SF Match's own Central
+    # Application Service for Ophthalmology. A match with its own service may have its own
+    # application dates; None: the cycle's (ERAS) dates.
+    application: str = "ERAS"
+    season_opens: _dt.date | None = None
+    submissions_open: _dt.date | None = None
+    review_start: _dt.date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +131,22 @@ class Cycle:
             key="nrmp", name="NRMP Main Match", ranking_opens=self.ranking_from,
             rank_deadline=self.rank_deadline, match_day=self.match_day, source=self.source,
             soap=True, list_name="rank order list",
+        )
+
+    def for_match(self, key: str) -> Cycle:
+        """Return this cycle as a student of that match sees it: its own application dates.
+
+        Every date the plan reads (the season, submissions, review) is then the student's own
+        service's; the NRMP's dates stay as they are (the NRMP and the AUA share ERAS's).
+        """
+        match = self.system(key)
+        if match.key == "nrmp":
+            return self
+        return replace(
+            self,
+            season_opens=match.season_opens or self.season,
+            submissions_open=match.submissions_open or self.submissions,
+            review_start=match.review_start or self.review_start,
         )
 
     def system(self, key: str) -> MatchSystem:
@@ -211,10 +234,17 @@ def check(cycle: Cycle, where: str) -> Cycle:
                 f"rank_deadline {other.rank_deadline}, match_day {other.match_day})",
                 "ranking opens, then the deadline, then the match day",
             )
-        if other.ranking_opens <= cycle.review_start:
+        own = cycle.for_match(other.key)
+        if not own.season <= own.submissions < own.review_start:
+            raise df.Where(where, f"[calendar.{other.key}]").error(
+                f"the {other.application} dates are out of order (season_opens {own.season}, "
+                f"submissions_open {own.submissions}, review_start {own.review_start})",
+                "the service opens, then takes submissions, then programs review",
+            )
+        if other.ranking_opens <= own.review_start:
             raise df.Where(where, f"[calendar.{other.key}]").error(
                 f"the {other.name}'s ranking opens on {other.ranking_opens}, before programs "
-                f"review on {cycle.review_start}",
+                f"review on {own.review_start}",
                 f"set the {other.name}'s dates for this cycle too, in [calendar.{other.key}] "
                 "of the specialty table (ADVISING_SPECIALTY_TABLE): ranking comes after the "
                 "interview season",
@@ -222,9 +252,9 @@ def check(cycle: Cycle, where: str) -> Cycle:
     return cycle
 
 
-_OTHER_NAMES: dict[str, tuple[str, str]] = {
-    "sf_match": ("SF Match", "preference list"),
-    "aua": ("AUA Urology Match", "preference list"),
+_OTHER_NAMES: dict[str, tuple[str, str, str]] = {
+    "sf_match": ("SF Match", "preference list", "SF Match CAS"),
+    "aua": ("AUA Urology Match", "preference list", "ERAS"),
 }
 
 
@@ -244,7 +274,12 @@ def parse_cycle(doc: df.Table, origin: str) -> Cycle:
             continue
         inner = where.child(key)
         block = df.table(found, key, where, f"write [calendar.{key}] with its dates and source")
-        name, list_name = _OTHER_NAMES[key]
+        name, list_name, service = _OTHER_NAMES[key]
+
+        def own(date_key: str, block: df.Table = block, inner: df.Where = inner
+                ) -> _dt.date | None:
+            return df.day(block, date_key, inner, date_fix) if date_key in block else None
+
         others.append(MatchSystem(
             key=key,
             name=df.text(block, "name", inner, f'name the match, e.g. name = "{name}"'),
@@ -254,6 +289,12 @@ def parse_cycle(doc: df.Table, origin: str) -> Cycle:
             source=df.text(block, "source", inner, "say where the dates come from"),
             soap=False,
             list_name=list_name,
+            application=(df.text(block, "application", inner,
+                                 f'name where students apply, e.g. application = "{service}"')
+                         if "application" in block else service),
+            season_opens=own("season_opens"),
+            submissions_open=own("submissions_open"),
+            review_start=own("review_start"),
         ))
     cycle = Cycle(
         name=df.text(found, "cycle", where, 'name the cycle, e.g. cycle = "2027 Main Match"'),

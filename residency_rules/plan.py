@@ -313,7 +313,7 @@ def _phase_items(
     if s.phase == "preparing" or s.phase == "applying":
         ready = s.phase == "preparing" and s.day.ready
         if ready:
-            items.append(_eras_ready(s.cycle.season))
+            items.append(_eras_ready(s.cycle.season, s.day.match.application))
             deadlines["ready"] = s.cycle.season - _dt.timedelta(days=1)
         # After a failure (either exam) no package lifts the level.
         package = s.tier == "hyper" and s.step1.status == "clean" and not s.step2_failed
@@ -331,7 +331,8 @@ def _phase_items(
             opens = s.cycle.submissions
             items.append(_apply(opens, s.cycle.review_start, s.exam.state != "in"
                                 and s.exam.state != "failing",
-                                (opens - s.today).days <= s.plan.weeks_days, opens <= s.today))
+                                (opens - s.today).days <= s.plan.weeks_days, opens <= s.today,
+                                s.day.match.application))
             deadlines["apply"] = s.cycle.review_start - _dt.timedelta(days=1)
             if opens > s.today:
                 floors["apply"] = min(opens, s.today + _dt.timedelta(days=s.plan.weeks_days))
@@ -384,11 +385,11 @@ SOAP_NOW = AdviceItem(
 
 
 @lru_cache(maxsize=64)
-def _eras_ready(opens: _dt.date) -> AdviceItem:
-    """The last weeks of preparing: the day ERAS opens and what to have ready for it."""
+def _eras_ready(opens: _dt.date, service: str) -> AdviceItem:
+    """The last weeks of preparing: the day the application service opens, what to have ready."""
     return AdviceItem(
         "ready",
-        f"ERAS opens on {when(opens)}: have your letters asked for and your personal statement "
+        f"{service} opens on {when(opens)}: have your letters asked for and your personal statement "
         "drafted by then.",
         CALENDAR,
     )
@@ -433,23 +434,26 @@ def _start_list(share: ProgramMix) -> AdviceItem:
 
 @lru_cache(maxsize=256)
 def _apply(
-    opens: _dt.date, review_start: _dt.date, pending: bool, in_plan: bool, open_now: bool
+    opens: _dt.date, review_start: _dt.date, pending: bool, in_plan: bool, open_now: bool,
+    service: str,
 ) -> AdviceItem:
-    """Submit once ERAS takes submissions; before that, finish the application for that day."""
+    """Submit once the service (ERAS, SF Match CAS) takes submissions; before that, finish the
+    application for that day."""
     wait = " Do not wait for your score." if pending else ""
     if open_now:
         text = (
-            f"Submit your ERAS application with that list before programs start reading on "
+            f"Submit your {service} application with that list before programs start reading on "
             f"{when(review_start)}.{wait}"
         )
     elif in_plan:
         text = (
-            f"Submit your ERAS application with that list from {when(opens)} (submissions "
+            f"Submit your {service} application with that list from {when(opens)} (submissions "
             f"open); programs start reading on {when(review_start)}.{wait}"
         )
     else:
         text = (
-            f"Finish your ERAS application with that list: ERAS takes submissions from "
+            f"Finish your {service} application with that list: {service} takes submissions "
+            f"from "
             f"{when(opens)}; programs start reading on {when(review_start)}.{wait}"
         )
     return AdviceItem("apply", text, CALENDAR)

@@ -524,6 +524,7 @@ def _evaluate(
         )
     name = spec.name
     tier = spec.tier
+    cycle = cycle.for_match(spec.match)  # the student's own application service's dates
     review_start = cycle.review_start
     cutoff = review_start - _dt.timedelta(weeks=rules.timing_weeks)
     status, marginal, failed = step1_status(record, rules)

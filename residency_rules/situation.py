@@ -102,6 +102,7 @@ def day(today: _dt.date, cycle: Cycle, match_key: str, result: MatchResult | Non
     match gets the next cycle's preparing letter once the office has set its dates.
     """
     match = cycle.system(match_key)
+    cycle = cycle.for_match(match_key)  # the student's own application service's dates
     found = phase(today, cycle, match)
     if result in ("matched", "matched in SOAP"):
         found = "after match"

@@ -203,6 +203,11 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
     if today + timedelta(days=28) < cycle.submissions:
         assert not re.search(r"\bsubmit\b", main, re.I), (where, main)
 
+    # Each student applies through the match's own service (ERAS; SF Match CAS for the SF Match).
+    service = cycle.system(ev.match_system).application
+    for other in {"ERAS", "SF Match CAS"} - {service}:
+        assert not re.search(rf"\b{other}\b", main), (where, other, main)
+
     # In the NRMP's Match Week a student who did not match is in SOAP, today.
     if ev.phase == "match week" and ev.match_result == "did not match" and passed:
         assert "SOAP is running this week" in main, where
@@ -411,6 +416,9 @@ def test_the_demo_roster_is_a_one_minute_read_on_the_five_days(
         # Reassurance at level 1.
         (student("C4", specialty="General Surgery", step2_score=238), date(2026, 12, 6),
          "Prepare for each interview", "You are fine. Prepare for each interview"),
+        # ERAS to a student who applies through the SF Match's own service.
+        (student("C8", specialty="Ophthalmology", step2_score=262), date(2026, 8, 20),
+         "Submit your SF Match CAS application", "Submit your ERAS application"),
         # A submit instruction in June.
         (student("C5", step2_score=250), date(2026, 6, 20), "Build a realistic program list",
          "Submit your application now. Build a realistic program list"),

@@ -265,7 +265,6 @@ class Run:
             for marked in (False, True)
         }
         self.cycle = settings.cycle(table)
-        self.review_start = format_day(self.cycle.review_start)
         self.passing = table.rules.failing_score
         self.specs: dict[str, Specialty | None] = {}
         self.nrmp_year = nrmp_match_year(table)
@@ -375,7 +374,7 @@ def _callout(run: Run, record: StudentRecord, ev: Evaluation) -> str:
     )
     return (
         f"{when}: the score would not be in your application when programs start reading on "
-        f"{run.review_start}."
+        f"{format_day(run.cycle.for_match(ev.match_system).review_start)}."
     )
 
 
