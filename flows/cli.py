@@ -16,7 +16,13 @@ from flows.errors import AdvisingError
 from flows.outcome import RosterOutcome, RosterStatus, exit_status
 from flows.report import describe
 from flows.runtime import apply_prefect_defaults, skip_final_collection
-from flows.settings import load_offices, load_settings, load_table, unknown_settings
+from flows.settings import (
+    load_offices,
+    load_settings,
+    load_table,
+    table_notice,
+    unknown_settings,
+)
 
 EPILOG = """\
 Settings come from ADVISING_* environment variables or a .env file in the current folder
@@ -186,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     specialties.add_argument("--import", dest="import_file", type=Path, metavar="FILE.csv",
                              help="replace the NRMP figures from this CSV file")
+    specialties.add_argument("--data-file", action="store_true",
+                             help="print the data file shipped with this version (TOML), to "
+                             "start an office copy or to copy a table into one")
     specialties.add_argument("--report", metavar="TEXT",
                              help='how letters cite the figures, e.g. "NRMP Charting Outcomes '
                              '2027, Table 5" (default: the table\'s current report)')
@@ -224,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"advising {args.command}: warning: {warning}", file=sys.stderr)
 
     try:
+        if args.command in ("run", "check", "serve", "deploy"):
+            _say_table_notice(args.command)
         return int(COMMANDS[args.command](args))
     except AdvisingError as exc:
         print(f"advising {args.command}: {exc}", file=sys.stderr)
@@ -236,6 +247,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Point stdout at /dev/null so the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _say_table_notice(command: str) -> None:
+    """Load the office's data file at start: a broken one stops here (exit 2), an older copy is
+    named with what it takes from the packaged file."""
+    settings = load_settings()
+    if settings.specialty_table is not None:
+        notice = table_notice(load_table(settings), settings)
+        if notice:
+            print(f"advising {command}: note: {notice}", file=sys.stderr)
 
 
 def report(outcome: RosterOutcome) -> None:
@@ -457,6 +478,11 @@ def cmd_specialties(args: argparse.Namespace) -> int:
     from residency_rules.explain import when
     from residency_rules.specialties import PACKAGED_ORIGIN, describe_table
 
+    if args.data_file:
+        from residency_rules.specialties import packaged_text
+
+        print(packaged_text(), end="")
+        return 0
     settings = load_settings()
     if args.import_file is None:
         if args.report is not None:

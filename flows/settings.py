@@ -501,6 +501,17 @@ def _describe_errors(exc: ValidationError, name: Callable[[str], str]) -> list[s
     return lines
 
 
+def table_notice(table: SpecialtyTable, settings: Settings) -> str | None:
+    """Say what an office's older copy of the data file lacked and now takes from the package."""
+    if not table.filled or settings.specialty_table is None:
+        return None
+    return (
+        f"ADVISING_SPECIALTY_TABLE ({settings.specialty_table}) is a copy from an earlier "
+        f"version: it has no {', '.join(table.filled)}; the packaged ones are used. To change "
+        "them, copy them from `advising specialties --data-file` into your file"
+    )
+
+
 def load_table(settings: Settings) -> SpecialtyTable:
     """Load the office's edited specialty table when configured, else the packaged one."""
     if settings.specialty_table is None:

@@ -389,8 +389,8 @@ def _eras_ready(opens: _dt.date, service: str) -> AdviceItem:
     """The last weeks of preparing: the day the application service opens, what to have ready."""
     return AdviceItem(
         "ready",
-        f"{service} opens on {when(opens)}: have your letters asked for and your personal statement "
-        "drafted by then.",
+        f"{service} opens on {when(opens)}: have your letters asked for and your personal "
+        "statement drafted by then.",
         CALENDAR,
     )
 

@@ -67,6 +67,8 @@ class SpecialtyTable:
     # application calendar).
     calendar: Cycle | None = None
     interviews: InterviewTargets | None = field(default=None, repr=False, compare=False)
+    # Tables an office's older copy lacked, taken from the packaged file (fill_from_package).
+    filled: tuple[str, ...] = ()
     _by_name: Mapping[str, Specialty] = field(init=False, repr=False, compare=False)
     _by_key: Mapping[str, Specialty] = field(init=False, repr=False, compare=False)
     # Per-table precomputation the rules build once (sentences, score ladders); see rules.py.
@@ -133,6 +135,7 @@ def parse_table(text: str, origin: str) -> SpecialtyTable:
             "Fix: compare it with the packaged specialties.toml; text needs quotes, "
             "lists need [brackets]."
         ) from exc
+    filled = () if origin == PACKAGED_ORIGIN else fill_from_package(doc)
     top = df.Where(origin, "top of the file")
     version = df.text(doc, "version", top, 'add a version line, e.g. version = "2026.1"')
     cycle = df.text(doc, "cycle", top, 'add the match cycle, e.g. cycle = "2027 Main Match"')
@@ -164,7 +167,67 @@ def parse_table(text: str, origin: str) -> SpecialtyTable:
         family_source=family_source,
         calendar=calendar,
         interviews=interviews,
+        filled=filled,
     )
+
+
+# What later versions added to the data file, where an office's older copy may lack it: the
+# packaged table (or key) is used for each missing one, and the office is told
+# (SpecialtyTable.filled). The office's own numbers are never replaced. Left alone: the
+# specialties, the [nrmp] block (its absence means "unchecked") and the dates inside an office's
+# [calendar] (those left out follow from its own review_start).
+_ADDED_TABLES = ("calendar", "interviews", "families", "plan", "levels")
+_ADDED_MATCHES = ("sf_match", "aua")
+# Keys added to tables an office's copy has: (table, subtable or "", key).
+_ADDED_KEYS = (("rules", "", "exam"), ("rules", "", "study"), ("rules", "parallel", "min_level"),
+               ("mix", "", "example_programs"))
+# Keys a [[specialty]] entry gained; taken from the packaged entry of the same name.
+_ADDED_SPECIALTY_KEYS = ("family", "match", "parallel", "parallel_source")
+
+
+def fill_from_package(doc: dict[str, object]) -> tuple[str, ...]:
+    """Add to an office's parsed copy what later versions added; name what was added.
+
+    An office that copied the data file a version ago keeps its own numbers and starts on the
+    upgrade with the packaged [plan] or [levels] instead of a refusal at start.
+    """
+    packaged = tomllib.loads(packaged_text())
+    filled: list[str] = []
+
+    def take(into: dict[str, object], source: Mapping[str, object], key: str, label: str
+             ) -> None:
+        if key not in into and key in source:
+            into[key] = source[key]
+            filled.append(label)
+
+    for name in _ADDED_TABLES:
+        take(doc, packaged, name, f"[{name}]")
+    calendar, theirs = doc.get("calendar"), packaged.get("calendar")
+    if isinstance(calendar, dict) and isinstance(theirs, Mapping) and "[calendar]" not in filled:
+        for key in _ADDED_MATCHES:
+            take(calendar, theirs, key, f"[calendar.{key}]")
+    for name, sub, key in _ADDED_KEYS:
+        mine, source = doc.get(name), packaged.get(name)
+        if sub:
+            mine = mine.get(sub) if isinstance(mine, dict) else None
+            source = source.get(sub) if isinstance(source, Mapping) else None
+        if isinstance(mine, dict) and isinstance(source, Mapping):
+            where = f"{name}.{sub}" if sub else name
+            value = source.get(key)
+            take(mine, source, key, f"[{where}.{key}]" if isinstance(value, Mapping)
+                 else f"{key} in [{where}]")
+    ours = {e.get("name"): e for e in packaged.get("specialty", []) if isinstance(e, Mapping)}
+    entries = doc.get("specialty")
+    for entry in entries if isinstance(entries, list) else []:
+        packaged_entry = ours.get(entry.get("name")) if isinstance(entry, dict) else None
+        if isinstance(entry, dict) and packaged_entry is not None:
+            for key in _ADDED_SPECIALTY_KEYS:
+                label = f"{key} in the [[specialty]] entries"
+                if key not in entry and key in packaged_entry:
+                    entry[key] = packaged_entry[key]
+                    if label not in filled:
+                        filled.append(label)
+    return tuple(filled)
 
 
 _YEAR = re.compile(r"\b(20\d\d)\b")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from residency_rules.errors import RulesError
@@ -339,3 +341,50 @@ def test_a_program_mix_that_does_not_add_up_is_refused() -> None:
 def test_parse_table_accepts_the_packaged_text_under_any_origin() -> None:
     """An unedited copy of the packaged file parses to the same table."""
     assert parse_table(PACKAGED, ORIGIN) == load_default_table()
+
+
+# --- an office's copy from an earlier version ----------------------------------------------
+
+FIRST_RELEASE = Path(__file__).parent / "data" / "specialties_first_release.toml"
+
+
+def test_an_office_copy_of_the_first_release_loads_with_the_packaged_new_tables(
+    table: SpecialtyTable,
+) -> None:
+    """The first shipped data file (as an office copied it) lacks the tables added since: it
+    loads, each missing one comes from the package and is named; its own numbers stay."""
+    text = FIRST_RELEASE.read_text(encoding="utf-8")
+    old = parse_table(text, str(FIRST_RELEASE))
+    assert {"[plan]", "[levels]", "[rules.exam]", "[rules.study]", "[calendar]"} <= set(old.filled)
+    assert old.rules.plan == table.rules.plan and old.rules.levels == table.rules.levels
+    assert old.get("Ophthalmology").match == "sf_match"
+    # An office's own number is kept, never replaced by the packaged one.
+    edited = parse_table(text.replace("min_research = 1", "min_research = 3"), "edited.toml")
+    assert edited.rules.package_min_research == 3 != table.rules.package_min_research
+    # The packaged file itself fills nothing.
+    assert table.filled == ()
+
+
+def test_a_specialty_the_office_added_still_needs_its_own_family() -> None:
+    """Only specialties the package knows take its new keys: the office's own is named."""
+    text = FIRST_RELEASE.read_text(encoding="utf-8") + (
+        '\n[[specialty]]\nname = "Sports Medicine"\ntier = "less"\nsolid = 235\n'
+        'excellent = 245\naliases = []\nsource = "office"\n'
+    )
+    with pytest.raises(RulesError, match=r'"Sports Medicine".*"family" is missing'):
+        parse_table(text, "office.toml")
+
+
+def test_the_cli_names_what_an_older_copy_lacked(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`advising check` says once, at start, which tables came from the package."""
+    from flows.cli import main
+    from tests.support.workbooks import make_office_workbook
+
+    roster = workdir / "class-2027.xlsx"
+    make_office_workbook(roster)
+    monkeypatch.setenv("ADVISING_SPECIALTY_TABLE", str(FIRST_RELEASE))
+    assert main(["check", str(roster)]) in (0, 1)  # 1: the workbook's own problems listed
+    err = capsys.readouterr().err
+    assert "is a copy from an earlier version" in err and "[plan]" in err, err
