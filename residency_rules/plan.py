@@ -91,7 +91,10 @@ def build(s: Situation) -> tuple[tuple[AdviceItem, ...], tuple[int, ...]]:
     elif s.phase == "after match":
         items.extend(_after_match(s))
     else:
-        in_soap = s.phase == "match week" and s.day.result == "did not match"
+        # In SOAP (or in its days, when the student may be in it) the SOAP item is the meeting.
+        in_soap = s.phase == "match week" and (
+            s.day.result == "did not match" or (s.day.match.soap and s.today >= s.cycle.soap_from)
+        )
         if s.mix.meet_advisor and not in_soap:  # at risk: the plan is gone through together
             items.append(advice.ADVISOR_ITEM)
         items.extend(_exam_items(s, deadlines))
@@ -361,6 +364,11 @@ def _phase_items(
     if match.soap and s.day.result == "did not match":  # SOAP is running: today
         items.append(SOAP_NOW)
         deadlines["soap"] = s.today
+    elif match.soap and s.today >= s.cycle.soap_from and s.today <= match.match_day:
+        # SOAP's days and no result on the roster: the student knows it since Monday.
+        items.append(_soap_if(s.today if s.today == s.cycle.soap_from else None,
+                               match.match_day))
+        deadlines["soap"] = s.today
     elif match.soap and (s.low or to_come):
         items.append(_soap(s.cycle.soap_from, s.today, before=False))
         deadlines["soap"] = max(s.cycle.soap_from, s.today)
@@ -508,6 +516,22 @@ def _rank(match: MatchSystem, parallel: bool) -> AdviceItem:
             f"{when(match.rank_deadline)}."
         )
     return AdviceItem("rank", text, match.name)
+
+
+@lru_cache(maxsize=16)
+def _soap_if(monday: _dt.date | None, match_day: _dt.date) -> AdviceItem:
+    """In SOAP's days with no result on the roster: both branches, SOAP's first (it is today's).
+
+    monday: the letter's day when it is Match Week's Monday (the NRMP tells applicants then)."""
+    told = (f"The NRMP tells you on {when(monday)} whether you matched." if monday
+            else "The NRMP has told you whether you matched.")
+    return AdviceItem(
+        "soap",
+        f"{told} If you did not, SOAP is running this week: work with your advisor today on "
+        "your SOAP applications, and keep your phone and email at hand for offers. If you did, "
+        f"you learn where on Match Day, {when(match_day)}.",
+        "NRMP Main Match: Match Week and SOAP",
+    )
 
 
 @lru_cache(maxsize=256)

@@ -257,11 +257,12 @@ class Run:
             "plan_span": f"{_short_day(self.today)} to {_short_day(end)}",
         }
         self.dates = {False: plain, True: {k: _volatile(v) for k, v in plain.items()}}
+        # Due on the letter's own day: "Today (Tue 16 Mar)", not "By Tue 16 Mar".
         self.when = {
             (kind, d, marked): (_volatile(text) if marked else text)
             for d in range(last + 1)
             for kind, word in (("by", "By"), ("from", "From"))
-            for text in (f"{word} {_short_day(self.today + timedelta(days=d))}",)
+            for text in (_due(word, d, self.today + timedelta(days=d)),)
             for marked in (False, True)
         }
         self.cycle = settings.cycle(table)
@@ -327,7 +328,8 @@ class Run:
         if not items:
             return ""
         day, _, kind, _ = items[0]
-        text = f"{kind} {_short_day(self.today + timedelta(days=day))}"
+        text = _due(kind, day, self.today + timedelta(days=day))
+        text = text[0].lower() + text[1:]
         return _volatile(text) if marked else text
 
     def plan_items(
@@ -335,6 +337,13 @@ class Run:
     ) -> tuple[_PlanItem, ...]:
         """Return the plan with its dates, marked volatile or not."""
         return tuple(_PlanItem(self.when[kind, day, marked], text) for day, _, kind, text in items)
+
+
+def _due(word: str, days: int, day: date) -> str:
+    """Say when a plan item is due: "By Thu 26 Nov", "From Sun 6 Dec", "Today (Tue 16 Mar)"."""
+    if days == 0 and word.lower() == "by":
+        return f"Today ({_short_day(day)})"
+    return f"{word} {_short_day(day)}"
 
 
 SEASON_WORDS: dict[str, str] = {
