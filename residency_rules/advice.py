@@ -114,6 +114,15 @@ STEP2_STATEMENT_ITEM = AdviceItem(
     STATEMENT,
 )
 
+# A Step 1 failure while the Step 2 CK score is not in yet, or is itself a failing one: the
+# paragraph cannot point at a score that does not show it (yet).
+STATEMENT_NO_SCORE_ITEM = AdviceItem(
+    "statement",
+    "In your personal statement, give your Step 1 failure one short paragraph, not an "
+    "apology: what happened, what you changed, how your clerkships show it.",
+    STATEMENT,
+)
+
 BOTH_STATEMENT_ITEM = AdviceItem(
     "statement",
     "In your personal statement, give your Step 1 and Step 2 CK failures one short paragraph, "
@@ -122,12 +131,17 @@ BOTH_STATEMENT_ITEM = AdviceItem(
 )
 
 
-def failure_statement(step1_failed: bool, step2_failed: bool) -> tuple[AdviceItem, ...]:
-    """Ask for the personal-statement paragraph about whichever exam failures are on record."""
+def failure_statement(
+    step1_failed: bool, step2_failed: bool, step2_shows: bool = True
+) -> tuple[AdviceItem, ...]:
+    """Ask for the personal-statement paragraph about whichever exam failures are on record.
+
+    step2_shows: a passing Step 2 CK score is in, so the paragraph can point at it.
+    """
     if step1_failed and step2_failed:
         return (BOTH_STATEMENT_ITEM,)
     if step1_failed:
-        return (STATEMENT_ITEM,)
+        return (STATEMENT_ITEM if step2_shows else STATEMENT_NO_SCORE_ITEM,)
     if step2_failed:
         return (STEP2_STATEMENT_ITEM,)
     return ()

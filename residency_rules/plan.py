@@ -326,7 +326,8 @@ def _phase_items(
             items.append(advice.ONE_MORE_LETTER)
         if package:
             items.append(advice.package(s.specialty, s.missing))
-        items.extend(advice.failure_statement(step1_failure, step2_failure))
+        items.extend(advice.failure_statement(
+            step1_failure, step2_failure, s.exam.state == "in" and s.raw != "failing"))
         items.append(advice.mix(s.mix) if s.phase == "applying" else _start_list(s.mix))
         if s.low:
             items.append(advice.parallel(s.parallel, s.tier == "less"))

@@ -203,6 +203,10 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
     if today + timedelta(days=28) < cycle.submissions:
         assert not re.search(r"\bsubmit\b", main, re.I), (where, main)
 
+    # A personal statement points at a Step 2 CK score only when a passing one is in.
+    if ev.exam_state != "in" or ev.raw_band == "failing":
+        assert "how your Step 2 CK shows it" not in main, (where, main)
+
     # Each student applies through the match's own service (ERAS; SF Match CAS for the SF Match).
     service = cycle.system(ev.match_system).application
     for other in {"ERAS", "SF Match CAS"} - {service}:
