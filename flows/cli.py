@@ -319,6 +319,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate one roster, print its problems, and exit 1 when there are any."""
     from flows.errors import RosterError
+    from flows.intake.columns import columns_read, format_columns
     from flows.intake.validation import check_file, format_problems
 
     file: Path = args.file
@@ -332,15 +333,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  - {problem}")
         return 1
+    where = f"sheet '{roster.sheet}', header on row {roster.header_row}"
+    columns = format_columns(columns_read(roster))
     if not roster.problems:
-        print(f"{file}: {len(roster.row_ids)} students, no problems found.")
+        print(f"{file}: {len(roster.row_ids)} students, no problems found ({where}).")
+        print(columns)
         return 0
     held = len(roster.held_rows())
     print(
         f"{file}: {len(roster.row_ids)} students, {len(roster.problems)} problem(s); "
-        f"{held} row(s) would be held (no letter) until fixed.\n"
+        f"{held} row(s) would be held (no letter) until fixed ({where}).\n"
     )
     print(format_problems(roster.problems))
+    print()
+    print(columns)
     return 1
 
 

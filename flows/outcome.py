@@ -202,6 +202,7 @@ class RosterOutcome:
     workbook: str = ""  # the annotated workbook, once written
     delivery: str = ""
     notice: str = ""  # for the office, e.g. the configured cycle is over; letters still went
+    columns: str = ""  # one line: columns read, not read, fields not found (headers only)
     reason: str = ""  # why it was rejected or stopped, in words fit for Prefect (no row values)
     problems: str = ""  # the .problems.txt beside a rejected roster
     started: str = ""  # ISO times of the roster's run, to ask the ledger what changed

@@ -35,6 +35,7 @@ from flows.delivery.smtp import UnrecordedSends
 from flows.errors import AdvisingError, RosterBusy, RosterError, StageCrash
 from flows.files import no_space, roster_output_dir, sha256_file
 from flows.intake import Roster
+from flows.intake.columns import columns_line, columns_read
 from flows.letters import Letter, LetterSummary, RenderPool, render_letters
 from flows.letters.batches import Batch, letters_in_batches
 from flows.letters.context import format_day
@@ -325,6 +326,7 @@ def process_roster(
         counts=counts, digest=digest, output=str(out_dir), workbook=str(workbook),
         delivery=settings.delivery, notice=cycle_warning,
         started=started.isoformat(timespec="seconds"), ended=ended.isoformat(timespec="seconds"),
+        columns=columns_line(columns_read(roster)),
     )
 
 

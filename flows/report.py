@@ -58,6 +58,8 @@ def describe(outcome: RosterOutcome) -> str:
             + (f"; {skipped} without a usable address" if skipped else ""),
             f"  results: {outcome.output}/  (roster {outcome.message})",
         ]
+        if outcome.columns:
+            lines.insert(2, f"  {outcome.columns}")
         if c.waiting:
             lines.append(
                 f"  approval: {c.waiting} new or changed letters wait for the office: read "

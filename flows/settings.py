@@ -23,7 +23,7 @@ from flows.errors import SettingsError
 from residency_rules import calendar
 from residency_rules.calendar import Cycle
 from residency_rules.rules import cycle_of
-from residency_rules.schema import is_address, is_domain, parse_sender
+from residency_rules.schema import FIELDS, header_key, is_address, is_domain, parse_sender
 from residency_rules.specialties import SpecialtyTable, load_default_table, parse_table
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     templates_dir: Path = DEFAULT_TEMPLATES
     # An office-edited copy of the specialty table; blank = the one shipped in residency_rules.
     specialty_table: Path | None = None
+    # The office's own headers, once (#25): a TOML file of field = "Our header" lines.
+    column_map: Path | None = None
 
     school_name: str = "School of Medicine"
     office_name: str = "Office of Student Affairs"
@@ -317,6 +319,8 @@ def check_settings(settings: Settings) -> None:
     setting stops a run at start with a SettingsError naming it and how to fix it.
     """
     problems = schedule_problems(settings.schedule_cron, settings.schedule_timezone)
+    if settings.column_map is not None:
+        problems.extend(column_map_problems(settings.column_map))
     if settings.mail_from and parse_sender(settings.mail_from) is None:
         problems.append(
             "ADVISING_MAIL_FROM: not one email address; write it as advising@school.edu or "
@@ -367,7 +371,7 @@ def check_settings(settings: Settings) -> None:
 
 _OFFICE_NAME = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
 # Settings that are folders: a relative path in the file is read from the file's own folder.
-_PATH_KEYS = ("input_dir", "output_dir", "templates_dir", "specialty_table")
+_PATH_KEYS = ("input_dir", "output_dir", "templates_dir", "specialty_table", "column_map")
 # Secrets stay out of a file that is copied to every worker and kept in version control.
 _SECRET_KEYS = {
     "smtp_password": "smtp_password_block (the name of a Prefect Secret block holding it)",
@@ -499,6 +503,51 @@ def _describe_errors(exc: ValidationError, name: Callable[[str], str]) -> list[s
         message = str(err["msg"]).removeprefix("Value error, ")
         lines.append(f"{label}: {message}" if label else message)
     return lines
+
+
+def _read_column_map(path: Path) -> tuple[dict[str, str], list[str]]:
+    """Read ADVISING_COLUMN_MAP: field -> the office's header, and what is wrong with it."""
+    label = f"ADVISING_COLUMN_MAP ({path})"
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return {}, [f"{label}: cannot be read ({exc.strerror}); fix the path or unset it"]
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return {}, [f"{label}: not a TOML file ({exc}); write one line per column, e.g. "
+                    'research_count = "Pubs/Posters"']
+    known = {header_key(k): f.name for f in FIELDS for k in (f.name, f.label)}
+    found: dict[str, str] = {}
+    problems: list[str] = []
+    for key, value in doc.items():
+        name = known.get(header_key(key))
+        if name is None:
+            close = difflib.get_close_matches(key, [f.name for f in FIELDS], n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else (
+                "the fields are " + ", ".join(f.name for f in FIELDS))
+            problems.append(f"{label}: {key!r} is not a roster field; {hint}")
+        elif not isinstance(value, str) or not header_key(value):
+            problems.append(f'{label}: {key} needs your header in quotes, e.g. {key} = "..."')
+        elif header_key(value) in {header_key(v) for v in found.values()}:
+            problems.append(f"{label}: the header {value!r} is given for two fields; "
+                            "give each field its own column")
+        else:
+            found[name] = " ".join(value.split())
+    return found, problems
+
+
+def column_map_problems(path: Path) -> list[str]:
+    """Check the office's column map at start, like every other setting."""
+    return _read_column_map(path)[1]
+
+
+def load_column_map(settings: Settings) -> dict[str, str]:
+    """Return the office's column map (field -> header as written), {} when none is set."""
+    if settings.column_map is None:
+        return {}
+    found, problems = _read_column_map(settings.column_map)
+    if problems:
+        raise SettingsError("Settings are not valid:\n  " + "\n  ".join(problems))
+    return found
 
 
 def table_notice(table: SpecialtyTable, settings: Settings) -> str | None:

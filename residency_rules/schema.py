@@ -40,6 +40,8 @@ class Field:
     aliases: tuple[str, ...] = ()
     required: bool = False
     help: str = ""  # one line for the template's Instructions sheet
+    # What the letters and the workbook do without this column, told to the office (#25).
+    absent: str = ""
 
 
 def _clerkship_aliases(*bases: str) -> tuple[str, ...]:
@@ -87,6 +89,7 @@ FIELDS: tuple[Field, ...] = (
         ("E-mail", "Email Address", "E-mail Address", "Student Email", "School Email",
          "Institutional Email", "Student E-mail"),
         help="The student's school address; without it the letter is written but not sent.",
+        absent="letters are written but not emailed",
     ),
     Field(
         "step1_result", "Step 1 Result", "Step 1 result",
@@ -99,16 +102,19 @@ FIELDS: tuple[Field, ...] = (
         ("Attempts", "Step 1 Attempt Count", "Number of Step 1 Attempts", "Step 1 Tries",
          "Step 1 Attempt"),
         help="1-6. Leave blank when passed on the first attempt.",
+        absent="every Step 1 pass is read as a first-try pass, every fail as one attempt",
     ),
     Field(
         "step1_score", "Step 1 Score", "Step 1 score",
         ("USMLE Step 1 Score", "Step 1 3-Digit Score", "Step 1 Numeric Score", "Step1 Score"),
         help="Only for Step 1 taken before 26 Jan 2022 (a three-digit score); else blank.",
+        absent="no Step 1 score is used (pass/fail only, as since 2022)",
     ),
     Field(
         "step1_margin", "Step 1 Margin", "Step 1 margin",
         ("Margin", "Step 1 Pass Margin", "Pass Margin", "CBSE Margin"),
         help="Marginal or Comfortable: the advisor's judgement (e.g. from CBSE); may be blank.",
+        absent="no Step 1 pass is read as marginal",
     ),
     Field(
         "step2_score", "Step 2 CK Score", "Step 2 CK score",
@@ -116,12 +122,14 @@ FIELDS: tuple[Field, ...] = (
          "USMLE Step 2 CK", "Step 2 Score", "CK Score", "Step2 CK Score",
          "Step 2 CK 3-Digit Score"),
         help="1-300. Leave blank when not reported yet.",
+        absent="every student reads as waiting for a Step 2 CK score",
     ),
     Field(
         "step2_date", "Step 2 CK Date", "Step 2 CK date",
         ("Step 2 Date", "Step 2 CK Test Date", "Step 2 CK Exam Date", "Step 2 CK Scheduled Date",
          "Step 2 Test Date", "CK Date", "Step 2 CK Date Taken", "Step2 CK Date"),
         help="The date Step 2 CK was taken or is scheduled.",
+        absent="letters cannot time the exam: a student without a score is asked to book it",
     ),
     Field(
         "step2_attempts", "Step 2 CK Attempts", "number of Step 2 CK attempts",
@@ -130,6 +138,7 @@ FIELDS: tuple[Field, ...] = (
          "CK Attempts", "Step 2 Attempt"),
         help="1-6, the sitting whose score is shown included. Leave blank when passed (or "
         "booked) on the first attempt; a pass after a failed attempt is seen by programs.",
+        absent="no failed Step 2 CK attempt is known",
     ),
     Field(
         "specialty", "Specialty", "specialty",
@@ -142,6 +151,7 @@ FIELDS: tuple[Field, ...] = (
         Field(
             canonical, f"{clerkship} Clerkship", f"{clerkship} clerkship grade",
             _clerkship_aliases(*bases), help=_GRADE_HELP,
+            absent=f"the {clerkship} grade is not given (not counted for or against)",
         )
         for (canonical, bases), clerkship in zip(_CLERKSHIP_BASES.items(), CLERKSHIPS, strict=True)
     ),
@@ -157,18 +167,21 @@ FIELDS: tuple[Field, ...] = (
          "Number of Research Items", "Research (n)", "# of Publications",
          "Publications, Posters & Presentations", "Abstracts & Publications"),
         help="A whole number, 0 or more (publications, posters, presentations).",
+        absent="research is not known: letters do not mention it",
     ),
     Field(
         "letters", "Letters", "letter strength",
         ("LOR Strength", "LOR", "LORs", "Letters of Recommendation", "Letter Strength",
          "Letters Strength", "Recommendation Letters", "LOR Quality"),
         help="Strong, Average or Weak.",
+        absent="letters of recommendation are not known: not counted for or against",
     ),
     Field(
         "interviews", "Interviews", "interview invitations",
         ("Interview Invitations", "Interview Invites", "Invitations", "Invites",
          "# Interviews", "Interviews Offered", "Number of Interviews", "Interview Count"),
         help="Interview invitations so far (a whole number, 0 or more); blank = not known.",
+        absent="interview invitations are not known: letters give the target instead",
     ),
     Field(
         "match_result", "Match Result", "Match result",
@@ -176,16 +189,19 @@ FIELDS: tuple[Field, ...] = (
          "Residency Match Result", "Match Results", "NRMP Result", "Result of the Match"),
         help="After Match Day: Matched, Matched in SOAP or Did not match; blank = not known "
         "yet (the letter then covers both).",
+        absent="after Match Day, letters cover both results (matched, not matched)",
     ),
     Field(
         "advisor", "Advisor", "advisor",
         ("Adviser", "Advisor Name", "Faculty Advisor", "Advising Dean", "Career Advisor"),
         help="Signs the letter.",
+        absent="letters are signed by the office",
     ),
     Field(
         "advisor_email", "Advisor Email", "advisor's email address",
         ("Adviser Email", "Advisor E-mail", "Advisor Email Address", "Advising Dean Email"),
         help="Replies to the letter go here.",
+        absent="replies go to the office's address",
     ),
 )
 
@@ -263,19 +279,40 @@ class HeaderMatch:
     duplicates: tuple[tuple[int, str, str], ...] = ()
     # (0-based column, header as written, field it probably meant)
     near_misses: tuple[tuple[int, str, str], ...] = ()
+    # (0-based column, header as written) of every header cell that feeds no field: kept in the
+    # workbook as it is, and told to the office.
+    unread: tuple[tuple[int, str], ...] = ()
+    mapped: frozenset[str] = frozenset()  # fields found through the office's column map
 
 
-def match_header_row(cells: Sequence[Cell], row: int = 0, suggest: bool = True) -> HeaderMatch:
-    """Map one candidate header row's cells to fields; the leftmost column wins a field."""
+def column_map_index(mapping: Mapping[str, str]) -> dict[str, str]:
+    """Index an office's column map (field -> "Our header") by header key, for matching."""
+    return {header_key(header): name for name, header in mapping.items()}
+
+
+def match_header_row(
+    cells: Sequence[Cell], row: int = 0, suggest: bool = True,
+    custom: Mapping[str, str] | None = None,
+) -> HeaderMatch:
+    """Map one candidate header row's cells to fields; the leftmost column wins a field.
+
+    custom (column_map_index of the office's ADVISING_COLUMN_MAP) is looked up before the
+    aliases: the office's own words for a field win.
+    """
     columns: dict[str, int] = {}
     written: dict[str, str] = {}
     duplicates: list[tuple[int, str, str]] = []
     unknown: list[tuple[int, str]] = []
+    mapped: set[str] = set()
     for col, cell in enumerate(cells):
         if not isinstance(cell, str) or not cell.strip():
             continue
         text = " ".join(cell.split())
-        name = match_header(text)
+        name = custom.get(header_key(text)) if custom else None
+        if name is not None and name not in columns:
+            mapped.add(name)
+        else:
+            name = match_header(text)
         if name is None:
             unknown.append((col, text))
         elif name in columns:
@@ -289,11 +326,14 @@ def match_header_row(cells: Sequence[Cell], row: int = 0, suggest: bool = True) 
         # Only when the field it resembles is absent: `Step 2 CK (old)` beside `Step 2 CK` is fine.
         if guess is not None and guess.name not in columns:
             near.append((col, text, guess.name))
-    return HeaderMatch(row, columns, written, tuple(duplicates), tuple(near))
+    unread = sorted([*unknown, *((col, text) for col, text, _ in duplicates)])
+    return HeaderMatch(row, columns, written, tuple(duplicates), tuple(near), tuple(unread),
+                       frozenset(mapped))
 
 
 def find_header(
-    rows: Sequence[Sequence[Cell]], max_scan: int = 30, min_fields: int = 2
+    rows: Sequence[Sequence[Cell]], max_scan: int = 30, min_fields: int = 2,
+    custom: Mapping[str, str] | None = None,
 ) -> HeaderMatch | None:
     """Return the header among the first rows (title rows above it are skipped), or None.
 
@@ -304,13 +344,13 @@ def find_header(
     for index, cells in enumerate(rows[:max_scan]):
         if sum(1 for c in cells if isinstance(c, str) and c.strip()) < min_fields:
             continue
-        candidate = match_header_row(cells, index, suggest=False)
+        candidate = match_header_row(cells, index, suggest=False, custom=custom)
         if len(candidate.columns) >= min_fields and (
             best is None or len(candidate.columns) > len(best.columns)
         ):
             best = candidate
     # "Did you mean" only for the header row itself, not for every row scanned.
-    return None if best is None else match_header_row(rows[best.row], best.row)
+    return None if best is None else match_header_row(rows[best.row], best.row, custom=custom)
 
 
 def missing_required(columns: Mapping[str, int]) -> list[Field]:

@@ -421,14 +421,14 @@ def test_office_sheets_named_summary_or_problems_are_kept(
 ) -> None:
     """Our sheets take a suffix when the office already has a Summary or Problems sheet."""
     source = tmp_path / "r.xlsx"
-    make_office_workbook(source, extra_sheets=("Summary", "problems"))
+    make_office_workbook(source, extra_sheets=("Summary", "problems", "Columns"))
     if writer == "openpyxl":
         _force_openpyxl(monkeypatch)
     out = tmp_path / "o" / "r-annotated.xlsx"
     write_annotated(*make_run(source), out, levels=LEVELS)
     wb = openpyxl.load_workbook(out)
-    assert wb.sheetnames == ["Roster", "Lists", "Summary", "problems", "Summary (2)",
-                             "Problems (2)"]
+    assert wb.sheetnames == ["Roster", "Lists", "Summary", "problems", "Columns",
+                             "Summary (2)", "Problems (2)", "Columns (2)"]
     assert wb["Summary"]["A1"].value == "the office's own Summary sheet"
     assert wb["Summary (2)"]["A1"].value == "Summary: r"
     assert wb["Problems (2)"]["A1"].value == "Row"
@@ -765,9 +765,9 @@ def test_app_xml_lists_every_sheet(annotated: tuple[Path, Path]) -> None:
     listed = app.find(f"{ep}TitlesOfParts")
     assert listed is not None
     names = [e.text for e in listed.iter(f"{vt}lpstr")]
-    assert names == ["Roster", "Lists", "Summary", "Problems"], titles
+    assert names == ["Roster", "Lists", "Summary", "Problems", "Columns"], titles
     pairs = [e.text for e in app.find(f"{ep}HeadingPairs").iter() if e.text]
-    assert pairs[:2] == ["Worksheets", "4"]
+    assert pairs[:2] == ["Worksheets", "5"]
 
 
 def test_the_named_annotation_columns_are_the_headers_in_order() -> None:

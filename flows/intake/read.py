@@ -22,7 +22,7 @@ import python_calamine as calamine
 from flows.errors import RosterError
 from flows.intake.roster import Roster
 from flows.intake.sheet_parts import SheetParts, sheet_parts
-from flows.settings import Settings
+from flows.settings import Settings, load_column_map
 from residency_rules.records import Grade, Problem, Step1Result, StudentRecord
 from residency_rules.schema import (
     CLERKSHIP_FIELDS,
@@ -32,6 +32,7 @@ from residency_rules.schema import (
     Invalid,
     accepted_headers,
     cell_text,
+    column_map_index,
     find_header,
     missing_required,
     norm_date,
@@ -72,7 +73,8 @@ def ingest(path: Path, settings: Settings, table: SpecialtyTable) -> Roster:
     """
     data = read_guarded(path, settings)
     book = _open_workbook(path, data)
-    sheet_name, rows, header = _choose_sheet(path, book)
+    custom = column_map_index(load_column_map(settings))
+    sheet_name, rows, header = _choose_sheet(path, book, custom)
     _require_columns(path, sheet_name, header)
 
     roster = Roster(
@@ -83,6 +85,8 @@ def ingest(path: Path, settings: Settings, table: SpecialtyTable) -> Roster:
         headers=dict(header.written),
         column_index={name: col + 1 for name, col in header.columns.items()},
         last_column=max(len(rows[header.row]) if rows else 0, max(header.columns.values()) + 1),
+        unread={col + 1: text for col, text in header.unread},
+        mapped=header.mapped,
     )
     roster.problems.extend(_header_problems(path, sheet_name, header))
     _read_rows(roster, rows, header, table, sheet_parts(data, sheet_name, path.name))
@@ -262,7 +266,7 @@ def _rows(path: Path, sheet: calamine.CalamineSheet, nrows: int | None = None) -
 
 
 def _choose_sheet(
-    path: Path, book: calamine.CalamineWorkbook
+    path: Path, book: calamine.CalamineWorkbook, custom: dict[str, str]
 ) -> tuple[str, list[list[Cell]], HeaderMatch]:
     """Pick the visible sheet named Roster, else the first visible sheet with a header we know."""
     sheets = [
@@ -274,7 +278,8 @@ def _choose_sheet(
     looked = ", ".join(f"'{n}'" for n in visible) or "(none visible)"
     for name in named or visible:
         sheet = _load_sheet(path, book, name)
-        header = find_header(_rows(path, sheet, HEADER_SCAN_ROWS), HEADER_SCAN_ROWS)
+        header = find_header(_rows(path, sheet, HEADER_SCAN_ROWS), HEADER_SCAN_ROWS,
+                             custom=custom)
         if header is not None:
             return name, _rows(path, sheet), header
         if named:
@@ -286,7 +291,8 @@ def _choose_sheet(
                 file=path.name, sheet=name,
             )
     for name in hidden:
-        if find_header(_rows(path, _load_sheet(path, book, name), HEADER_SCAN_ROWS)) is not None:
+        if find_header(_rows(path, _load_sheet(path, book, name), HEADER_SCAN_ROWS),
+                       custom=custom) is not None:
             raise RosterError(
                 f"the roster seems to be on the hidden sheet '{name}'",
                 "unhide it (right-click a sheet tab > Unhide) or move the students to a "

@@ -20,6 +20,9 @@ class Roster:
     headers: dict[str, str] = field(default_factory=dict)
     column_index: dict[str, int] = field(default_factory=dict)
     last_column: int = 0  # last used column of the roster sheet; annotations go after it
+    # Header cells that fed no field (1-based column -> header as written): kept as they are.
+    unread: dict[int, str] = field(default_factory=dict)
+    mapped: frozenset[str] = frozenset()  # fields found through ADVISING_COLUMN_MAP
     # Every student row found (Excel row numbers), in sheet order, with the ID as read ("" if none).
     row_ids: dict[int, str] = field(default_factory=dict)
     records: list[StudentRecord] = field(default_factory=list)  # rows that can be evaluated

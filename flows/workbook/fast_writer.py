@@ -12,6 +12,7 @@ from __future__ import annotations
 import posixpath
 import zipfile
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_fields
 from pathlib import Path
 
 from openpyxl.utils import absolute_coordinate, quote_sheetname
@@ -60,7 +61,7 @@ from flows.workbook.roster_sheet import (
     annotate_roster_sheet,
     quote_office_cells,
 )
-from flows.workbook.summary import SheetTitles, build_problems, build_summary
+from flows.workbook.summary import SheetTitles, build_columns, build_problems, build_summary
 from flows.workbook.xml_parts import (
     WORKBOOK_ORDER,
     CellWriter,
@@ -316,11 +317,14 @@ def _write_with_xml(content: AnnotationContent, dest: Path) -> None:
             summary=summary_title,
             problems=unique_sheet_title("Problems", [*titles_taken, summary_title]),
         )
+        titles = replace_fields(titles, columns=unique_sheet_title(
+            "Columns", [*titles_taken, titles.summary, titles.problems]))
         new_writer = CellWriter(b"", styles, strings, workbook.date1904)
         folder = posixpath.dirname(wb_part)
         overrides: dict[str, str] = {}
         new_sheets: list[tuple[str, str]] = []
-        specs = (build_summary(content, titles), build_problems(content, titles))
+        specs = (build_summary(content, titles), build_problems(content, titles),
+                 build_columns(content, titles))
         for spec in specs:
             part = pkg.free(posixpath.join(folder, "worksheets/sheet{}.xml"))
             pkg.put(part, b"")  # reserve the name before choosing the next one

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import zipfile
 from copy import copy
+from dataclasses import replace
 from pathlib import Path
 
 from openpyxl import Workbook, load_workbook
@@ -49,7 +50,7 @@ from flows.workbook.content import (
     style_spec,
     unique_sheet_title,
 )
-from flows.workbook.summary import SheetTitles, build_problems, build_summary
+from flows.workbook.summary import SheetTitles, build_columns, build_problems, build_summary
 
 LINK_COLOUR = "0563C1"
 
@@ -253,6 +254,8 @@ def write_with_openpyxl(content: AnnotationContent, dest: Path) -> None:
         summary=summary_title,
         problems=unique_sheet_title("Problems", [*existing, summary_title]),
     )
+    titles = replace(titles, columns=unique_sheet_title(
+        "Columns", [*existing, titles.summary, titles.problems]))
     rows = {roster.header_row, *(a.row for a in content.rows)}
     start = max(roster.last_column, occupied_column(ws, rows)) + 1
     quote_office_text(wb)
@@ -260,6 +263,7 @@ def write_with_openpyxl(content: AnnotationContent, dest: Path) -> None:
     annotate_roster(ws, content, styles, start)
     render_sheet(wb, build_summary(content, titles), styles)
     render_sheet(wb, build_problems(content, titles), styles)
+    render_sheet(wb, build_columns(content, titles), styles)
     wb.save(dest)
     store_as_excel_does(dest, [w.title for w in wb.worksheets if isinstance(w, Worksheet)])
 

@@ -1,4 +1,4 @@
-"""The Summary and Problems sheets: what the office reads first to act the next morning."""
+"""The Summary, Problems and Columns sheets: what the office reads first the next morning."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from openpyxl.chart import BarChart, Reference, Series
 from openpyxl.chart.data_source import AxDataSource, StrRef
 from openpyxl.utils import get_column_letter, quote_sheetname
 
+from flows.intake.columns import columns_read
 from flows.workbook.content import (
     LETTER_WORDS,
     LEVEL_FILLS,
@@ -40,11 +41,12 @@ _ROW_CM = 0.53  # height of a default 15 pt row, to place the lists below the ch
 
 @dataclass(frozen=True)
 class SheetTitles:
-    """The titles of the roster sheet and of the two sheets we add (suffixed on a clash)."""
+    """The titles of the roster sheet and of the sheets we add (suffixed on a clash)."""
 
     roster: str
     summary: str
     problems: str
+    columns: str = "Columns"
 
 
 def _ref(title: str, col: int, first: int, last: int) -> Reference:
@@ -398,4 +400,39 @@ def build_problems(content: AnnotationContent, titles: SheetTitles) -> SheetSpec
         sheet.put(2, 1, "No problems found.")
     last = max(1, len(problems)) + 1
     sheet.autofilter = (1, 1, len(PROBLEM_HEADERS), last)
+    return sheet
+
+
+COLUMN_HEADERS = ("Your column", "Your header", "Read as", "How")
+COLUMN_WIDTHS = (12, 34, 34, 70)
+
+
+def build_columns(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
+    """Say which of the office's columns fed which field, which were not read, which fields
+    were not found and what the letters do without them (#25)."""
+    account = columns_read(content.roster)
+    sheet = SheetSpec(title=titles.columns, freeze_row=1, print_rows=(1, 1),
+                      tab_color="FFC000" if account.unread else "70AD47")
+    sheet.widths = {i + 1: w for i, w in enumerate(COLUMN_WIDTHS)}
+    _header(sheet, 1, 1, COLUMN_HEADERS)
+    row = 2
+    for c in account.read:
+        sheet.put(row, 1, c.letter)
+        sheet.put(row, 2, c.header)
+        sheet.put(row, 3, c.field)
+        sheet.put(row, 4, "your column map (ADVISING_COLUMN_MAP)" if c.mapped else "read")
+        row += 1
+    for letter, header in account.unread:
+        sheet.put(row, 1, letter)
+        sheet.put(row, 2, header)
+        sheet.put(row, 3, "(not read)")
+        sheet.put(row, 4, "Kept as it is. To use it, rename the header or map it in "
+                  "ADVISING_COLUMN_MAP.", "wrap")
+        row += 1
+    for field, effect in account.absent:
+        sheet.put(row, 1, "-")
+        sheet.put(row, 3, field)
+        sheet.put(row, 4, f"Not found: {effect}.", "wrap")
+        row += 1
+    sheet.autofilter = (1, 1, len(COLUMN_HEADERS), row - 1)
     return sheet
