@@ -143,6 +143,8 @@ class RosterDigest:
     """The student IDs behind a roster's counts, for the office's note: IDs only, no names."""
 
     held: tuple[str, ...] = ()  # rows held for a problem: no letter until fixed
+    # Letters held for a reason of their own (no Match result yet, the office's hold).
+    held_for_reason: tuple[str, ...] = ()
     at_risk: tuple[str, ...] = ()  # the Summary's at-risk list, in its order
     failed: tuple[str, ...] = ()  # letters failed or uncertain
     waiting: tuple[str, ...] = ()  # letters waiting for the office's approval
@@ -180,7 +182,10 @@ def count_roster(
                             for o in letters.values()),
     )
     digest = RosterDigest(
-        held=tuple(sid for sid, o in letters.items() if o.status is LetterStatus.HELD),
+        held=tuple(sid for sid, o in letters.items()
+                   if o.status is LetterStatus.HELD and not o.detail),
+        held_for_reason=tuple(sid for sid, o in letters.items()
+                              if o.status is LetterStatus.HELD and o.detail),
         at_risk=tuple(dict.fromkeys(e.student_id for e in at_risk)),
         failed=tuple(sid for sid, o in letters.items() if o.status in TROUBLE),
         waiting=tuple(sid for sid, o in letters.items() if o.status is LetterStatus.WAITING),

@@ -60,6 +60,10 @@ def describe(outcome: RosterOutcome) -> str:
         ]
         if outcome.columns:
             lines.insert(2, f"  {outcome.columns}")
+        if c.held_for_reason:
+            lines.append(
+                f"  held back: {c.held_for_reason} letters for a reason of their own (no Match "
+                "result yet, or held by the office): the Letter column says which")
         if c.waiting:
             lines.append(
                 f"  approval: {c.waiting} new or changed letters wait for the office: read "

@@ -10,6 +10,11 @@ from residency_rules import datafile as df
 from residency_rules.records import Band, ProgramMix, Step1Status, Tier
 
 TIERS: tuple[Tier, ...] = ("less", "moderate", "high", "hyper")
+# The tiers in the words an office uses (the workbook's Tier column and Summary).
+TIER_NAMES: dict[str, str] = {
+    "less": "least competitive", "moderate": "moderately competitive",
+    "high": "highly competitive", "hyper": "most competitive",
+}
 # The bands the matrix reads, best first; a row's level may not rise down this list.
 MATRIX_BANDS: tuple[Band, ...] = ("excellent", "solid", "borderline", "below")
 MATRIX_STATUSES: tuple[Step1Status, ...] = ("clean", "failure")

@@ -448,3 +448,58 @@ def test_a_re_drop_in_a_new_phase_is_a_new_letter_and_the_next_night_is_not(
     assert run["counts"]["outbox_written"] >= 1  # plans changed with the season: written again
     texts = [p.read_text(encoding="utf-8") for p in (out / "letters").glob("*.txt")]
     assert any("A new season" in " ".join(t.split()) for t in texts)  # wrapped at 72
+
+
+def test_one_count_for_each_thing_everywhere_it_appears(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """#25: held rows (a duplicate ID: two rows), letters held for a reason of their own (no
+    Match result after Match Day, ADVISING_AFTER_MATCH=hold), letters written to the outbox:
+    the console, the Summary, run.json and the office's note give the same figures."""
+    from flows.delivery.office_note import compose_note, gather_news
+    from flows.report import describe
+    from flows.settings import load_settings
+    from residency_rules.specialties import load_default_table
+
+    monkeypatch.setenv("ADVISING_TODAY", "2027-03-25")
+    monkeypatch.setenv("ADVISING_AFTER_MATCH", "hold")
+    roster = _drop_demo(workdir, students=12)
+    wb = openpyxl.load_workbook(roster)
+    ws = wb["Roster"]
+    header = [c.value for c in ws[3]]
+    result = header.index("Match Result") + 1 if "Match Result" in header else None
+    if result is None:
+        result = len(header) + 1
+        ws.cell(row=3, column=result, value="Match Result")
+    for row in range(4, ws.max_row + 1):
+        ws.cell(row=row, column=result, value="Matched" if row % 2 else None)
+    ws.cell(row=5, column=1, value=ws.cell(row=4, column=1).value)  # a duplicate ID: 2 rows
+    wb.save(roster)
+
+    (outcome,) = _run()
+    c = outcome.counts
+    assert c is not None and c.held_with_problems == 2 and c.held_for_reason > 0
+    run_json = json.loads((workdir / "output" / "class-2027" / "run.json").read_text())
+    counts = run_json["counts"]
+    assert counts["held_with_problems"] == 2
+    assert counts["held_for_reason"] == c.held_for_reason
+    assert counts["outbox_written"] == c.outbox_written and counts["emails_sent"] == 0
+
+    console = describe(outcome)
+    assert "2 held: see the Problems sheet" in console
+    assert f"held back: {c.held_for_reason} letters" in console
+    assert "sent" not in console.replace("nothing is sent", "")
+
+    summary = openpyxl.load_workbook(outcome.workbook)["Summary"]
+    totals = {r[0]: r[1] for r in summary.iter_rows(min_row=5, max_col=2, values_only=True)
+              if r[0]}
+    assert totals["Rows held back (see Problems)"] == 2
+    assert totals["Letters: Held back (no Match result, or the office's hold)"] == \
+        c.held_for_reason
+    assert totals["Letters: Written to outbox"] == c.outbox_written
+
+    settings = load_settings()
+    news = gather_news([outcome], settings, load_default_table().rules.levels)
+    subject, text = compose_note(news, settings.run_date()) or ("", "")
+    assert "2 rows held" in subject and f"{c.held_for_reason} letters held back" in subject
+    assert "12 student rows" in text and "2 held." in text

@@ -131,12 +131,16 @@ def test_a_bad_curated_list_or_family_is_refused(old: str, new: str, fragment: s
     assert fragment in message and "Fix: " in message
 
 
-def test_a_copy_from_before_families_still_loads_without_a_family_preference() -> None:
-    """An office copy older than [families] and family = lines loads; nothing is guessed."""
+def test_a_copy_from_before_families_loads_with_the_packaged_families() -> None:
+    """An office copy older than [families] and family = lines loads: each specialty the
+    package knows takes the packaged family, and the office is told (table.filled)."""
     import re
 
     text = re.sub(r'^family = ".*"\n', "", PACKAGED, flags=re.M)
     start = text.index("[families]")
     text = text[:start] + text[text.index("# ----", start):]
     table = parse_table(text, ORIGIN)
-    assert {s.family for s in table.specialties} == {""}
+    packaged = parse_table(PACKAGED, ORIGIN)
+    assert {s.name: s.family for s in table.specialties} == \
+        {s.name: s.family for s in packaged.specialties}
+    assert "[families]" in table.filled and "family in the [[specialty]] entries" in table.filled

@@ -126,7 +126,7 @@ def test_annotation_headers_follow_the_office_columns(annotated: tuple[Path, Pat
     headers = [ws.cell(row=3, column=FIRST + i).value for i in range(len(ANNOTATION_HEADERS))]
     assert headers == list(ANNOTATION_HEADERS) == [
         "Tier", "Step 2 CK band", "Step 1 status", "Outlook level", "Outlook",
-        "Step 2 CK impact", "Next steps", "Letter", "Problems",
+        "Step 2 CK impact (of 100)", "Next steps", "Letter", "Problems",
     ]
     assert ws.cell(row=3, column=FIRST - 1).value == "Check"
     assert ws.cell(row=3, column=FIRST + len(ANNOTATION_HEADERS)).value is None
@@ -140,17 +140,17 @@ def test_each_student_row_shows_the_evaluation(annotated: tuple[Path, Path]) -> 
         return {name: ws.cell(row=r, column=COL[name]).value for name in ANNOTATION_HEADERS}
 
     marginal = row(7)
-    assert marginal["Tier"] == "less"
+    assert marginal["Tier"] == "least competitive"
     assert marginal["Step 2 CK band"] == "solid (score alone: borderline)"
     assert marginal["Step 1 status"] == "clean (marginal)"
     assert marginal["Outlook level"] == 3 and isinstance(marginal["Outlook level"], int)
     assert marginal["Outlook"] == "Competitive at community programs"
-    assert marginal["Step 2 CK impact"] == 80
+    assert marginal["Step 2 CK impact (of 100)"] == 80
     assert marginal["Problems"] == "Email: Email is not in the school's domains"
     steps = str(marginal["Next steps"]).split("\n")
     assert steps[0] == "• Aim for 240-250 on Step 2 CK."
     assert len(steps) == 3 and steps[1].endswith("…") and len(steps[1]) <= 92
-    assert row(8)["Step 1 status"] == "failure" and row(8)["Step 2 CK impact"] == 60
+    assert row(8)["Step 1 status"] == "failure" and row(8)["Step 2 CK impact (of 100)"] == 60
     assert row(4)["Step 2 CK band"] == "pending"
 
 
@@ -243,7 +243,7 @@ def test_summary_counts_outlook_levels_by_specialty(annotated: tuple[Path, Path]
               for i in range(r, r + 14)}
     assert totals["Students in the roster"] == 5
     assert totals["Evaluated"] == 4
-    assert totals["Held back (see Problems)"] == 1
+    assert totals["Rows held back (see Problems)"] == 1
     assert totals["Problems listed"] == 3
     # The pending student with a late date is at risk too (docs/rules.md, Pending scores and
     # timing).
@@ -259,9 +259,9 @@ def test_summary_counts_outlook_levels_by_specialty(annotated: tuple[Path, Path]
                       "Total"]
     table = {ws.cell(row=i, column=1).value: [ws.cell(row=i, column=j).value for j in range(2, 9)]
              for i in range(r + 1, r + 5)}
-    assert table["Internal Medicine"] == ["less", 0, 0, 1, 0, 1, 2]
-    assert table["Emergency Medicine"] == ["moderate", 0, 1, 0, 0, 0, 1]
-    assert table["General Surgery"] == ["high", 1, 0, 0, 0, 0, 1]
+    assert table["Internal Medicine"] == ["least competitive", 0, 0, 1, 0, 1, 2]
+    assert table["Emergency Medicine"] == ["moderately competitive", 0, 1, 0, 0, 0, 1]
+    assert table["General Surgery"] == ["highly competitive", 1, 0, 0, 0, 0, 1]
     assert table["Total"][1:] == [1, 1, 1, 0, 1, 4]
     legend_row, _ = _find(ws, "Level")
     first = ws.cell(row=legend_row + 1, column=1)
@@ -285,8 +285,8 @@ def test_summary_has_native_charts_of_levels_and_scores(annotated: tuple[Path, P
                                               ws.cell(row=i, column=7).value,
                                               ws.cell(row=i, column=8).value)
              for i in range(r + 1, r + 4)}
-    assert marks["less"] == (254, 240, 250)  # median of 262 and 246
-    assert marks["high"] == (None, 250, 260)  # nobody in the tier has a score yet
+    assert marks["least competitive"] == (254, 240, 250)  # median of 262 and 246
+    assert marks["highly competitive"] == (None, 250, 260)  # nobody in the tier has a score yet
 
 
 def test_summary_lists_students_at_risk_without_a_score_and_late(
@@ -777,6 +777,6 @@ def test_the_named_annotation_columns_are_the_headers_in_order() -> None:
     assert len(Column) == len(ANNOTATION_HEADERS) == len(ANNOTATION_WIDTHS)
     assert {c.name: ANNOTATION_HEADERS[c] for c in Column} == {
         "TIER": "Tier", "BAND": "Step 2 CK band", "STEP1": "Step 1 status",
-        "LEVEL": "Outlook level", "OUTLOOK": "Outlook", "IMPACT": "Step 2 CK impact",
+        "LEVEL": "Outlook level", "OUTLOOK": "Outlook", "IMPACT": "Step 2 CK impact (of 100)",
         "NEXT_STEPS": "Next steps", "LETTER": "Letter", "PROBLEMS": "Problems",
     }

@@ -45,7 +45,9 @@ class RosterNews:
     where: str = ""  # the annotated workbook, or where a rejected roster was moved
     rows: int = 0
     evaluated: int = 0
-    held: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # IDs of the rows held for a problem
+    held_rows: int = 0  # rows held: the count the console, Summary and run.json give
+    held_for_reason: list[str] = field(default_factory=list)  # no Match result, office's hold
     newly_at_risk: list[str] = field(default_factory=list)
     letters_failed: list[str] = field(default_factory=list)  # failed or uncertain
     waiting: int = 0  # letters waiting for the office's approval
@@ -87,6 +89,8 @@ def _news(outcome: RosterOutcome, ledger: Ledger | None, levels: Mapping[int, Le
         rows=counts.rows if counts else 0,
         evaluated=counts.evaluated if counts else 0,
         held=list(digest.held),
+        held_rows=counts.held_with_problems if counts else len(digest.held),
+        held_for_reason=list(digest.held_for_reason),
         newly_at_risk=at_risk,
         letters_failed=list(digest.failed),
         waiting=len(digest.waiting),
@@ -111,7 +115,8 @@ def compose_note(
         return None
     span = at_risk_span(levels if levels is not None else load_default_table().rules.levels)
     done = [n for n in news if n.status == RosterStatus.DONE]
-    held = sum(len(n.held) for n in done)
+    held = sum(max(n.held_rows, len(n.held)) for n in done)  # rows: at least one per ID
+    kept = sum(len(n.held_for_reason) for n in done)
     new_risk = sum(len(n.newly_at_risk) for n in done)
     failed = sum(len(n.letters_failed) for n in done)
     parts = [f"{len(done)} roster{'s' * (len(done) != 1)} processed"] if done else []
@@ -120,6 +125,8 @@ def compose_note(
         parts.append(f"{len(rejected)} not processed")
     if held:
         parts.append(f"{held} row{'s' * (held != 1)} held")
+    if kept:
+        parts.append(f"{kept} letter{'s' * (kept != 1)} held back")
     if new_risk:
         parts.append(f"{new_risk} newly at risk")
     if failed:
@@ -139,9 +146,13 @@ def compose_note(
                       "the next run (see the run's log or error.log for IT).", ""]
             continue
         lines.append(f"{n.file}: {n.rows} student rows, {n.evaluated} evaluated, "
-                     f"{len(n.held)} held.")
+                     f"{max(n.held_rows, len(n.held))} held.")
         if n.held:
             lines.append(f"  Held (no letter until fixed; see the Problems sheet): {_ids(n.held)}")
+        if n.held_for_reason:
+            lines.append("  Letters held back for a reason of their own (no Match result yet, "
+                         f"or held by the office; see the Letter column): "
+                         f"{_ids(n.held_for_reason)}")
         if n.newly_at_risk:
             lines.append(f"  Newly at risk (level {span}; see the Summary's list): "
                          f"{_ids(n.newly_at_risk)}")

@@ -174,7 +174,11 @@ def _instructions(ws: Worksheet, table: SpecialtyTable) -> None:
         ("4. Save as .xlsx and drop the file into the input folder; rows with a problem are "
          "listed on the Problems sheet of the annotated workbook and get no letter until fixed.",
          None),
-        ("5. `advising check FILE` lists problems without sending anything.", None),
+        ("5. `advising check FILE` lists problems without sending anything, and which of your "
+         "columns fed which field (the annotated workbook's Columns sheet shows it too).", None),
+        ("6. Your own header names work for most columns (e.g. AAMC ID, Pubs/Posters). If one "
+         "is not read, rename it, or ask IT to map it once in ADVISING_COLUMN_MAP (a small "
+         'file with lines such as research_count = "Scholarly Work").', None),
         ("", None),
         ("Column", "What to enter"),
     ]

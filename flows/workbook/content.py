@@ -20,7 +20,7 @@ from openpyxl.utils import get_column_letter, quote_sheetname
 from flows.intake.roster import Roster
 from flows.outcome import HELD, LetterOutcome, LetterStatus
 from residency_rules.records import AdviceItem, Evaluation, Problem, StudentRecord
-from residency_rules.rulebook import Level
+from residency_rules.rulebook import TIER_NAMES, Level
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ ANNOTATION_HEADERS: tuple[str, ...] = (
     "Step 1 status",
     "Outlook level",
     "Outlook",
-    "Step 2 CK impact",
+    "Step 2 CK impact (of 100)",
     "Next steps",
     "Letter",
     "Problems",
@@ -412,7 +412,7 @@ def build_content(
         if ev is not None:
             evaluation_by_row[row] = ev
             level = ev.level if ev.level in LEVEL_FILLS else None
-            cells[Column.TIER] = cell(ev.tier)
+            cells[Column.TIER] = cell(TIER_NAMES.get(ev.tier, ev.tier))
             cells[Column.BAND] = cell(band_text(ev))
             cells[Column.STEP1] = cell(step1_text(ev))
             cells[Column.LEVEL] = cell(ev.level, f"level{level}" if level else "number")

@@ -11,6 +11,7 @@ from openpyxl.chart.data_source import AxDataSource, StrRef
 from openpyxl.utils import get_column_letter, quote_sheetname
 
 from flows.intake.columns import columns_read
+from flows.outcome import LetterStatus
 from flows.workbook.content import (
     LETTER_WORDS,
     LEVEL_FILLS,
@@ -22,7 +23,7 @@ from flows.workbook.content import (
     sheet_location,
 )
 from residency_rules.records import Evaluation, Problem
-from residency_rules.rulebook import TIERS, at_risk_span
+from residency_rules.rulebook import TIER_NAMES, TIERS, at_risk_span
 
 PROBLEM_HEADERS = (
     "Row",
@@ -143,11 +144,18 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
 
     # Totals (A-B); the list counts link to their lists further down.
     sheet.put(4, 1, "Totals", "section")
-    letters = Counter(LETTER_WORDS[c.outcome.status] for c in content.letters.values())
+    # Held rows are counted once, as rows, above; a letter held for a reason of its own (no
+    # Match result yet, the office's hold) is counted here under its own word.
+    letters = Counter(
+        "Held back (no Match result, or the office's hold)"
+        if c.outcome.status is LetterStatus.HELD else LETTER_WORDS[c.outcome.status]
+        for c in content.letters.values()
+        if not (c.outcome.status is LetterStatus.HELD and not c.outcome.detail)
+    )
     totals: list[tuple[str, int, str | None]] = [
         ("Students in the roster", len(roster.row_ids), None),
         ("Evaluated", len(evaluated), None),
-        ("Held back (see Problems)", len(held), titles.problems),
+        ("Rows held back (see Problems)", len(held), titles.problems),
         ("Problems listed", len(roster.problems), titles.problems),
         (f"At risk (level {span}, or pending at risk)", len(at_risk), "at_risk"),
         ("Without a Step 2 CK score", len(no_score), "no_score"),
@@ -190,7 +198,7 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
     for i, specialty in enumerate(order):
         r = first + i
         sheet.put(r, 1, specialty)
-        sheet.put(r, 2, tier_of[specialty])
+        sheet.put(r, 2, TIER_NAMES.get(tier_of[specialty], tier_of[specialty]))
         for level in LEVEL_FILLS:
             sheet.put(r, 2 + level, by_specialty[specialty].get(level, 0), "number")
         sheet.put(r, 8, sum(by_specialty[specialty].values()), "number")
@@ -220,7 +228,7 @@ def build_summary(content: AnnotationContent, titles: SheetTitles) -> SheetSpec:
         r = first + i
         group = [ev for _, ev in evaluated if ev.tier == tier]
         scores = sorted(ev.step2_score for ev in group if ev.step2_score is not None)
-        sheet.put(r, 1, tier)
+        sheet.put(r, 1, TIER_NAMES.get(tier, tier))
         sheet.put(r, 2, len(group), "number")
         sheet.put(r, 3, len(scores), "number")
         if scores:
