@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import getpass
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from flows.delivery.jobs import sender
 from flows.delivery.ledger import Ledger, ledger_path
 from flows.delivery.mime import MessageBuilder, make_message_id
 from flows.delivery.smtp import send_one
+from flows.drop_folder import prune_processed
 from flows.errors import AdvisingError
 from flows.files import product_dir, roster_output_dir, sha256_file, student_file_stem, write_atomic
 from flows.run_record import RUN_JSON, previous_run
@@ -103,6 +104,42 @@ def _kept_roster(settings: Settings, name: str, sha: str) -> Path | None:
     stem, suffix = Path(name).stem, Path(name).suffix
     kept = sorted((settings.input_dir / "processed").glob(f"*/{stem}-*{suffix}"), reverse=True)
     return next((c for c in kept if sha256_file(c) == sha), None)
+
+
+def rosters_still_needed(settings: Settings) -> set[str]:
+    """The sha256 of every kept roster approve, release or resend may still copy back.
+
+    Those of rosters whose letters wait for approval (the ledger), and each roster's last run
+    (its run.json: resend and release read the roster the letters came from).
+    """
+    needed: set[str] = set()
+    path = ledger_path(settings.output_dir)
+    if path.is_file():
+        with Ledger(path) as ledger:
+            needed |= ledger.waiting_roster_shas()
+    for record_path in settings.output_dir.glob(f"*/{RUN_JSON}"):
+        sha = str(previous_run(record_path.parent).get("input", {}).get("sha256", ""))
+        if sha:
+            needed.add(sha)
+    return needed
+
+
+def prune_kept_rosters(settings: Settings, today: date) -> int:
+    """Apply ADVISING_KEEP_PROCESSED_DAYS to input/processed/; return the rosters deleted.
+
+    Unset, nothing is deleted. Never a roster approval may still need (rosters_still_needed),
+    nor the newest kept copy of each roster name.
+    """
+    if settings.keep_processed_days is None or not (settings.input_dir / "processed").is_dir():
+        return 0
+    return prune_processed(settings.input_dir, settings.keep_processed_days, today,
+                           rosters_still_needed(settings))
+
+
+def pruned_line(count: int, settings: Settings) -> str:
+    """The one console line saying what pruning deleted."""
+    return (f"pruned {count} roster{'s' if count != 1 else ''} kept more than "
+            f"{settings.keep_processed_days} days from {settings.input_dir / 'processed'}/")
 
 
 def _queue_again(settings: Settings, name: str, sha: str) -> Path | None:

@@ -310,6 +310,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                   "or run `advising demo` to create a sample one.")
         for outcome in result.outcomes:
             report(outcome)
+        if result.pruned:
+            from flows.approval import pruned_line
+
+            print(pruned_line(result.pruned, settings))
         if result.unkept:
             print(f"advising run: {result.unkept}", file=sys.stderr)
         outcomes += result.outcomes

@@ -1,25 +1,27 @@
 """The drop folder: which files are ready, where they go afterwards, and who may process them.
 
-Nothing here ever deletes or rewrites a roster: files are moved (renamed) byte for byte, and a
-name already taken gets a suffix instead of being overwritten.
+Nothing here ever rewrites a roster: files are moved (renamed) byte for byte, and a name already
+taken gets a suffix instead of being overwritten. The one deletion is prune_processed, of kept
+copies in input/processed/ older than ADVISING_KEEP_PROCESSED_DAYS (never a dropped file).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from flows.errors import RosterBusy
-from flows.files import product_dir, roster_folder_name, write_atomic
+from flows.files import product_dir, roster_folder_name, sha256_file, write_atomic
 
 ROSTER_SUFFIXES = (".xlsx", ".xlsm")
 
@@ -185,6 +187,73 @@ def move_processed(path: Path, input_dir: Path, moment: datetime) -> Path:
     target = free_name(folder / f"{path.stem}-{_stamp(moment)}{path.suffix}")
     os.replace(path, target)
     return target
+
+
+_DATED = re.compile(r"\d{4}-\d{2}-\d{2}")
+_KEPT_STAMP = re.compile(r"-(\d{8}-\d{6})(?:-(\d+))?$")  # what move_processed adds to the stem
+
+
+def _dated_folders(processed: Path) -> list[tuple[date, Path]]:
+    """The dated folders of input/processed/ (YYYY-MM-DD, a real date, not a link), oldest first."""
+    found = []
+    for folder in processed.iterdir() if processed.is_dir() else ():
+        if not _DATED.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            found.append((date.fromisoformat(folder.name), folder))
+        except ValueError:  # 2026-13-40: not ours
+            continue
+    return sorted(found)
+
+
+def _dropped_name(kept: Path) -> str:
+    """The roster's name as dropped: the kept copy's name without move_processed's stamp."""
+    return _KEPT_STAMP.sub("", kept.stem) + kept.suffix
+
+
+def _kept_order(kept: Path) -> tuple[str, int, str]:
+    """Order a folder's kept copies as they were moved: by stamp, then free_name's -2, -3."""
+    found = _KEPT_STAMP.search(kept.stem)
+    if found is None:
+        return ("", 0, kept.name)
+    return (found.group(1), int(found.group(2) or 1), kept.name)
+
+
+def prune_processed(input_dir: Path, keep_days: int, today: date,
+                    needed: Collection[str] = ()) -> int:
+    """Delete the dated folders of input/processed/ older than keep_days; return rosters gone.
+
+    A folder dated before today - keep_days goes, except what approval may still copy back:
+    the newest kept copy of each roster name, and any file whose sha256 is in `needed` (the
+    rosters whose letters wait, each roster's last run). A folder left with such a file keeps
+    it and loses the rest. Only YYYY-MM-DD folders and the plain files in them are touched:
+    anything else in processed/ (the office's own notes, a folder inside) stays.
+    """
+    dated = _dated_folders(input_dir / "processed")
+    newest: dict[str, Path] = {}
+    for _, folder in dated:  # oldest first: a later copy replaces an earlier one
+        for kept in sorted(folder.iterdir(), key=_kept_order):
+            if kept.is_file() and not kept.is_symlink():
+                newest[_dropped_name(kept)] = kept
+    keep = set(newest.values())
+    cutoff = today - timedelta(days=keep_days)
+    removed = 0
+    for day, folder in dated:
+        if day >= cutoff:
+            break
+        for kept in sorted(folder.iterdir()):
+            if not kept.is_file() or kept.is_symlink() or kept in keep:
+                continue
+            if needed and sha256_file(kept) in needed:
+                continue
+            kept.unlink()
+            if kept.suffix.lower() in ROSTER_SUFFIXES:
+                removed += 1
+        try:
+            folder.rmdir()  # only when nothing is left in it
+        except OSError:
+            pass
+    return removed
 
 
 def move_rejected(path: Path, input_dir: Path, moment: datetime, problems: list[str]) -> Path:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -26,6 +26,7 @@ from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 
 from flows import drop_folder, intake
+from flows.approval import prune_kept_rosters, pruned_line
 from flows.crash import crash_outcome, disk_full, record_crash, stage_guard
 from flows.delivery import Ledger, deliver, resolve_smtp_password
 from flows.delivery.dispatch import Source
@@ -381,6 +382,9 @@ def advising_run(
     send_office_note(done, settings, table.rules.levels)
     if (unkept := write_run_summary(settings.output_dir, done)) is not None:
         get_run_logger().warning("%s", unkept)
+    # A served schedule runs this flow, not `advising run`: it prunes here (the CLI did first).
+    if pruned := prune_kept_rosters(settings, date.today()):
+        get_run_logger().info("%s", pruned_line(pruned, settings))
     verdict = run_verdict(done)
     if verdict is not None:
         # Failed, so IT sees it in Prefect; the outcomes ride along for the CLI's summary.

@@ -14,9 +14,11 @@ import sqlite3
 import tempfile
 from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, cast
 
+from flows.approval import prune_kept_rosters
 from flows.delivery.ledger import ledger_path
 from flows.drop_folder import entries
 from flows.files import roster_output_dir
@@ -34,6 +36,7 @@ class RunResult:
     outcomes: list[RosterOutcome] = field(default_factory=list)
     empty: bool = False  # no roster at all in the drop folder
     unkept: str = ""  # why output/.advising/last-run.json could not be written, if so
+    pruned: int = 0  # rosters ADVISING_KEEP_PROCESSED_DAYS deleted from input/processed/
 
 
 def run_drop_folder(
@@ -42,17 +45,19 @@ def run_drop_folder(
     """Run the flow over the drop folder once; the outcomes of every file it found.
 
     With an office of a consortium, its settings from the offices file go to the flow as they
-    would from its deployment; overrides (the dry run's) go on top.
+    would from its deployment; overrides (the dry run's) go on top. Old kept rosters are
+    pruned first (ADVISING_KEEP_PROCESSED_DAYS), so a night with nothing new prunes too.
     """
+    pruned = prune_kept_rosters(settings, date.today())  # the clock's day, not ADVISING_TODAY
     listed = entries(settings.input_dir)
     if not any(d.kind != "skipped" for d in listed):
         skipped = [RosterOutcome(file=d.path.name, status=RosterStatus.SKIPPED, message=d.reason)
                    for d in listed]
-        return RunResult(settings, skipped, empty=True,
+        return RunResult(settings, skipped, empty=True, pruned=pruned,
                          unkept=write_run_summary(settings.output_dir, skipped) or "")
     settled, left = settle_unchanged_drops(settings)
     if not left:
-        return RunResult(settings, settled,
+        return RunResult(settings, settled, pruned=pruned,
                          unkept=write_run_summary(settings.output_dir, settled) or "")
     server = _start_services()
     from flows.pipeline import RunIncomplete, advising_run
@@ -71,7 +76,7 @@ def run_drop_folder(
             ))
     except RunIncomplete as exc:
         outcomes = exc.outcomes
-    return RunResult(settings, settled + outcomes)
+    return RunResult(settings, settled + outcomes, pruned=pruned)
 
 
 def _no_heartbeats(temporary: bool) -> AbstractContextManager[object]:

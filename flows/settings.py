@@ -106,6 +106,17 @@ class Settings(BaseSettings):
     # 5,000 at once is ~60 MB; a roster of more than one batch is rendered in two processes.
     letter_batch: int = Field(default=5000, ge=1)
 
+    # Days a processed roster is kept in input/processed/<date>/ before a run deletes it; blank
+    # = kept for ever. Rosters whose letters wait for approval, each roster's last run and the
+    # newest copy of each roster are kept whatever their age (approve and resend read them).
+    keep_processed_days: int | None = Field(default=None, ge=1)
+
+    @field_validator("keep_processed_days", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # ADVISING_KEEP_PROCESSED_DAYS= (blank, as in a .env template) means keep for ever.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("allowed_email_domains", mode="before")
     @classmethod
     def _split_domains(cls, value: object) -> object:

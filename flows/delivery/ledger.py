@@ -490,6 +490,13 @@ class Ledger:
             "ORDER BY student_id", (roster,))
         return [(sid, h, sha) for sid, h, sha in rows]
 
+    def waiting_roster_shas(self) -> set[str]:
+        """Return the sha256 of every roster file some waiting letter was written from.
+
+        Pruning input/processed/ keeps these: approving the letters copies that file back.
+        """
+        return {sha for (sha,) in self._db.execute("SELECT DISTINCT roster_sha FROM waiting")}
+
     @_writes
     def approve(self, roster: str, letters: Sequence[tuple[str, str, str]], by: str) -> int:
         """Record the approval of waiting letters (student, hash, roster sha256) by `by`."""
