@@ -292,6 +292,21 @@ def apostrophe_sheet_name() -> None:
     _save("apostrophe_sheet_name.xlsx", book.bytes())
 
 
+# The same columns in an office's own words (#25): every one read through an alias, and two
+# columns of the office's own that feed no field (named on the Columns sheet, kept as they are).
+OWN_HEADERS = ["AAMC ID", "Student Full Name", "E-mail Address", "USMLE Step 1",
+               "USMLE Step 2 CK Score", "Step 2 CK Test Date", "Intended Specialty",
+               "Faculty Advisor", "Comments"]
+
+
+def office_own_headers() -> None:
+    book = _Book()
+    headers = [*OWN_HEADERS, "Scholarly Work", "Photo on file"]
+    rows = [[*row, "", "yes"] for row in BASE_ROWS]
+    book.roster(rows=rows, headers=headers)
+    _save("office_own_headers.xlsx", book.bytes())
+
+
 def columns_past_z() -> None:
     book = _Book()
     headers = [*HEADERS, *(f"Extra {i}" for i in range(1, 22))]  # to AD
@@ -413,7 +428,8 @@ MAKERS: tuple[Callable[[], None], ...] = (
     image_and_header_logo, chart_and_chartsheet, defined_names_print_titles,
     filter_and_frozen_panes, hidden_columns_to_xfd, rich_text, formulas_cached,
     formulas_uncached, sheet_protection, roster_third_sheet, apostrophe_sheet_name,
-    columns_past_z, rows_2000, zip64, inline_strings, date1904, macro_vba, openpyxl_saved,
+    office_own_headers, columns_past_z, rows_2000, zip64, inline_strings, date1904, macro_vba,
+    openpyxl_saved,
     libreoffice_saved,
 )
 
