@@ -48,6 +48,7 @@ def _offices(root: Path, offices: int, students: int) -> Path:
     for k in range(1, offices + 1):
         name = f"school-{k}"
         write_demo_roster(root / name / "input" / "class-2027.xlsx", students, seed=k)
+        (root / name / "output").mkdir(exist_ok=True)
         blocks.append(
             f'[[office]]\nname = "{name}"\ninput_dir = "{name}/input"\n'
             f'output_dir = "{name}/output"\nschedule_cron = "0 3 1 1 *"\n'

@@ -17,6 +17,8 @@ from flows.outcome import RosterOutcome, RosterStatus, exit_status
 from flows.report import describe
 from flows.runtime import apply_prefect_defaults, skip_final_collection
 from flows.settings import (
+    check_folders,
+    folder_problems,
     load_offices,
     load_settings,
     load_table,
@@ -297,6 +299,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = ([(o, o.settings) for o in load_offices(offices)] if offices is not None else
             [(None, load_settings(**{k: v for k, v in (("input_dir", args.input),
                                                        ("output_dir", args.output)) if v}))])
+    for _, settings in plan:  # every office's folders, before any roster is touched
+        check_folders(settings)
     for office, settings in plan:
         if office is not None:
             print(f"Office {office.name} ({settings.input_dir}):")
@@ -373,8 +377,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.students < 1:
         raise AdvisingError("--students must be at least 1")
-    target = args.out or load_settings().input_dir / "demo-roster.xlsx"
+    settings = load_settings()
+    target = args.out or settings.input_dir / "demo-roster.xlsx"
     write_demo_roster(target, args.students, args.seed)
+    if args.out is None:  # the sample's folders, so that `advising run` finds both
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
     print(f"Wrote {args.students} made-up students to {target}. "
           "Run `advising run` to process it.")
     return 0
@@ -530,7 +537,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Register the nightly deployment on the configured Prefect server and run its schedule."""
     from flows.deployments import serve_nightly  # imports the flow, and so Prefect
 
-    return serve_nightly(load_settings())
+    settings = load_settings()
+    check_folders(settings)
+    return serve_nightly(settings)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -540,7 +549,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     path = args.offices or load_settings().offices_file
     if path is None:
         raise AdvisingError("name the offices file: --offices FILE, or ADVISING_OFFICES_FILE")
-    return deploy_offices(load_offices(path), args.work_pool)
+    offices = load_offices(path)
+    for office in offices:  # the workers may see other disks: said, not refused, here
+        for problem in folder_problems(office.settings):
+            print(f"advising deploy: warning: office {office.name}: {problem} (on this machine;"
+                  " the office's worker must have it)", file=sys.stderr)
+    return deploy_offices(offices, args.work_pool)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -512,8 +512,46 @@ def _describe_errors(exc: ValidationError, name: Callable[[str], str]) -> list[s
     for err in exc.errors():
         label = name(".".join(str(p) for p in err["loc"]))
         message = str(err["msg"]).removeprefix("Value error, ")
+        if str(err["type"]).startswith(("date", "datetime")):
+            # Pydantic's "invalid character in year" does not say which form it wants.
+            message = (f"{err.get('input')!r} is not a date; write it as YYYY-MM-DD, "
+                       "e.g. 2026-09-23 (blank for the default)")
         lines.append(f"{label}: {message}" if label else message)
     return lines
+
+
+def folder_problems(settings: Settings) -> list[str]:
+    """Check the folders a run reads and writes, before anything is touched.
+
+    A missing input folder (an unmounted share) would otherwise be an empty night that
+    "succeeds" for ever; a missing output folder or templates folder fails only after intake.
+    """
+    problems = []
+    for label, folder, fix in (
+        ("ADVISING_INPUT_DIR", settings.input_dir,
+         "create it (mkdir), mount the share, or point the setting at the drop folder"),
+        ("ADVISING_OUTPUT_DIR", settings.output_dir,
+         "create it (mkdir) or point the setting at the results folder"),
+        ("ADVISING_TEMPLATES_DIR", settings.templates_dir,
+         "unset it to use the letter templates shipped with the product, or point it at a "
+         "folder holding letter.html.j2, letter.txt.j2, subject.txt.j2 and letter.css"),
+    ):
+        if not folder.is_dir():
+            problems.append(f"{label}: the folder {folder} does not exist; {fix}")
+    missing = [name for name in ("letter.html.j2", "letter.txt.j2", "subject.txt.j2", "letter.css")
+               if settings.templates_dir.is_dir() and not (settings.templates_dir / name).is_file()]
+    if missing:
+        problems.append(f"ADVISING_TEMPLATES_DIR: {settings.templates_dir} has no "
+                        f"{', '.join(missing)}; copy them from the shipped templates folder or "
+                        "unset the setting")
+    return problems
+
+
+def check_folders(settings: Settings) -> None:
+    """Raise one SettingsError naming every missing folder (exit 2, nothing processed)."""
+    problems = folder_problems(settings)
+    if problems:
+        raise SettingsError("Settings are not valid:\n  " + "\n  ".join(problems))
 
 
 def _read_column_map(path: Path) -> tuple[dict[str, str], list[str]]:

@@ -163,6 +163,7 @@ def _offices_toml(root: Path, sink: Sink, rosters: dict[str, tuple[int, int]],
     blocks = []
     for name, (students, seed) in rosters.items():
         write_demo_roster(root / name / "input" / "class-2027.xlsx", students, seed)
+        (root / name / "output").mkdir(parents=True, exist_ok=True)  # IT creates both
         blocks.append(f"""
 [[office]]
 name = "{name}"

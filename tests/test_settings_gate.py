@@ -139,3 +139,46 @@ def test_the_check_agrees_with_prefects_own_cron_schedule() -> None:
                 prefect_accepts = False
             ours = schedule_problems(cron, zone or "UTC")
             assert (ours == []) == prefect_accepts, (cron, zone, ours)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("ADVISING_INPUT_DIR", "missing-share", "ADVISING_INPUT_DIR: the folder missing-share "
+         "does not exist; create it (mkdir), mount the share"),
+        ("ADVISING_OUTPUT_DIR", "no-results", "ADVISING_OUTPUT_DIR: the folder no-results does "
+         "not exist"),
+        ("ADVISING_TEMPLATES_DIR", "/nonexistent", "ADVISING_TEMPLATES_DIR: the folder "
+         "/nonexistent does not exist; unset it"),
+        ("ADVISING_TODAY", "12/06/2026", "ADVISING_TODAY: '12/06/2026' is not a date; write it "
+         "as YYYY-MM-DD"),
+        ("ADVISING_REVIEW_START", "2026-13-01", "ADVISING_REVIEW_START: '2026-13-01' is not a "
+         "date"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_a_missing_folder_or_a_date_in_another_form_stops_run_and_serve_at_start(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    name: str, value: str, said: str, command: str,
+) -> None:
+    """#26: an unmounted share was an empty night that "succeeded"; exit 2, one sentence."""
+    roster = workdir / "input" / "class-2027.xlsx"
+    make_office_workbook(roster)
+    before = sorted(p.name for p in workdir.rglob("*"))
+    monkeypatch.setenv(name, value)
+    assert main([command]) == 2
+    out, err = capsys.readouterr()
+    assert said in err and "Traceback" not in err, err
+    assert out == ""
+    assert sorted(p.name for p in workdir.rglob("*")) == before  # nothing touched
+
+
+def test_a_templates_folder_without_the_letter_templates_is_named(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    (workdir / "mine").mkdir()
+    (workdir / "mine" / "letter.html.j2").write_text("x", encoding="utf-8")
+    monkeypatch.setenv("ADVISING_TEMPLATES_DIR", str(workdir / "mine"))
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "has no letter.txt.j2, subject.txt.j2, letter.css" in err, err
