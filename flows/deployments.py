@@ -8,6 +8,7 @@ on a process work pool for workers to take. Both import the flow, and so Prefect
 from __future__ import annotations
 
 import os
+import time
 import urllib.error
 import urllib.request
 from typing import Any, cast
@@ -19,20 +20,39 @@ DEPLOYMENT_NAME = "nightly"
 APPROVE_DEPLOYMENT = "approve"
 
 
-def check_server(api_url: str, timeout: float = 5.0) -> None:
-    """Fail with a clear message unless a Prefect server answers at api_url."""
-    try:
-        with urllib.request.urlopen(api_url.rstrip("/") + "/health", timeout=timeout) as resp:
-            if resp.status == 200:
-                return
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise SettingsError(
-            f"No Prefect server answers at PREFECT_API_URL={api_url} ({reason}). "
-            "Start one with `prefect server start` (see README, 'Running it nightly') "
-            "and try again."
-        ) from None
-    raise SettingsError(f"The Prefect server at {api_url} is not healthy; check its log.")
+def check_server(api_url: str, wait_seconds: float = 0.0, every: float = 5.0) -> None:
+    """Wait up to wait_seconds for the Prefect server at api_url to answer, with a line each
+    few seconds; then fail with a clear message.
+
+    At boot the server takes about 9 s to come up: `advising serve` started beside it waits
+    instead of failing at once and hitting systemd's start limit.
+    """
+    started = time.monotonic()
+    said = started
+    while True:
+        try:
+            with urllib.request.urlopen(api_url.rstrip("/") + "/health", timeout=5) as resp:
+                if resp.status == 200:
+                    return
+                reason: object = f"HTTP {resp.status}"
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(exc, ValueError):  # not a URL at all: no point in waiting
+                wait_seconds = 0
+        now = time.monotonic()
+        if now - started >= wait_seconds:
+            break
+        if now - said >= every:
+            print(f"Waiting for the Prefect server at {api_url} ({reason}); "
+                  f"{now - started:.0f} of {wait_seconds:.0f} s", flush=True)
+            said = now
+        time.sleep(1.0)
+    raise SettingsError(
+        f"No Prefect server answers at PREFECT_API_URL={api_url} ({reason})"
+        + (f" after {wait_seconds:.0f} s" if wait_seconds else "")
+        + ". Start one with `prefect server start` (see README, 'Running it nightly') "
+        "and try again."
+    )
 
 
 def serve_nightly(settings: Settings) -> int:
@@ -44,7 +64,7 @@ def serve_nightly(settings: Settings) -> int:
             "cannot keep a schedule. Start `prefect server start`, then set "
             "PREFECT_API_URL=http://127.0.0.1:4200/api and run `advising serve` again."
         )
-    check_server(api_url)
+    check_server(api_url, settings.server_wait_seconds)
     from prefect.schedules import Cron
 
     from flows.pipeline import advising_run

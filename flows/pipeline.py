@@ -51,7 +51,7 @@ from flows.outcome import (
     roster_letters,
     run_verdict,
 )
-from flows.report import DELIVERED, run_artifact
+from flows.report import DELIVERED, describe, run_artifact
 from flows.run_record import (
     cycle_record,
     fingerprint,
@@ -382,6 +382,7 @@ def advising_run(
     send_office_note(done, settings, table.rules.levels)
     if (unkept := write_run_summary(settings.output_dir, done)) is not None:
         get_run_logger().warning("%s", unkept)
+    _print_when_deployed(done)
     # A served schedule runs this flow, not `advising run`: it prunes here (the CLI did first).
     if pruned := prune_kept_rosters(settings, date.today()):
         get_run_logger().info("%s", pruned_line(pruned, settings))
@@ -390,6 +391,20 @@ def advising_run(
         # Failed, so IT sees it in Prefect; the outcomes ride along for the CLI's summary.
         return Failed(message=verdict, data=RunIncomplete(verdict, done))
     return done
+
+
+def _print_when_deployed(done: list[RosterOutcome]) -> None:
+    """Under `advising serve` or a worker, print each roster's summary lines, as `advising
+    run` does: IT reads them in the journal (journalctl -u advising) without Prefect's UI."""
+    from prefect.runtime import flow_run
+
+    if not flow_run.deployment_id:
+        return  # `advising run` prints them itself
+    stamp = f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+    for outcome in done:
+        print(f"[{stamp}] {describe(outcome)}", flush=True)
+    if not done:
+        print(f"[{stamp}] no roster in the drop folder", flush=True)
 
 
 def _one_drop(

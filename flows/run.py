@@ -7,7 +7,6 @@ Expectations start: a nightly re-run of the same file costs a hash, not seconds 
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import sqlite3
@@ -59,7 +58,7 @@ def run_drop_folder(
     if not left:
         return RunResult(settings, settled, pruned=pruned,
                          unkept=write_run_summary(settings.output_dir, settled) or "")
-    server = _start_services()
+    server = _start_services(temporary_home(settings.output_dir))
     from flows.pipeline import RunIncomplete, advising_run
 
     if server is not None:
@@ -92,8 +91,15 @@ def _no_heartbeats(temporary: bool) -> AbstractContextManager[object]:
     return temporary_settings(updates={"flows.heartbeat_frequency": None})
 
 
-@functools.cache
-def _start_services() -> TemporaryServer | None:
+def temporary_home(output_dir: Path) -> Path:
+    """Where the temporary Prefect server keeps its database: the product's own folder."""
+    return output_dir / ".advising" / "prefect"
+
+
+_STARTED: list[TemporaryServer | None] = []  # once a process, whichever office came first
+
+
+def _start_services(home: Path) -> TemporaryServer | None:
     """Start the temporary Prefect server and Great Expectations side by side.
 
     Both take seconds; the server starts in a subprocess on the other core while this process
@@ -101,12 +107,15 @@ def _start_services() -> TemporaryServer | None:
     otherwise TemporaryServer sets it, before anything imports Prefect. Once a process: the
     offices of a consortium run one after the other on the same server.
     """
+    if _STARTED:
+        return _STARTED[0]
     server = None
     if not os.environ.get("PREFECT_API_URL"):
-        server = TemporaryServer()
+        server = TemporaryServer(home)
     from flows.intake.validation import warm_up
 
     warm_up()
+    _STARTED.append(server)
     return server
 
 

@@ -70,14 +70,32 @@ def _die_with_parent() -> None:
         pass  # not Linux: the server then outlives a killed run until it is stopped by hand
 
 
-class TemporaryServer:
-    """A Prefect API server on 127.0.0.1 that lives as long as this object."""
+# Settings that would point the temporary server at another server's database or profile.
+_NOT_FOR_TEMPORARY = ("PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL",
+                      "PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_PROFILE",
+                      "PREFECT_PROFILES_PATH")
 
-    def __init__(self) -> None:
+
+class TemporaryServer:
+    """A Prefect API server on 127.0.0.1 that lives as long as this object.
+
+    Its home (database, profiles) is the product's own folder, `home`, whatever PREFECT_HOME
+    or a database URL in the environment says: a run without PREFECT_API_URL never writes
+    into a configured Prefect server's database. The database stays there between nightly
+    runs, so only the first run creates it (several seconds).
+    """
+
+    def __init__(self, home: Path) -> None:
         spec = find_spec("prefect")
         if spec is None or spec.origin is None:
             raise AdvisingError("Prefect is not installed: run pip install -e . again")
         self._app_dir = str(Path(spec.origin).parent.parent)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.home = home
+        # This process too: Prefect reads PREFECT_HOME (profiles, local storage) when imported.
+        os.environ["PREFECT_HOME"] = str(home)
+        for key in _NOT_FOR_TEMPORARY:
+            os.environ.pop(key, None)
         # The port is fixed for the server's life: Prefect reads PREFECT_API_URL once, when it
         # is imported, so a restart must come back on the same address.
         self.port = _free_port()
@@ -95,8 +113,10 @@ class TemporaryServer:
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
             "PREFECT__SERVER_FINAL": "1",
+            "PREFECT_HOME": str(self.home),
         }
-        env.pop("PREFECT_API_URL", None)
+        for key in _NOT_FOR_TEMPORARY:
+            env.pop(key, None)
         return subprocess.Popen(
             [
                 sys.executable, "-m", "uvicorn",

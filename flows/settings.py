@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     # Blank = the real date. Tests pin it.
     today: date | None = None
 
+    # How long `advising serve` (and deploy) wait for the Prefect server to answer at start.
+    server_wait_seconds: float = Field(default=120.0, ge=0)
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "America/New_York"
     # A consortium: the TOML file listing every office (`advising run/deploy --offices`).

@@ -503,3 +503,27 @@ def test_one_count_for_each_thing_everywhere_it_appears(
     subject, text = compose_note(news, settings.run_date()) or ("", "")
     assert "2 rows held" in subject and f"{c.held_for_reason} letters held back" in subject
     assert "12 student rows" in text and "2 held." in text
+
+
+def test_the_temporary_server_never_touches_a_configured_prefect_home(workdir: Path) -> None:
+    """#26: with PREFECT_HOME (and a database URL) set to a live server's and no
+    PREFECT_API_URL, `advising run` keeps its runs in output/.advising/prefect: the live
+    server's home and database are not written."""
+    live = workdir / "live-prefect"
+    live.mkdir()
+    (live / "profiles.toml").write_text(
+        'active = "live"\n[profiles.live]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n',
+        encoding="utf-8")
+    before = sorted(p.name for p in live.rglob("*"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(live)
+    env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{live}/prefect.db"
+    _drop_demo(workdir, students=3)
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "run"], cwd=workdir, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "processed" in run.stdout
+    assert sorted(p.name for p in live.rglob("*")) == before  # no prefect.db, nothing new
+    home = workdir / "output" / ".advising" / "prefect"
+    assert (home / "prefect.db").is_file()
+    assert home.stat().st_mode & 0o077 == 0  # the product's own, not other users'

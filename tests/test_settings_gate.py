@@ -182,3 +182,53 @@ def test_a_templates_folder_without_the_letter_templates_is_named(
     assert main(["run"]) == 2
     err = capsys.readouterr().err
     assert "has no letter.txt.j2, subject.txt.j2, letter.css" in err, err
+
+
+def test_serve_waits_for_a_prefect_server_that_comes_up_late(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#26: at boot the server takes ~9 s; serve waits (bounded), saying so, instead of failing
+    in 0.2 s and tripping systemd's start limit."""
+    import http.server
+    import socket
+    import threading
+    import time
+
+    from flows.deployments import check_server
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    servers: list[http.server.HTTPServer] = []
+
+    def late() -> None:  # nothing listens on the port for the first 2.5 s
+        time.sleep(2.5)
+        servers.append(http.server.HTTPServer(("127.0.0.1", port), Health))
+        servers[0].serve_forever()
+
+    threading.Thread(target=late, daemon=True).start()
+    started = time.monotonic()
+    try:
+        check_server(f"http://127.0.0.1:{port}/api", wait_seconds=30, every=1)
+    finally:
+        if servers:
+            servers[0].shutdown()
+    assert 2 <= time.monotonic() - started < 30
+    said = capsys.readouterr().out
+    assert f"Waiting for the Prefect server at http://127.0.0.1:{port}/api" in said
+
+
+def test_serve_gives_up_after_its_wait_with_one_sentence() -> None:
+    from flows.deployments import check_server
+
+    with pytest.raises(SettingsError, match=r"No Prefect server answers at .* after 1 s\. Start"):
+        check_server("http://127.0.0.1:9/api", wait_seconds=1, every=1)
