@@ -1,4 +1,5 @@
-"""Ship the letter templates inside the wheel, from their one source: the top-level templates/.
+"""Ship the letter templates and the documentation inside the wheel, from their one source:
+the top-level templates/, README.md and docs/.
 
 IT installs a built wheel (`pip install .`), not a checkout, and a wheel holds packages only:
 without this, `advising run` on a server finds no letter template. The build copies templates/
@@ -11,11 +12,12 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-SOURCE = Path(__file__).resolve().parent / "templates"
+ROOT = Path(__file__).resolve().parent
+SOURCE = ROOT / "templates"
 
 
 class BuildWithTemplates(build_py):
-    """build_py, plus the templates copied where flows.settings looks for a packaged copy."""
+    """build_py, plus the templates and docs copied where flows looks for packaged copies."""
 
     def run(self) -> None:
         super().run()
@@ -25,6 +27,14 @@ class BuildWithTemplates(build_py):
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(SOURCE, target)
+        # The documents messages and `advising docs` name: README.md and docs/*.md.
+        docs = Path(self.build_lib) / "flows" / "docs"
+        if docs.exists():
+            shutil.rmtree(docs)
+        docs.mkdir(parents=True)
+        shutil.copy2(ROOT / "README.md", docs / "README.md")
+        for page in sorted((ROOT / "docs").glob("*.md")):
+            shutil.copy2(page, docs / page.name)
 
 
 setup(cmdclass={"build_py": BuildWithTemplates})

@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     template.add_argument("path", type=Path, help="where to write it, e.g. roster-template.xlsx")
 
+    docs = sub.add_parser(
+        "docs", help="list the documents shipped with this installation, or print one",
+        description="List README and the rules document with where they are on this machine, "
+        "or print one: `advising docs rules | less`.",
+    )
+    docs.add_argument("name", nargs="?", help="readme or rules")
+
     demo = sub.add_parser(
         "demo",
         help="write a realistic synthetic roster into the input folder to try the product",
@@ -371,6 +378,17 @@ def cmd_template(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Name the shipped documents, or print one of them."""
+    from flows.docs import doc_path, listing
+
+    if args.name is None:
+        print(listing())
+        return 0
+    print(doc_path(args.name).read_text(encoding="utf-8"), end="")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Write the synthetic roster into the drop folder."""
     from flows.intake.demo import write_demo_roster
@@ -493,7 +511,7 @@ def cmd_resend(args: argparse.Namespace) -> int:
 def cmd_specialties(args: argparse.Namespace) -> int:
     """Print the specialty table, or replace its NRMP figures from the office's CSV."""
     from residency_rules.explain import when
-    from residency_rules.specialties import PACKAGED_ORIGIN, describe_table
+    from residency_rules.specialties import describe_table
 
     if args.data_file:
         from residency_rules.specialties import packaged_text
@@ -507,8 +525,8 @@ def cmd_specialties(args: argparse.Namespace) -> int:
         where = settings.specialty_table
         read_from = (
             f"{where} (ADVISING_SPECIALTY_TABLE)" if where is not None
-            else f"{PACKAGED_ORIGIN}, the table shipped with the product "
-            "(ADVISING_SPECIALTY_TABLE is not set)"
+            else "the table shipped with the product (ADVISING_SPECIALTY_TABLE is not set; "
+            "`advising specialties --data-file` prints it, to start an office copy)"
         )
         print(describe_table(load_table(settings), read_from))
         return 0
@@ -562,6 +580,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": cmd_check,
     "template": cmd_template,
     "demo": cmd_demo,
+    "docs": cmd_docs,
     "uncertain": cmd_uncertain,
     "approve": cmd_approve,
     "hold": cmd_hold,

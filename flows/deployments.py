@@ -50,8 +50,8 @@ def check_server(api_url: str, wait_seconds: float = 0.0, every: float = 5.0) ->
     raise SettingsError(
         f"No Prefect server answers at PREFECT_API_URL={api_url} ({reason})"
         + (f" after {wait_seconds:.0f} s" if wait_seconds else "")
-        + ". Start one with `prefect server start` (see README, 'Running it nightly') "
-        "and try again."
+        + ". Start one with `prefect server start` (see `advising docs readme`, 'Running it "
+        "nightly') and try again."
     )
 
 
@@ -111,7 +111,7 @@ def deploy_offices(offices: list[Office], pool: str) -> int:
     if not api_url:
         raise SettingsError(
             "`advising deploy` registers the offices on a lasting Prefect server: start "
-            "`prefect server start` (see README, 'A consortium'), set "
+            "`prefect server start` (see `advising docs readme`, 'A consortium'), set "
             "PREFECT_API_URL=http://HOST:4200/api and run `advising deploy` again."
         )
     check_server(api_url)
@@ -188,5 +188,5 @@ def schedule_description(settings: Settings) -> str:
         f"cron '{settings.schedule_cron}' in the time zone {settings.schedule_timezone} "
         "(ADVISING_SCHEDULE_CRON, ADVISING_SCHEDULE_TIMEZONE); a browser elsewhere shows the "
         "next run in its own time. A Failed run names the rosters that need attention: see "
-        "its artifact and README, 'When a run is Failed'."
+        "its artifact and `advising docs readme`, 'When a run is Failed'."
     )

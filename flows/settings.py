@@ -235,7 +235,7 @@ def unknown_settings(
         near = difflib.get_close_matches(field, sorted(known), n=1, cutoff=0.6)
         found.append(f"{key}{where} is not a setting of this version and is ignored"
                       + (f"; did you mean ADVISING_{near[0].upper()}?" if near
-                         else " (README lists them)"))
+                         else " (`advising docs readme` lists them)"))
     return found
 
 

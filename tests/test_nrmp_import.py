@@ -230,7 +230,7 @@ def test_specialties_prints_every_figure_with_its_source_and_status(
     assert main(["specialties"]) == 0
     out = capsys.readouterr().out
     assert "NRMP figures: NOT CHECKED" in out
-    assert "the table shipped with the product (ADVISING_SPECIALTY_TABLE is not set)" in out
+    assert "the table shipped with the product (ADVISING_SPECIALTY_TABLE is not set;" in out
     assert "advising specialties --import FILE.csv" in out
     assert re.search(r"Dermatology +hyper +255 +265 +article +251/258/266 +252 +medical", out)
     assert re.search(r"Urology +hyper +255 +265 +assigned +- +- +surgical", out)

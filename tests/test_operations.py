@@ -101,12 +101,14 @@ def test_serve_without_a_server_says_what_to_do(workdir: Path) -> None:
     """Without a reachable Prefect server, `advising serve` explains how to start one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
+    env["ADVISING_SERVER_WAIT_SECONDS"] = "6"  # it waits for a server coming up at boot
     proc = subprocess.run(
         [str(VENV_BIN / "advising"), "serve"], cwd=workdir, env=env, capture_output=True,
         text=True, timeout=60,
     )
     assert proc.returncode == 2
-    assert "prefect server start" in proc.stderr
+    assert "prefect server start" in proc.stderr and "after 6 s" in proc.stderr
+    assert "Waiting for the Prefect server" in proc.stdout  # a line each 5 s meanwhile
     assert "Traceback" not in proc.stderr
 
 

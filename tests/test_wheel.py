@@ -35,6 +35,8 @@ def test_the_wheel_carries_the_templates_and_no_benchmark_or_test(wheel: Path) -
         assert f"flows/letters/templates/{template}" in names
     assert any(n.startswith("flows/intake/") for n in names)
     assert not [n for n in names if n.startswith(("benchmarks/", "tests/"))]
+    # The documents messages name ship too (`advising docs`).
+    assert {"flows/docs/README.md", "flows/docs/rules.md"} <= set(names)
 
 
 def test_the_installed_wheel_runs_demo_and_run_in_an_empty_folder(
@@ -71,6 +73,12 @@ def test_the_installed_wheel_runs_demo_and_run_in_an_empty_folder(
     run = subprocess.run([*advising, "run"], cwd=work, env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
+    docs = subprocess.run([*advising, "docs", "rules"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert docs.returncode == 0 and docs.stdout.startswith("# The outlook rules"), docs.stderr
+    listed = subprocess.run([*advising, "docs"], cwd=work, env=env, capture_output=True,
+                            text=True, timeout=60).stdout
+    assert str(site / "flows" / "docs" / "README.md") in listed, listed
     letters = list((work / "output").rglob("letters/*.html"))
     assert len(letters) == 4
     assert "</html>" in letters[0].read_text(encoding="utf-8")
