@@ -51,6 +51,7 @@ from flows.outcome import (
     roster_letters,
     run_verdict,
 )
+from flows.progress import Progress
 from flows.report import DELIVERED, describe, run_artifact
 from flows.run_record import (
     cycle_record,
@@ -206,6 +207,7 @@ def _letters_and_delivery(
     pool: RenderPool | None,
     timings: dict[str, float],
     sha: str,
+    progress: Progress | None = None,
 ) -> tuple[dict[str, LetterOutcome], threading.Thread | None]:
     """Render the letters batch by batch into a staging folder, delivering each batch.
 
@@ -242,6 +244,10 @@ def _letters_and_delivery(
             with _timed(timings, "delivery"):
                 delivered |= deliver_stage(source, _as_is(letters), settings, ledger, out_dir,
                                            staging, origin)
+            if progress is not None:
+                progress.count(len(delivered), sum(
+                    o.status in (LetterStatus.SENT, LetterStatus.OUTBOX)
+                    for o in delivered.values()), len(roster.records))
     with _timed(timings, "letters"):
         remover = drop_folder.publish_dir(staging, out_dir / "letters")
     return delivered, remover
@@ -271,15 +277,22 @@ def process_roster(
         roster = ingest_stage(path, settings, _as_is(table))
     if isinstance(roster, State):  # Rejected: it holds the RosterError
         return _reject(path, settings, started, roster.result())
+    progress = Progress.start(path.name, len(roster.row_ids))
+    progress.stage("read", timings["ingest"], f"{len(roster.row_ids):,} student rows")
     # The render process takes a second to start: it starts now, while validation runs.
     with (RenderPool() if len(roster.records) > settings.letter_batch else nullcontext()) as pool:
         with _timed(timings, "validate"):
             roster = validate_stage(_as_is(roster), settings, _as_is(table), out_dir / "validation")
+        progress.stage("validated", timings["validate"],
+                       f"{len(roster.problems):,} problems, {len(roster.held_rows()):,} rows held")
         with _timed(timings, "evaluate"):
             evaluations = evaluate_stage(_as_is(roster), settings, _as_is(table))
+        progress.stage("outlooks", timings["evaluate"], f"{len(evaluations):,} students")
         set_aside()
         delivered, remover = _letters_and_delivery(path, roster, evaluations, table, settings,
-                                                   out_dir, pool, timings, sha)
+                                                   out_dir, pool, timings, sha, progress)
+        progress.stage("letters and delivery", timings["letters"] + timings["delivery"],
+                       f"{len(delivered):,} letters")
     letters = roster_letters(roster.row_ids, roster.held_rows(),
                              {e.student_id for e in evaluations}, delivered)
     # After the Match, ADVISING_AFTER_MATCH=hold: no letter without a result (#23).
@@ -298,6 +311,7 @@ def process_roster(
                     if waiting else "")]
         workbook_stage(_as_is(roster), _as_is(evaluations), _as_is(letters), settings,
                        _as_is(table), workbook, " ".join(n for n in notes if n))
+    progress.stage("workbook written", timings["workbook"])
     if remover is not None:
         remover.join()
     # The review page last: the workbook's Summary already names it (#24).
@@ -396,9 +410,9 @@ def advising_run(
 def _print_when_deployed(done: list[RosterOutcome]) -> None:
     """Under `advising serve` or a worker, print each roster's summary lines, as `advising
     run` does: IT reads them in the journal (journalctl -u advising) without Prefect's UI."""
-    from prefect.runtime import flow_run
+    from prefect.runtime import deployment
 
-    if not flow_run.deployment_id:
+    if not deployment.id:
         return  # `advising run` prints them itself
     stamp = f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
     for outcome in done:
