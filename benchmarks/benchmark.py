@@ -1,7 +1,7 @@
 """Speed at scale: time the real pipeline end to end against the floor and a mail-merge peer.
 
     .venv/bin/python -m benchmarks.benchmark --students 20000 --delivery smtp
-    .venv/bin/python -m benchmarks.benchmark --repeat 3 --json bench.json      # README, Speed
+    .venv/bin/python -m benchmarks.benchmark --repeat 3 --json bench.json      # docs/speed.md
     .venv/bin/python -m benchmarks.benchmark --scenario scale                  # 10k and 100k
     .venv/bin/python -m benchmarks.benchmark --scenario smtp --repeat 1 --profile prof/   # py-spy
 
@@ -777,7 +777,7 @@ def stage_report(columns: list[tuple[str, dict[str, Any]]], floor: dict[str, Any
 
 
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
-    """The headline figures and the targets of README, Speed."""
+    """The headline figures and the targets of docs/speed.md."""
     out: dict[str, Any] = {"students": results["students"]}
     floor, peer = results.get("floor", {}), results.get("peer", {})
     smtp = results.get("smtp", {}).get("summary", {})
@@ -978,7 +978,7 @@ def scenario_profile(bench: Bench, students: int, delivery: str, folder: Path,
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.benchmark",
-        description="Time the residency advising pipeline end to end (targets: README, Speed): "
+        description="Time the residency advising pipeline end to end (targets: docs/speed.md): "
         "per-stage wall time and peak memory, the floor, the mailmerge peer, an unchanged "
         "re-run, the fixed cost, and (with --scenario scale) 10k/100k students.",
     )
@@ -1190,7 +1190,7 @@ def report(results: dict[str, Any], notes: list[str]) -> None:
         say(table(["ratio", "value"], ratio_rows))
     checks = verdicts(fig)
     if checks:
-        say("\nTargets (README, Speed):")
+        say("\nTargets (docs/speed.md):")
         say(table(["target", "measured", ""], checks))
     for name, prof in results.get("profiles", {}).items():
         say(f"\nProfile ({name}, {prof['wall_s']:.1f} s under the profiler; {prof.get('file')}):")

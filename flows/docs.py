@@ -20,6 +20,9 @@ DOCS: dict[str, tuple[str, str]] = {
                "a consortium, data and uninstall"),
     "rules": ("docs/rules.md", "the outlook rules, the application calendar and every letter "
               "item with its condition and source, for an advisor to review"),
+    "speed": ("docs/speed.md", "the benchmark's commands and figures, the peer's configuration"),
+    "development": ("docs/development.md", "how it is built (stages, the typed run, the layers), "
+                    "the checks and the tests"),
 }
 
 
@@ -36,5 +39,5 @@ def listing() -> str:
     """Name every document with where it is on this machine and what it holds."""
     lines = ["The documents of this installation (`advising docs NAME` prints one):"]
     for name, (_, holds) in DOCS.items():
-        lines.append(f"  {name:<7} {doc_path(name)}\n          {holds}")
+        lines.append(f"  {name:<11} {doc_path(name)}\n              {holds}")
     return "\n".join(lines)

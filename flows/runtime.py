@@ -128,6 +128,8 @@ class TemporaryServer:
             env=env,
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            # The database holds run parameters and log lines: readable by this account only.
+            umask=0o077,
         )
 
     def wait_ready(self, timeout: float = 60.0) -> None:

@@ -81,5 +81,6 @@ def test_a_misspelt_setting_is_named_with_the_one_meant() -> None:
     assert said == [
         "ADVISING_DELIVERY_MODE is not a setting of this version and is ignored; did you mean "
         "ADVISING_DELIVERY?",
-        "ADVISING_ZZZ is not a setting of this version and is ignored (README lists them)",
+        "ADVISING_ZZZ is not a setting of this version and is ignored (`advising docs readme` "
+        "lists them)",
     ]

@@ -230,13 +230,13 @@ def _whole(out: Path) -> None:
 @pytest.mark.usefixtures("prefect_harness")
 # Sizes measured for this roster: where each fills (if the outputs grow, adjust the sizes).
 @pytest.mark.parametrize(("kib", "stage"), [
-    (40, "validation"),  # the validation page
-    (120, "cannot open the delivery ledger"),
-    (200, ".letters."),  # the letters' staging folder
+    (8, "validation"),  # the validation page: 4-8
+    (64, "cannot open the delivery ledger"),  # 12-96 (32 gives SQLite's "disk I/O error")
+    (192, ".letters."),  # the letters' staging folder: 112-272
     # SMTP delivery: the ledger refuses the commit after a 250; with this run's letters
     # removed (rendered again next run), the accepted letter is recorded as sent after all.
-    (376, "are recorded as sent"),  # 360-400 (the ledger holds the approval tables too)
-    (416, "-annotated.xlsx"),  # the workbook: 408-432; the review page after it, 436
+    (312, "are recorded as sent"),  # 288-336 (the ledger holds the approval tables too)
+    (352, "-annotated.xlsx"),  # the workbook: 344-368; from 376 the run finishes
 ])
 def test_a_real_full_disk_stops_the_roster_in_one_sentence_and_loses_nothing(
     workdir: Path, small_output: Path, monkeypatch: pytest.MonkeyPatch,

@@ -128,7 +128,9 @@ def test_logs_carry_no_names_scores_or_grades(workdir: Path) -> None:
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    with sqlite3.connect(workdir / ".prefect" / "prefect.db") as db:
+    # The temporary server's database is the product's own (#26), not PREFECT_HOME's.
+    assert not (workdir / ".prefect" / "prefect.db").exists()
+    with sqlite3.connect(workdir / "output" / ".advising" / "prefect" / "prefect.db") as db:
         stored = "\n".join(m for (m,) in db.execute("SELECT message FROM log"))
         artifacts = [d for (d,) in db.execute(
             "SELECT data FROM artifact WHERE key = 'advising-run-summary'"
