@@ -344,9 +344,9 @@ def impact(value: int, why: str) -> Reason:
 
 
 @cache
-def trend(direction: Trend, low: bool = False) -> Reason:
+def trend(direction: Trend, low: bool = False, after_failure: bool = False) -> Reason:
     """Say how programs will read the change from Step 1 to Step 2 CK (no reassurance at
-    levels 1-2)."""
+    levels 1-2; after a Step 1 failure the story is what changed, not the program list)."""
     if direction == "upward":
         return Reason(
             "trend.upward",
@@ -357,6 +357,12 @@ def trend(direction: Trend, low: bool = False) -> Reason:
         return Reason(
             "trend.stable",
             "Programs will read your Step 2 CK as steady, not as a comeback from Step 1.",
+        )
+    if after_failure:
+        return Reason(
+            "trend.stable",
+            "Programs will read a solid Step 2 CK after a Step 1 failure as steady rather than "
+            "a comeback: what you changed, said briefly, is what they will weigh.",
         )
     return Reason(
         "trend.stable",
