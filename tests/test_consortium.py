@@ -337,15 +337,40 @@ def _finish(api: Api, machines: Machines, runs: dict[str, str]) -> None:
             machines.log("worker-1")[-3000:] + machines.log("worker-2")[-3000:])
 
 
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh database (postgresql+asyncpg URL) on ADVISING_TEST_POSTGRES_URL's server, as
+    `.ci/run` starts one, or on a throwaway cluster; dropped at the end.
+
+    Skipped when PostgreSQL cannot be had here; when the variable names a server that cannot
+    be used, the test fails instead (CI must not skip it quietly).
+    """
+    with ExitStack() as stack:
+        try:
+            url, _ = stack.enter_context(postgres.postgres_server())
+            database = stack.enter_context(postgres.fresh_database(url))
+        except postgres.Unavailable as exc:
+            if os.environ.get(postgres.URL_VARIABLE, "").strip():
+                pytest.fail(str(exc))
+            pytest.skip(str(exc))
+        yield database
+
+
 @pytest.mark.slow
-def test_offices_on_a_work_pool_run_once_each_and_survive_a_killed_worker(
-    tmp_path: Path, machines: Machines
+def test_offices_on_a_postgresql_work_pool_run_at_once_once_each_and_survive_a_killed_worker(
+    tmp_path: Path, machines: Machines, postgres_database: str
 ) -> None:
-    """Three offices on two workers; a worker killed mid-run; nobody mailed twice."""
-    api = _start_server(machines)
+    """The consortium's set-up (README): Prefect's server on PostgreSQL, two workers, three
+    offices. Two offices' runs overlap on the two workers and complete, each office's letters
+    mailed once, what the server recorded is in PostgreSQL; then a worker is killed while the
+    relay takes the third office's letters, and the survivor's run mails nobody twice. No
+    process met SQLite's "database is locked". (One test for both: a server, a deployment and
+    two workers cost about 20 s.)
+    """
+    api = _start_server(machines, postgres_database)
     with running_sink() as sink:
         offices = _offices_toml(
-            tmp_path, sink, {"north": (20, 1), "south": (20, 2), "west": (30, 3)}, slow="west"
+            tmp_path, sink, {"north": (20, 1), "south": (25, 2), "west": (30, 3)}, slow="west"
         )
         _deploy_with_two_workers(machines, api, offices)
         west = api.deployment("west")
@@ -360,6 +385,14 @@ def test_offices_on_a_work_pool_run_once_each_and_survive_a_killed_worker(
         assert {_taken_by(machines, r) for r in runs.values()} == {"worker-1", "worker-2"}
         for office in ("north", "south"):
             _mailed_once_each(tmp_path, office, sink)  # the shared ID: one letter at each
+        north, south = ({state: datetime.fromisoformat(at) for state, at in
+                         api.state_times(runs[office]).items()} for office in ("north", "south"))
+        assert north["RUNNING"] < south["COMPLETED"] and south["RUNNING"] < north["COMPLETED"], (
+            "the two offices' runs did not overlap", north, south)
+        ids = ",".join(f"'{run_id}'" for run_id in runs.values())  # uuids the server gave
+        stored = postgres.query(postgres_database,
+                                f"SELECT state_type FROM flow_run WHERE id IN ({ids})")
+        assert stored == ["COMPLETED", "COMPLETED"]  # (the schedules' next runs are there too)
 
         # The third office: its worker is killed while the relay is taking its letters.
         first = api.start_run("west")
@@ -382,54 +415,5 @@ def test_offices_on_a_work_pool_run_once_each_and_survive_a_killed_worker(
         assert api.finished_runs("north") == Counter({"COMPLETED": 1})
         assert api.finished_runs("south") == Counter({"COMPLETED": 1})
         assert api.finished_runs("west") == Counter({"CRASHED": 1, "COMPLETED": 1})
-
-
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A fresh database (postgresql+asyncpg URL) on ADVISING_TEST_POSTGRES_URL's server, as
-    `.ci/run` starts one, or on a throwaway cluster; dropped at the end.
-
-    Skipped when PostgreSQL cannot be had here; when the variable names a server that cannot
-    be used, the test fails instead (CI must not skip it quietly).
-    """
-    with ExitStack() as stack:
-        try:
-            url, _ = stack.enter_context(postgres.postgres_server())
-            database = stack.enter_context(postgres.fresh_database(url))
-        except postgres.Unavailable as exc:
-            if os.environ.get(postgres.URL_VARIABLE, "").strip():
-                pytest.fail(str(exc))
-            pytest.skip(str(exc))
-        yield database
-
-
-@pytest.mark.slow
-def test_two_workers_on_a_postgresql_server_run_two_offices_at_once(
-    tmp_path: Path, machines: Machines, postgres_database: str
-) -> None:
-    """The consortium's set-up (README): Prefect's server on PostgreSQL, two workers.
-
-    Both offices' runs overlap on the two workers and complete, each office's letters mailed
-    once; what the server recorded is in PostgreSQL; no process met SQLite's "database is
-    locked".
-    """
-    api = _start_server(machines, postgres_database)
-    with running_sink() as sink:
-        offices = _offices_toml(tmp_path, sink, {"north": (20, 1), "south": (25, 2)})
-        _deploy_with_two_workers(machines, api, offices)
-        runs = {office: api.start_run(office) for office in ("north", "south")}
-        _finish(api, machines, runs)
-        assert {_taken_by(machines, r) for r in runs.values()} == {"worker-1", "worker-2"}
-        for office in ("north", "south"):
-            _mailed_once_each(tmp_path, office, sink)  # the shared ID: one letter at each
-
-    north, south = ({state: datetime.fromisoformat(at) for state, at in
-                     api.state_times(runs[office]).items()} for office in ("north", "south"))
-    assert north["RUNNING"] < south["COMPLETED"] and south["RUNNING"] < north["COMPLETED"], (
-        "the two offices' runs did not overlap", north, south)
-    ids = ",".join(f"'{run_id}'" for run_id in runs.values())  # uuids the server gave
-    stored = postgres.query(postgres_database,
-                            f"SELECT state_type FROM flow_run WHERE id IN ({ids})")
-    assert stored == ["COMPLETED", "COMPLETED"]  # (the schedules' next runs are there too)
     for name in ("server", "worker-1", "worker-2"):
         assert "database is locked" not in machines.log(name), name

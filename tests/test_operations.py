@@ -17,23 +17,21 @@ from tests.support.processes import VENV_BIN, free_port, healthy, stop_group, wa
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
 def test_serve_registers_a_nightly_deployment_that_runs_on_a_real_server(workdir: Path) -> None:
-    """`advising serve` registers the cron deployment; a triggered run leaves the outputs."""
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
+    """`advising serve` registers the cron deployment; a triggered run leaves the outputs.
+
+    The server is the session's (a real one in its own process: a fresh one costs about 10 s
+    of database migrations); serve and the runs it starts are processes of their own."""
+    from prefect.settings import PREFECT_API_URL
+
+    api = str(PREFECT_API_URL.value())
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({
         "PREFECT_HOME": str(workdir / ".prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
         "ADVISING_APPROVAL": "always",  # the outbox's letters wait too, for the office's approval
     })
-    server = subprocess.Popen(
-        [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     serve = None
     try:
         wait_for(lambda: healthy(api), 120, "the Prefect server")
@@ -93,8 +91,6 @@ def test_serve_registers_a_nightly_deployment_that_runs_on_a_real_server(workdir
     finally:
         if serve is not None:
             stop_group(serve)
-        stop_group(server)
-    assert server.poll() is not None
 
 
 def test_serve_without_a_server_says_what_to_do(workdir: Path) -> None:
