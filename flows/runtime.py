@@ -92,6 +92,7 @@ class TemporaryServer:
         self._app_dir = str(Path(spec.origin).parent.parent)
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.home = home
+        self.log = home / "server.log"
         # This process too: Prefect reads PREFECT_HOME (profiles, local storage) when imported.
         os.environ["PREFECT_HOME"] = str(home)
         for key in _NOT_FOR_TEMPORARY:
@@ -117,6 +118,15 @@ class TemporaryServer:
         }
         for key in _NOT_FOR_TEMPORARY:
             env.pop(key, None)
+        # What the server prints (a shutdown race on a loaded machine prints a traceback) goes
+        # to its log, the last run's only, never to the console IT and cron read.
+        log = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            return self._popen(env, log)
+        finally:
+            os.close(log)
+
+    def _popen(self, env: dict[str, str], log: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [
                 sys.executable, "-m", "uvicorn",
@@ -127,6 +137,8 @@ class TemporaryServer:
             ],
             env=env,
             stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
             preexec_fn=_die_with_parent,
             # The database holds run parameters and log lines: readable by this account only.
             umask=0o077,
@@ -147,8 +159,8 @@ class TemporaryServer:
             if self._proc.poll() is not None:
                 raise AdvisingError(
                     "The temporary Prefect server stopped at start "
-                    f"(exit {self._proc.returncode}); run `advising run --verbose` to see why, "
-                    "or check that PREFECT_HOME is writable"
+                    f"(exit {self._proc.returncode}); its log {self.log} says why; check that "
+                    f"{self.home} is writable"
                 )
             try:
                 with urllib.request.urlopen(self.api_url + "/health", timeout=2) as resp:
