@@ -122,27 +122,24 @@ class TemporaryServer:
         # to its log, the last run's only, never to the console IT and cron read.
         log = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            return self._popen(env, log)
+            return subprocess.Popen(
+                [
+                    sys.executable, "-m", "uvicorn",
+                    "--app-dir", self._app_dir,
+                    "--factory", "prefect.server.api.server:create_app",
+                    "--host", "127.0.0.1", "--port", str(self.port),
+                    "--log-level", "error", "--lifespan", "on",
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=_die_with_parent,
+                # The database holds run parameters and log lines: readable by this account only.
+                umask=0o077,
+            )
         finally:
             os.close(log)
-
-    def _popen(self, env: dict[str, str], log: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn",
-                "--app-dir", self._app_dir,
-                "--factory", "prefect.server.api.server:create_app",
-                "--host", "127.0.0.1", "--port", str(self.port),
-                "--log-level", "error", "--lifespan", "on",
-            ],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            preexec_fn=_die_with_parent,
-            # The database holds run parameters and log lines: readable by this account only.
-            umask=0o077,
-        )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until the server answers its health check, or explain why it did not start."""

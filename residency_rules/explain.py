@@ -361,7 +361,7 @@ def trend(direction: Trend, low: bool = False, after_failure: bool = False) -> R
     if after_failure:
         return Reason(
             "trend.stable",
-            "Programs will read a solid Step 2 CK after a Step 1 failure as steady rather than "
+            "Programs will read your Step 2 CK after a Step 1 failure as steady rather than "
             "a comeback: what you changed, said briefly, is what they will weigh.",
         )
     return Reason(
