@@ -291,15 +291,13 @@ def _taken_by(machines: Machines, run_id: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def _start_server(machines: Machines, database: str | None = None) -> Api:
-    """Start `prefect server start` on 127.0.0.1; its database is SQLite in its own home, or
-    the PostgreSQL database at `database` (postgresql+asyncpg://...), as a consortium runs it.
-    """
+def _start_server(machines: Machines, database: str) -> Api:
+    """Start `prefect server start` on 127.0.0.1 on the PostgreSQL database at `database`
+    (postgresql+asyncpg://...), as a consortium runs it."""
     port = free_port()
     server_env = _env(PREFECT_HOME=str(machines.root / "server-home"), PREFECT_UI_ENABLED="0",
                       PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    if database is not None:
-        server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
+    server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
     machines.start(
         "server",
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",

@@ -310,9 +310,9 @@ def test_the_cli_prints_a_short_summary_without_noise(workdir: Path) -> None:
         for hog in hogs:
             hog.kill()
             hog.wait()
+    assert run.returncode == 0, run.stderr
     server_log = workdir / "output" / ".advising" / "prefect" / "server.log"
     assert server_log.is_file() and server_log.stat().st_mode & 0o077 == 0
-    assert run.returncode == 0, run.stderr
     assert "demo-roster.xlsx: processed" in run.stdout
     assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
     assert "database is locked" not in run.stderr
