@@ -241,6 +241,13 @@ def check(cycle: Cycle, where: str) -> Cycle:
                 f"submissions_open {own.submissions}, review_start {own.review_start})",
                 "the service opens, then takes submissions, then programs review",
             )
+        if (other.match_day - own.season).days > _STALE_DAYS:  # own dates of a past cycle
+            raise df.Where(where, f"[calendar.{other.key}]").error(
+                f"the {other.application} dates (opens {own.season}) are of an earlier cycle "
+                f"than the {other.name}'s match day ({other.match_day})",
+                f"set the {other.name}'s dates for this cycle too, in [calendar.{other.key}] "
+                "of the specialty table (ADVISING_SPECIALTY_TABLE)",
+            )
         if other.ranking_opens <= own.review_start:
             raise df.Where(where, f"[calendar.{other.key}]").error(
                 f"the {other.name}'s ranking opens on {other.ranking_opens}, before programs "

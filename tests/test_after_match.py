@@ -180,13 +180,15 @@ def test_when_the_office_sets_the_next_cycle_the_next_class_gets_its_preparing_l
     settings = make_settings(AFTER, **next_cycle)
     from residency_rules.errors import RulesError
 
-    with pytest.raises(RulesError, match=r"\[calendar.sf_match\] of the specialty table"):
+    with pytest.raises(RulesError, match=r"\[calendar.aua\] of the specialty table"):
         settings.cycle(TABLE)  # the SF Match's and AUA's dates are the table's to move
     assert TABLE.calendar is not None
     year = timedelta(days=364)
     others = tuple(dataclasses.replace(
         m, ranking_opens=m.ranking_opens + year, rank_deadline=m.rank_deadline + year,
-        match_day=m.match_day + year) for m in TABLE.calendar.others)
+        match_day=m.match_day + year,
+        **{k: getattr(m, k) + year for k in ("season_opens", "submissions_open", "review_start")
+           if getattr(m, k) is not None}) for m in TABLE.calendar.others)
     table = dataclasses.replace(TABLE, calendar=dataclasses.replace(TABLE.calendar,
                                                                      others=others))
     cycle = settings.cycle(table)

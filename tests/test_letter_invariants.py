@@ -196,11 +196,13 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
     # Every plan day lies in the next four weeks, in causal order.
     assert len(ev.advice_days) == len(ev.advice) and all(0 <= d <= 28 for d in ev.advice_days)
 
-    # No "submit" instruction dated before ERAS takes submissions.
+    # No "submit" instruction dated before the student's service (ERAS, SF Match CAS) takes
+    # submissions.
+    own = cycle.for_match(ev.match_system)
     for item, day in zip(ev.advice, ev.advice_days, strict=True):
-        if re.search(r"\bSubmit your ERAS\b", item.text):
-            assert today + timedelta(days=day) >= cycle.submissions, (where, item.text)
-    if today + timedelta(days=28) < cycle.submissions:
+        if re.search(r"\bSubmit your (ERAS|SF Match CAS)\b", item.text):
+            assert today + timedelta(days=day) >= own.submissions, (where, item.text)
+    if today + timedelta(days=28) < own.submissions:
         assert not re.search(r"\bsubmit\b", main, re.I), (where, main)
 
     # A personal statement points at a Step 2 CK score only when a passing one is in.
