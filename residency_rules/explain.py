@@ -344,9 +344,11 @@ def impact(value: int, why: str) -> Reason:
 
 
 @cache
-def trend(direction: Trend, low: bool = False, after_failure: bool = False) -> Reason:
+def trend(direction: Trend, low: bool = False, after_failure: bool = False,
+          listed: bool = False) -> Reason:
     """Say how programs will read the change from Step 1 to Step 2 CK (no reassurance at
-    levels 1-2; after a Step 1 failure the story is what changed, not the program list)."""
+    levels 1-2; after a Step 1 failure the story is what changed, not the program list; once
+    the list is sent, `listed`, nothing about choosing it)."""
     if direction == "upward":
         return Reason(
             "trend.upward",
@@ -363,6 +365,12 @@ def trend(direction: Trend, low: bool = False, after_failure: bool = False) -> R
             "trend.stable",
             "Programs will read your Step 2 CK after a Step 1 failure as steady rather than "
             "a comeback: what you changed, said briefly, is what they will weigh.",
+        )
+    if listed:
+        return Reason(
+            "trend.stable",
+            "Programs will read your Step 2 CK as steady rather than a comeback from Step 1; "
+            "the outlook above already takes that into account.",
         )
     return Reason(
         "trend.stable",

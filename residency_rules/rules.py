@@ -577,7 +577,7 @@ def _evaluate(
         reasons.append(explain.research(research))
     trend = _trend(status, marginal, raw, score, record.step1_score, rules)
     if trend is not None:
-        reasons.append(explain.trend(trend, low, status == "failure"))
+        reasons.append(explain.trend(trend, low, status == "failure", not levers_open))
     timing_late = False
     if score is None:
         # No date on file: the exam cannot be earlier than today.

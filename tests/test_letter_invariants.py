@@ -205,6 +205,10 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
     if today + timedelta(days=28) < own.submissions:
         assert not re.search(r"\bsubmit\b", main, re.I), (where, main)
 
+    # Once programs review, the list is sent: nothing about choosing it.
+    if ev.phase in ("interviewing", "ranking", "match week"):
+        assert "realistic program list" not in main, (where, main)
+
     # A personal statement points at a Step 2 CK score only when a passing one is in.
     if ev.exam_state != "in" or ev.raw_band == "failing":
         assert "how your Step 2 CK shows it" not in main, (where, main)
