@@ -186,6 +186,9 @@ def package(specialty: str, missing: tuple[str, ...]) -> AdviceItem:
     return AdviceItem("package", text, PACKAGE)
 
 
+GRADES_PIECE = "Honors-level clinical grades"
+
+
 @lru_cache(maxsize=_CACHE)
 def missing_pieces(
     specialty: str, strong_clerkships: bool, research_ok: bool, letters_ok: bool
@@ -196,7 +199,7 @@ def missing_pieces(
     """
     pieces: list[str] = []
     if not strong_clerkships:
-        pieces.append("Honors-level clinical grades")
+        pieces.append(GRADES_PIECE)
     if not research_ok:
         pieces.append(f"research, ideally in {specialty}")
     if not letters_ok:
@@ -216,21 +219,26 @@ def mix(share: ProgramMix) -> AdviceItem:
 
 
 @lru_cache(maxsize=_CACHE)
-def parallel(names: tuple[str, ...], lowest_tier: bool) -> AdviceItem:
-    """Name the parallel specialties; in the least competitive tier (no lower one), breadth."""
+def parallel(names: tuple[str, ...], lowest_tier: bool, through: str = "") -> AdviceItem:
+    """Name the parallel specialties; in the least competitive tier (no lower one), breadth.
+
+    `through`: the service the parallel application goes through when it is not the
+    student's own (an Ophthalmology student applies in SF Match CAS, the parallel in ERAS).
+    """
     if names:
+        via = f" through {through}" if through else ""
         text = (
-            f"Plan a parallel application as well: with your record, {join(names)} "
+            f"Plan a parallel application{via} as well: with your record, {join(names)} "
             f"{'is a realistic choice' if len(names) == 1 else 'are realistic choices'}."
         )
     elif lowest_tier:
         text = (
-            "Apply to more programs than usual, many of them community programs, and plan SOAP "
-            "with your advisor."
+            "Put more programs than usual on your list, many of them community programs, and "
+            "plan SOAP with your advisor."
         )
     else:
         text = (
-            "Apply to more programs than usual, many of them community programs, and plan a "
-            "backup with your advisor."
+            "Put more programs than usual on your list, many of them community programs, and "
+            "plan a backup with your advisor."
         )
     return AdviceItem("parallel", text, PARALLEL)

@@ -71,8 +71,8 @@ def step1(status: Step1Status, marginal: bool, failed: int, low: bool = False,
     if status == "clean":
         if marginal:
             text = (
-                "You passed Step 1 on the first try. It was a close pass, so programs will "
-                "lean on your Step 2 CK to judge you."
+                "You passed Step 1 on the first try. A bare pass tells programs little, so "
+                "they will lean on your Step 2 CK to judge you."
             )
         elif low:
             text = "You passed Step 1 on the first try."
@@ -123,12 +123,12 @@ def score(
         )
     elif band == "below":
         text = (
-            f"Your Step 2 CK score of {value} is well under {solid}, a solid score for "
+            f"Your Step 2 CK score of {value} is well under {solid}, the solid mark for "
             f"{specialty}."
         )
     elif band == "borderline":
         text = (
-            f"Your Step 2 CK score of {value} is just under {solid}, a solid score for "
+            f"Your Step 2 CK score of {value} is just under {solid}, the solid mark for "
             f"{specialty}."
         )
     elif band == "solid":
@@ -155,8 +155,7 @@ def clerkships(
         text = "Your clerkship grades are strong: at least half are Honors or High Pass."
         if moved_to is not None:
             text += (
-                " Strong clinical grades can push a slightly lower Step 2 CK into the interview "
-                "pile."
+                " Strong clinical grades can carry a slightly lower Step 2 CK."
             )
         return Reason("clerkships.strong", text)
     if failed_one:
@@ -167,7 +166,7 @@ def clerkships(
         why = "all Pass, no Honors or High Pass"
     text = f"Your clerkship grades are a weak spot ({why})"
     if moved_to is not None:
-        text += ": weak clinical comments can sink even a great score"
+        text += ": weak clinical grades can sink even a great score"
     if not levers_open:
         return Reason("clerkships.weak", f"{text}.")
     action = (
@@ -194,7 +193,7 @@ def cap_score(specialty: str, score: int, solid: int, level: int) -> Reason:
     gap = plural(solid - score, "point")
     return Reason(
         "cap.score",
-        f"Your {score} is {gap} under {solid}, a solid score for {specialty}: that is what "
+        f"Your {score} is {gap} under {solid}, the solid mark for {specialty}: that is what "
         f"{effect(level)}.",
     )
 
@@ -345,10 +344,17 @@ def impact(value: int, why: str) -> Reason:
 
 @cache
 def trend(direction: Trend, low: bool = False, after_failure: bool = False,
-          listed: bool = False) -> Reason:
+          listed: bool = False, bare_pass: bool = False) -> Reason:
     """Say how programs will read the change from Step 1 to Step 2 CK (no reassurance at
     levels 1-2; after a Step 1 failure the story is what changed, not the program list; once
-    the list is sent, `listed`, nothing about choosing it)."""
+    the list is sent, `listed`, nothing about choosing it; after a first-try pass/fail Step 1,
+    `bare_pass`, no trend programs could see, only the number Step 1 did not give)."""
+    if direction == "upward" and bare_pass:  # a pass/fail Step 1: no score to rise from
+        return Reason(
+            "trend.upward",
+            "Your excellent Step 2 CK gives programs the strong number a bare Step 1 pass "
+            "could not.",
+        )
     if direction == "upward":
         return Reason(
             "trend.upward",

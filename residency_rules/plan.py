@@ -59,6 +59,7 @@ class Situation:
     max_attempts: int
     plan: PlanRules  # the plan's days ([plan] in the data file)
     best_level: int = 5  # the best outlook a score still to come could bring
+    grades_to_come: bool = True  # a core clerkship still to be graded
 
     @property
     def today(self) -> _dt.date:
@@ -144,7 +145,7 @@ def _step1_items(s: Situation) -> list[AdviceItem]:
     else:
         items.append(advice.STEP1_TAKE)
     if s.exam.state in ("sat", "overdue"):
-        items.append(_send_score(s.exam, s.today))
+        items.append(_score_to_send(s))
     items.append(_next_cycle(s.step1.status == "not passed",
                              s.phase in ("preparing", "applying")))
     return items
@@ -201,6 +202,16 @@ def _study(s: Situation, weeks: int | None) -> AdviceItem:
     if weeks < s.final_weeks:
         return advice.QBANK_FINAL
     return advice.QBANK_FINISH
+
+
+def _score_to_send(s: Situation) -> AdviceItem:
+    """The sat exam's score to send; after the Match, one long overdue is asked for now."""
+    exam = s.exam
+    if s.phase == "after match" and (
+        exam.state == "overdue" or exam.posts_by is None or exam.posts_by < s.today
+    ):
+        return SCORE_AFTER
+    return _send_score(exam, s.today)
 
 
 @lru_cache(maxsize=4096)
@@ -325,12 +336,16 @@ def _phase_items(
         elif s.weak_letters and not package:  # the package names the letter writers
             items.append(advice.ONE_MORE_LETTER)
         if package:
-            items.append(advice.package(s.specialty, s.missing))
+            # Grades already given cannot be worked on: the item names what still can be.
+            items.append(advice.package(s.specialty, tuple(
+                p for p in s.missing if s.grades_to_come or p != advice.GRADES_PIECE)))
         items.extend(advice.failure_statement(
             step1_failure, step2_failure, s.exam.state == "in" and s.raw != "failing"))
         items.append(advice.mix(s.mix) if s.phase == "applying" else _start_list(s.mix))
         if s.low:
-            items.append(advice.parallel(s.parallel, s.tier == "less"))
+            own = s.day.match.application
+            items.append(advice.parallel(s.parallel, s.tier == "less",
+                                         "ERAS" if own != "ERAS" and s.parallel else ""))
         if s.phase == "applying":
             opens = s.cycle.submissions
             items.append(_apply(opens, s.cycle.review_start, s.exam.state != "in"
@@ -346,7 +361,9 @@ def _phase_items(
         if step1_failure or step2_failure:
             items.append(_explain_failure(step1_failure, step2_failure))
         if s.interviews_low or (s.interviews is None and s.low):
-            items.append(_add_programs(s.interviews, s.interviews_target, bool(s.parallel),
+            # The parallel specialty has its own item below at levels 1-2: said once.
+            items.append(_add_programs(s.interviews, s.interviews_target,
+                                       bool(s.parallel) and not s.low,
                                        s.today >= s.cycle.mid_season))
         if s.low and s.parallel:
             items.append(_parallel_now(s.parallel))
@@ -592,10 +609,10 @@ def _after_match(s: Situation) -> list[AdviceItem]:
     result = s.day.result
     match = s.day.match
     items: list[AdviceItem] = []
+    nrmp_open = not match.soap and s.today <= s.cycle.rank_deadline
     if result is None:
-        items.extend(_unknown_result(match.soap))
+        items.extend(_unknown_result(nrmp_open))
     elif result == "did not match":
-        nrmp_open = (not match.soap and s.today <= s.cycle.rank_deadline)
         items.append(_unmatched(nrmp_open))
         items.append(_options())
     else:
@@ -603,9 +620,9 @@ def _after_match(s: Situation) -> list[AdviceItem]:
         if not match.soap:
             items.append(INTERN_YEAR)
     if s.exam.state in ("sat", "overdue"):
-        items.append(_send_score(s.exam, s.today))
+        items.append(_score_to_send(s))
     elif s.exam.to_come:
-        items.append(_exam_after(result))
+        items.append(_exam_after(result, s.exam.state == "failing"))
     if result in ("matched", "matched in SOAP"):
         items.append(GRADUATE)
     return items
@@ -666,7 +683,17 @@ def _options() -> AdviceItem:
 
 
 @lru_cache(maxsize=2)
-def _unknown_result(nrmp: bool) -> tuple[AdviceItem, ...]:
+def _unknown_result(other_matches_open: bool) -> tuple[AdviceItem, ...]:
+    """Both branches; before the NRMP's deadline (SF Match, AUA) the unmatched branch is this
+    cycle's other matches, not only the next cycle."""
+    unmatched = (
+        "If you did not match: meet your advisor within the week. Other residency matches of "
+        "this cycle have not closed yet: ask whether a parallel application, a related "
+        "specialty or a preliminary year is still open to you."
+        if other_matches_open else
+        "If you did not match: meet your advisor within the week; together you will weigh "
+        f"{_OPTIONS} for the next cycle."
+    )
     return (
         AdviceItem(
             "result",
@@ -674,12 +701,7 @@ def _unknown_result(nrmp: bool) -> tuple[AdviceItem, ...]:
             "you the plan that fits it.",
             AFTER,
         ),
-        AdviceItem(
-            "if_unmatched",
-            "If you did not match: meet your advisor within the week; together you will weigh "
-            f"{_OPTIONS} for the next cycle.",
-            AFTER,
-        ),
+        AdviceItem("if_unmatched", unmatched, AFTER),
         AdviceItem(
             "if_matched",
             "If you matched: congratulations. Return what your program sends you by the dates "
@@ -689,12 +711,24 @@ def _unknown_result(nrmp: bool) -> tuple[AdviceItem, ...]:
     )
 
 
-@lru_cache(maxsize=4)
-def _exam_after(result: MatchResult | None) -> AdviceItem:
+# After the Match, a score that should have posted long ago: no "as soon as you have it", no
+# plan to rewrite with it (the plan is the Match's now).
+SCORE_AFTER = AdviceItem(
+    "score_now",
+    "We have no Step 2 CK score on file for you: send it to the office, so that your "
+    "record is complete.",
+    advice.USMLE,
+)
+
+
+@lru_cache(maxsize=8)
+def _exam_after(result: MatchResult | None, retake: bool = False) -> AdviceItem:
+    exam = "retake" if retake else "exam"
     why = (
         "you need a passing score before you start residency"
         if result in ("matched", "matched in SOAP")
         else "you need a passing score before you start residency, and in hand it makes your "
         "next application stronger"
     )
-    return AdviceItem("schedule", f"Plan your Step 2 CK with your advisor: {why}.", advice.TIMING)
+    return AdviceItem("schedule", f"Plan your Step 2 CK {exam} with your advisor now: {why}.",
+                      advice.TIMING)

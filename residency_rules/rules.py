@@ -317,8 +317,11 @@ def _decide_uncached(
     if raw in ("pending", "failing"):
         changed_anything = True
     if strength != "neutral":
+        # Where the outcome says what the grades changed ("alone would read ..."), the
+        # grades' own sentence does not say it again.
         reasons.append(explain.clerkships(
-            strength, failed_clerkship, clerk_moved_to if changed_anything else None,
+            strength, failed_clerkship,
+            clerk_moved_to if changed_anything and raw in ("pending", "failing") else None,
             grades_to_come, levers_open,
         ))
     if repeated and raw != "failing" and changed_anything:
@@ -577,7 +580,8 @@ def _evaluate(
         reasons.append(explain.research(research))
     trend = _trend(status, marginal, raw, score, record.step1_score, rules)
     if trend is not None:
-        reasons.append(explain.trend(trend, low, status == "failure", not levers_open))
+        reasons.append(explain.trend(trend, low, status == "failure", not levers_open,
+                                     status == "clean" and record.step1_score is None))
     timing_late = False
     if score is None:
         # No date on file: the exam cannot be earlier than today.
@@ -606,7 +610,8 @@ def _evaluate(
         day=day, cutoff=cutoff, specialty=name, tier=tier, solid=spec.solid,
         excellent=spec.excellent, step1=step1, step2_failed=step2_failed, raw=raw, exam=exam,
         late=timing_late, upward=trend == "upward", level=level, mix=mix, parallel=parallel,
-        missing=missing, weak_letters=record.letters == "weak", interviews=interviews,
+        missing=missing, weak_letters=record.letters == "weak", grades_to_come=grades_to_come,
+        interviews=interviews,
         interviews_target=target, interviews_low=low_invitations,
         full_passes_weeks=rules.full_passes_weeks, final_weeks=rules.final_weeks,
         max_attempts=rules.max_attempts, plan=rules.plan,

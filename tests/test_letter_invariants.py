@@ -202,8 +202,18 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
     for item, day in zip(ev.advice, ev.advice_days, strict=True):
         if re.search(r"\bSubmit your (ERAS|SF Match CAS)\b", item.text):
             assert today + timedelta(days=day) >= own.submissions, (where, item.text)
+    for item, day in zip(ev.advice, ev.advice_days, strict=True):
+        if today + timedelta(days=day) < own.submissions:  # nothing to apply to yet
+            assert not re.search(r"\bapply (to|in)\b", item.text, re.I), (where, item.text)
+        # Grades already given cannot be worked on.
+        if not any(g is None for _, g in record.clerkships):
+            assert "Honors-level clinical grades" not in item.text, (where, item.text)
     if today + timedelta(days=28) < own.submissions:
         assert not re.search(r"\bsubmit\b", main, re.I), (where, main)
+
+    # After the Match a score long overdue is asked for now, not "as soon as you have it".
+    if ev.phase == "after match":
+        assert "as soon as you have it" not in main, (where, main)
 
     # Once programs review, the list is sent: nothing about choosing it.
     if ev.phase in ("interviewing", "ranking", "match week"):
@@ -215,8 +225,10 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
 
     # Each student applies through the match's own service (ERAS; SF Match CAS for the SF Match).
     service = cycle.system(ev.match_system).application
+    # (The parallel application of an SF Match student goes through ERAS, and says so.)
+    own_only = main.replace("parallel application through ERAS", "parallel application")
     for other in {"ERAS", "SF Match CAS"} - {service}:
-        assert not re.search(rf"\b{other}\b", main), (where, other, main)
+        assert not re.search(rf"\b{other}\b", own_only), (where, other, main)
 
     # In the NRMP's Match Week a student who did not match is in SOAP, today.
     if ev.phase == "match week" and ev.match_result == "did not match" and passed:
@@ -262,6 +274,8 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
         again = evaluate(dataclasses.replace(record, specialty=name), TABLE, today=today)
         assert again.level >= 3, (where, name, again.label)
     assert "second specialty" not in main, where
+    # One instruction to apply in the parallel specialty, not two.
+    assert sum("parallel specialty" in a.text for a in ev.advice) <= 1, (where, keys)
     if ev.tier == "less" and "parallel" in keys:
         assert "more programs than usual" in main, where
 

@@ -161,11 +161,15 @@ def test_every_tier_band_and_step1_status_gets_the_spec_label(
 
 
 def test_strong_clerkships_lift_a_borderline_score_to_solid() -> None:
-    """Strong clinical grades push a slightly lower Step 2 CK into the interview pile."""
+    """Strong clinical grades push a slightly lower Step 2 CK into the interview pile; the why
+    says so once, in the outcome (the grades' own sentence does not repeat it)."""
     result = run(student(specialty="Emergency Medicine", step2_score=242, clerkships=STRONG))
     assert (result.raw_band, result.band, result.clerkships) == ("borderline", "solid", "strong")
     assert result.label == "Competitive for many programs"
-    assert any(r.rule == "clerkships.strong" and "interview pile" in r.text for r in result.reasons)
+    texts = [r.text for r in result.reasons]
+    assert sum("clinical grades" in t and ("lift" in t or "carry" in t) for t in texts) == 1
+    assert any(r.rule == "matrix.changed" and "strong clinical grades lift it" in r.text
+               for r in result.reasons)
 
 
 @pytest.mark.parametrize(
@@ -176,10 +180,12 @@ def test_strong_clerkships_lift_a_borderline_score_to_solid() -> None:
 def test_weak_clerkships_lower_excellent_and_solid_by_one_step(
     score: int, band: str, label: str
 ) -> None:
-    """Weak clinical comments can sink even a great score."""
+    """Weak clinical comments can sink even a great score (said once, in the outcome)."""
     result = run(student(specialty="Emergency Medicine", step2_score=score, clerkships=WEAK))
     assert (result.clerkships, result.band, result.label) == ("weak", band, label)
-    assert any(r.rule == "clerkships.weak" and "sink" in r.text for r in result.reasons)
+    assert any(r.rule == "matrix.changed" and "weak clinical grades lower it" in r.text
+               for r in result.reasons)
+    assert not any("sink" in r.text for r in result.reasons)
 
 
 def test_a_failed_clerkship_makes_clerkships_weak() -> None:
