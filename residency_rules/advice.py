@@ -46,6 +46,13 @@ def target(specialty: str, solid: int, excellent: int, situation: str, score: in
     return AdviceItem("target", text, TARGET)
 
 
+SAFE_PASS = AdviceItem(
+    "target",
+    "Aim for a safe pass on your retake: you need a passing Step 2 CK score before you can "
+    "start residency.",
+    TARGET,
+)
+
 QBANK = AdviceItem(
     "qbank",
     "Do two full passes of a question bank (UWorld or AMBOSS) in mixed, timed blocks, and "

@@ -352,8 +352,7 @@ def trend(direction: Trend, low: bool = False, after_failure: bool = False,
     if direction == "upward" and bare_pass:  # a pass/fail Step 1: no score to rise from
         return Reason(
             "trend.upward",
-            "Your excellent Step 2 CK gives programs the strong number a bare Step 1 pass "
-            "could not.",
+            "Your excellent Step 2 CK is the strong number programs look for.",
         )
     if direction == "upward":
         return Reason(

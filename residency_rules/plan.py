@@ -90,7 +90,7 @@ def build(s: Situation) -> tuple[tuple[AdviceItem, ...], tuple[int, ...]]:
     if not s.step1.passed:
         items.extend(_step1_items(s))
     elif s.phase == "after match":
-        items.extend(_after_match(s))
+        items.extend(_after_match(s, deadlines))
     else:
         # In SOAP (or in its days, when the student may be in it) the SOAP item is the meeting.
         in_soap = s.phase == "match week" and (
@@ -179,7 +179,11 @@ def _exam_items(s: Situation, deadlines: dict[str, _dt.date]) -> list[AdviceItem
     items = []
     # In the last weeks the target is the score bands' to show, not a task; and where no
     # score would lift the outlook (a hyper tier after a failure), there is none to aim for.
-    if not near and s.best_level > 1:
+    if retake and s.phase in ("ranking", "match week"):
+        # The lists close before a retake's score posts: this cycle's outlook cannot move,
+        # and what counts is a pass before residency starts.
+        items.append(advice.SAFE_PASS)
+    elif not near and s.best_level > 1:
         kind = "retake" if retake else "pending"
         items.append(advice.target(s.specialty, s.solid, s.excellent, kind, 0))
     items.append(_study(s, weeks))
@@ -604,7 +608,7 @@ def _match_day(match_day: _dt.date) -> AdviceItem:
 AFTER = "After the Match (the advising office)"
 
 
-def _after_match(s: Situation) -> list[AdviceItem]:
+def _after_match(s: Situation, deadlines: dict[str, _dt.date]) -> list[AdviceItem]:
     """The Match result and its branch; nothing of the ended cycle's application."""
     result = s.day.result
     match = s.day.match
@@ -612,13 +616,18 @@ def _after_match(s: Situation) -> list[AdviceItem]:
     nrmp_open = not match.soap and s.today <= s.cycle.rank_deadline
     if result is None:
         items.extend(_unknown_result(nrmp_open))
+        if nrmp_open:  # the other matches close at the NRMP's deadline
+            deadlines["if_unmatched"] = s.cycle.rank_deadline - _dt.timedelta(days=1)
     elif result == "did not match":
         items.append(_unmatched(nrmp_open))
+        if nrmp_open:
+            deadlines["unmatched"] = s.cycle.rank_deadline - _dt.timedelta(days=1)
         items.append(_options())
     else:
         items.append(_matched(result if match.soap else "matched"))
         if not match.soap:
-            items.append(INTERN_YEAR)
+            # The intern year goes through the NRMP: after its deadline it is arranged or not.
+            items.append(INTERN_YEAR if s.today <= s.cycle.rank_deadline else INTERN_ARRANGED)
     if s.exam.state in ("sat", "overdue"):
         items.append(_score_to_send(s))
     elif s.exam.to_come:
@@ -642,6 +651,13 @@ INTERN_YEAR = AdviceItem(
     "intern",
     "If your program does not include the intern year, plan that year's application with your "
     "advisor.",
+    AFTER,
+)
+
+INTERN_ARRANGED = AdviceItem(
+    "intern",
+    "If your program does not include the intern year, check with it that your intern year "
+    "is arranged; if it is not, meet your advisor this week.",
     AFTER,
 )
 
@@ -723,6 +739,13 @@ SCORE_AFTER = AdviceItem(
 
 @lru_cache(maxsize=8)
 def _exam_after(result: MatchResult | None, retake: bool = False) -> AdviceItem:
+    if retake and result in ("matched", "matched in SOAP"):
+        return AdviceItem(
+            "schedule",
+            "Book the earliest Step 2 CK retake you can and meet your advisor this week: the "
+            "passing score must post before you start residency.",
+            advice.TIMING,
+        )
     exam = "retake" if retake else "exam"
     why = (
         "you need a passing score before you start residency"

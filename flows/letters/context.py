@@ -211,10 +211,16 @@ def _chart(ev: Evaluation, spec: Specialty | None, year: str, trust: str) -> _Ch
             f"Your {score} is at or above the solid mark ({ev.solid}), "
             f"{ev.excellent - score} under excellent ({ev.excellent})."
         )
+    elif _capped_by_score(ev):
+        note = ""  # the why's first reason gives the gap, and that it is what caps the outlook
     else:
         gap = plural(ev.solid - score, "point")
         note = f"Your {score} is {gap} under the solid mark ({ev.solid})."
-    return _Chart(tuple(rows), note + nrmp_note, lo, hi, "")
+    return _Chart(tuple(rows), (note + nrmp_note).strip(), lo, hi, "")
+
+
+def _capped_by_score(ev: Evaluation) -> bool:
+    return any(r.rule == "cap.score" for r in ev.reasons)
 
 
 def _standing(ev: Evaluation) -> str:
@@ -281,7 +287,8 @@ class Run:
         return self.specs[name]
 
     def chart(self, ev: Evaluation) -> _Chart:
-        key = (ev.specialty, ev.solid, ev.excellent, ev.step2_score, ev.at_risk)
+        key = (ev.specialty, ev.solid, ev.excellent, ev.step2_score, ev.at_risk,
+               _capped_by_score(ev))
         chart = self.charts.get(key)
         if chart is None:
             chart = self.charts[key] = _chart(
@@ -432,6 +439,9 @@ def _after_match(run: Run, ev: Evaluation) -> tuple[str, str, str]:
     if result == "matched in SOAP" and ev.match_system != "nrmp":
         result = "matched"  # SOAP is the NRMP's: another match has none
     label, standing = _AFTER_HEADLINES[result]
+    if result is None and ev.match_system != "nrmp":  # "Match Day" is the NRMP's, still ahead
+        standing = (f"The {ev.match_name} results are out, and we do not have your result on "
+                    "file yet.")
     # The Main Match by its cycle's name ("2027 Main Match"); the others by their own.
     title = run.cycle.name if ev.match_system == "nrmp" else ev.match_name
     return title, label, standing
