@@ -627,11 +627,21 @@ def _after_match(s: Situation, deadlines: dict[str, _dt.date]) -> list[AdviceIte
         items.append(_matched(result if match.soap else "matched"))
         if not match.soap:
             # The intern year goes through the NRMP: after its deadline it is arranged or not.
-            items.append(INTERN_YEAR if s.today <= s.cycle.rank_deadline else INTERN_ARRANGED)
+            if s.today <= s.cycle.rank_deadline:
+                items.append(INTERN_YEAR)
+            else:
+                items.append(INTERN_ARRANGED)
+                deadlines["intern"] = s.today + _dt.timedelta(days=7)
     if s.exam.state in ("sat", "overdue"):
         items.append(_score_to_send(s))
     elif s.exam.to_come:
-        items.append(_exam_after(result, s.exam.state == "failing"))
+        retake = s.exam.state == "failing"
+        if retake and result in ("matched", "matched in SOAP"):
+            # The most urgent thing a matched student has: first, within the week.
+            items.insert(0, _exam_after(result, retake))
+            deadlines["schedule"] = s.today + _dt.timedelta(days=7)
+        else:
+            items.append(_exam_after(result, retake))
     if result in ("matched", "matched in SOAP"):
         items.append(GRADUATE)
     return items
@@ -657,7 +667,7 @@ INTERN_YEAR = AdviceItem(
 INTERN_ARRANGED = AdviceItem(
     "intern",
     "If your program does not include the intern year, check with it that your intern year "
-    "is arranged; if it is not, meet your advisor this week.",
+    "is arranged; if it is not, meet your advisor.",
     AFTER,
 )
 
@@ -742,8 +752,8 @@ def _exam_after(result: MatchResult | None, retake: bool = False) -> AdviceItem:
     if retake and result in ("matched", "matched in SOAP"):
         return AdviceItem(
             "schedule",
-            "Book the earliest Step 2 CK retake you can and meet your advisor this week: the "
-            "passing score must post before you start residency.",
+            "Book the earliest Step 2 CK retake you can and meet your advisor: the passing "
+            "score must post before you start residency.",
             advice.TIMING,
         )
     exam = "retake" if retake else "exam"
