@@ -158,13 +158,7 @@ def clerkships(
                 " Strong clinical grades can carry a slightly lower Step 2 CK."
             )
         return Reason("clerkships.strong", text)
-    if failed_one:
-        why = "a failed clerkship"
-    elif grades_to_come:
-        why = "no Honors or High Pass so far"
-    else:
-        why = "all Pass, no Honors or High Pass"
-    text = f"Your clerkship grades are a weak spot ({why})"
+    text = f"Your clerkship grades are a weak spot ({_weak_why(failed_one, grades_to_come)})"
     if moved_to is not None:
         text += ": weak clinical grades can sink even a great score"
     if not levers_open:
@@ -175,6 +169,33 @@ def clerkships(
         else "ask the attendings of your sub-internship for feedback midway"
     )
     return Reason("clerkships.weak", f"{text}. To answer it, {action}.")
+
+
+def _weak_why(failed_one: bool, grades_to_come: bool) -> str:
+    if failed_one:
+        return "a failed clerkship"
+    return "no Honors or High Pass so far" if grades_to_come else "all Pass, no Honors or High Pass"
+
+
+@cache
+def clerkship_cause(strength: ClerkshipStrength, failed_one: bool, grades_to_come: bool) -> str:
+    """The grades as the cause that moved the outlook, with what makes them strong or weak."""
+    if strength == "strong":
+        return "your clinical grades (at least half Honors or High Pass) lift it"
+    if failed_one:
+        return "a failed clerkship lowers it"
+    return f"your clinical grades ({_weak_why(False, grades_to_come)}) lower it"
+
+
+@cache
+def clerkships_action(grades_to_come: bool) -> Reason:
+    """What to do about weak grades while they can still count (the cause said elsewhere)."""
+    action = (
+        "aim for Honors in the clerkships still to come and ask for feedback midway"
+        if grades_to_come
+        else "ask the attendings of your sub-internship for feedback midway"
+    )
+    return Reason("clerkships.weak", f"To answer your clinical grades, {action}.")
 
 
 @lru_cache(maxsize=256)
@@ -349,6 +370,11 @@ def trend(direction: Trend, low: bool = False, after_failure: bool = False,
     levels 1-2; after a Step 1 failure the story is what changed, not the program list; once
     the list is sent, `listed`, nothing about choosing it; after a first-try pass/fail Step 1,
     `bare_pass`, no trend programs could see, only the number Step 1 did not give)."""
+    if direction == "upward" and after_failure:
+        return Reason(
+            "trend.upward",
+            "Your Step 2 CK gives programs a strong number to set beside your Step 1 failure.",
+        )
     if direction == "upward" and bare_pass:  # a pass/fail Step 1: no score to rise from
         return Reason(
             "trend.upward",

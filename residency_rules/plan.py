@@ -225,8 +225,7 @@ def _send_score(exam: Exam, today: _dt.date) -> AdviceItem:
     if exam.state == "overdue" or exam.posts_by is None or exam.posts_by < today:
         # The callout says it should have posted: the item is what to do.
         text = (
-            "Send the office your Step 2 CK score as soon as you have it: we will rewrite "
-            "your plan with it."
+            "Send the office your Step 2 CK score: we will rewrite your plan with it."
         )
     elif exam.posts_from is not None and exam.posts_from > today:
         text = (
@@ -364,7 +363,7 @@ def _phase_items(
         items.append(INTERVIEWS)
         if step1_failure or step2_failure:
             items.append(_explain_failure(step1_failure, step2_failure))
-        if s.interviews_low or (s.interviews is None and s.low):
+        if (s.interviews_low or (s.interviews is None and s.low)) and s.raw != "failing":
             # The parallel specialty has its own item below at levels 1-2: said once.
             items.append(_add_programs(s.interviews, s.interviews_target,
                                        bool(s.parallel) and not s.low,
@@ -636,8 +635,8 @@ def _after_match(s: Situation, deadlines: dict[str, _dt.date]) -> list[AdviceIte
         items.append(_score_to_send(s))
     elif s.exam.to_come:
         retake = s.exam.state == "failing"
-        if retake and result in ("matched", "matched in SOAP"):
-            # The most urgent thing a matched student has: first, within the week.
+        if retake:
+            # The most urgent thing after the Match, whatever the result: first, this week.
             items.insert(0, _exam_after(result, retake))
             deadlines["schedule"] = s.today + _dt.timedelta(days=7)
         else:
@@ -749,11 +748,14 @@ SCORE_AFTER = AdviceItem(
 
 @lru_cache(maxsize=8)
 def _exam_after(result: MatchResult | None, retake: bool = False) -> AdviceItem:
-    if retake and result in ("matched", "matched in SOAP"):
+    if retake:
+        why = ("the passing score must post before you start residency"
+               if result in ("matched", "matched in SOAP") else
+               "you need a passing score before you start residency, and in hand it makes "
+               "your next application stronger")
         return AdviceItem(
             "schedule",
-            "Book the earliest Step 2 CK retake you can and meet your advisor: the passing "
-            "score must post before you start residency.",
+            f"Book the earliest Step 2 CK retake you can and meet your advisor: {why}.",
             advice.TIMING,
         )
     exam = "retake" if retake else "exam"

@@ -296,10 +296,7 @@ def _decide_uncached(
         # modifier changed what the score alone gives, say both, the headline's last.
         score_alone = rules.matrix[(row, tier, raw)]
         if clerk_moved_to is not None:
-            causes.append(
-                "your strong clinical grades lift it" if strength == "strong"
-                else "your weak clinical grades lower it"
-            )
+            causes.append(explain.clerkship_cause(strength, failed_clerkship, grades_to_come))
         if repeated and band != raw:
             causes.append(f"failing Step 1 {explain.times(failed)} lowers it")
         if capped:
@@ -316,9 +313,14 @@ def _decide_uncached(
     changed_anything = outcome is not None and outcome.rule == "matrix.changed"
     if raw in ("pending", "failing"):
         changed_anything = True
-    if strength != "neutral":
-        # Where the outcome says what the grades changed ("alone would read ..."), the
-        # grades' own sentence does not say it again.
+    grades_said = outcome is not None and outcome.rule == "matrix.changed" and (
+        clerk_moved_to is not None)
+    if strength != "neutral" and grades_said:
+        # The outcome names the grades and what they did ("alone would read ..."): only an
+        # action is left to say.
+        if strength == "weak" and levers_open:
+            reasons.append(explain.clerkships_action(grades_to_come))
+    elif strength != "neutral":
         reasons.append(explain.clerkships(
             strength, failed_clerkship,
             clerk_moved_to if changed_anything and raw in ("pending", "failing") else None,
@@ -574,9 +576,7 @@ def _evaluate(
             raw, name if cap == "step2.failed_before" else "", level))
     # Strengths, only when the roster shows them (never the letters rating).
     research = record.research_count
-    if tier == "hyper" and step1_passed and not missing and strength == "strong" and research:
-        reasons.append(explain.package(name, (), False, True, research))
-    elif research:
+    if research:  # (strong grades have their own sentence: not named twice)
         reasons.append(explain.research(research))
     trend = _trend(status, marginal, raw, score, record.step1_score, rules)
     if trend is not None:

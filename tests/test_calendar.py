@@ -361,7 +361,7 @@ def test_exam_dates_in_the_past_are_never_a_plan_date(tmp_path: Path) -> None:
         assert "26 Aug 2026" not in text
     overdue = flat(next(x for x in letters if x.student_id == "PEND_EARLY").text)
     assert "should have posted by now, and we have none on file" in overdue
-    assert "Send the office your Step 2 CK score as soon as you have it" in overdue
+    assert "Send the office your Step 2 CK score: we will rewrite your plan" in overdue
     assert "15 Jul 2026" not in overdue and "15 July 2026" not in overdue
 
 
@@ -388,8 +388,9 @@ def test_the_evaluation_carries_the_score_alone_and_what_changed_it() -> None:
     ev = evaluate(record, TABLE, today=date(2026, 5, 15))
     assert (ev.score_alone_level, ev.score_alone_label) == (5, "Very competitive")
     assert (ev.level, ev.label) == (4, "Strong candidate")
-    assert ev.modifiers == ("your weak clinical grades lower it",)
+    assert ev.modifiers == ("your clinical grades (all Pass, no Honors or High Pass) lower it",)
     why = next(r.text for r in ev.reasons if r.rule == "matrix.changed")
     assert why.index('would read "Very competitive"') < why.index('"Strong candidate"')
+    # The grades are described once (in the outcome); their own line keeps only the action.
     weak = next(r.text for r in ev.reasons if r.rule == "clerkships.weak")
-    assert "all Pass, no Honors or High Pass" in weak and "yet" not in weak
+    assert weak.startswith("To answer your clinical grades") and "all Pass" not in weak

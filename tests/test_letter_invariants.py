@@ -309,6 +309,11 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
         assert not re.search(r"research, ideally|Research[^.]*would lift", main), where
     assert "research and letters" not in main, where
 
+    # The clinical grades are said once in the why (the outcome's cause or their own line).
+    why = main.split("\nWHY\n", 1)[1].split("\n\n", 1)[0] if "\nWHY\n" in main else ""
+    assert sum("Honors or High Pass" in b or "failed clerkship" in b
+               for b in why.split("\n- ")) <= 1, (where, why)
+
     # NRMP in a student's words.
     spec = TABLE.get(ev.specialty)
     if spec.nrmp_q1 is not None and ev.raw_band != "failing":
@@ -317,8 +322,12 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
         assert "not yet checked by your office against the report" in main, where
     assert "applicants who matched" not in main and "approximate NRMP" not in main, where
 
-    # A failing score's ladder shows every band from the passing score up to the solid mark.
-    if ev.raw_band == "failing" and passed:
+    # A failing score's ladder shows every band from the passing score up to the solid mark,
+    # while a retake's score can still count this cycle (not once the lists are closing).
+    late = ev.phase in ("ranking", "match week")
+    if ev.raw_band == "failing" and passed and late:
+        assert "WHAT EACH SCORE WOULD MEAN" not in main, where
+    if ev.raw_band == "failing" and passed and not late:
         bands = re.findall(r"^- (\d+)(?:-(\d+)| or more): ", main, re.M)
         lows = sorted(int(low) for low, _ in bands)
         assert lows and lows[0] == TABLE.rules.failing_score, (where, bands)

@@ -521,7 +521,9 @@ def letter_context(
         ]
         # The score bands only where a score is still to come (pending or failing): a passed
         # exam cannot be retaken. The others read what can still move their outlook.
-        ladder = passed_step1 and (pending or ev.raw_band == "failing")
+        # (A retake in ranking or Match Week posts after the lists close: no bands to read.)
+        ladder = passed_step1 and (pending or ev.raw_band == "failing") and not (
+            ev.raw_band == "failing" and ev.phase in ("ranking", "match week"))
         score_range = _score_range(run, ev) if ladder else ()
         season = passed_step1 and ev.phase in ("preparing", "applying", "interviewing")
         level_at_risk = run.table.rules.levels[ev.level].at_risk
