@@ -324,3 +324,22 @@ def test_interview_invitations_are_read_through_an_alias_and_checked(
     assert found == {(3, "Interview Invites", "-2"), (4, "Interview Invites", "many")}
     bad = next(p for p in roster.problems if p.row == 3)
     assert "interview invitations" in bad.fix.lower()
+
+
+def test_great_expectations_starts_without_loading_scipy_stats_which_still_works() -> None:
+    """GX imports scipy.stats for expectations the suite never runs (about 0.9 s): it is
+    loaded lazily, and loads in full the moment anything reads it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from flows.intake.validation import import_gx\n"
+        "import_gx()\n"
+        "loaded = 'scipy.stats._stats_py' in sys.modules\n"
+        "from scipy import stats\n"
+        "print(loaded, stats.norm.cdf(0.0))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.split() == ["False", "0.5"], out.stdout + out.stderr
