@@ -63,16 +63,21 @@ def effect(level: int) -> str:
 
 @cache
 def step1(status: Step1Status, marginal: bool, failed: int, low: bool = False,
-          specialty: str = "", level: int = 3) -> Reason:
+          specialty: str = "", level: int = 3, numeric: bool = False) -> Reason:
     """Say where Step 1 leaves the student: programs check it first.
 
     `low` (levels 1-2): no reassurance, and a failure says what it does to the outlook.
     """
     if status == "clean":
-        if marginal:
+        if marginal and numeric:  # a scored Step 1 (before 2022): programs see the number
             text = (
-                "You passed Step 1 on the first try. A bare pass tells programs little, so "
-                "they will lean on your Step 2 CK to judge you."
+                "You passed Step 1 on the first try with a low score, so programs will lean on "
+                "your Step 2 CK to judge you."
+            )
+        elif marginal:
+            text = (
+                "You passed Step 1 on the first try. Step 1 is pass/fail, so programs will "
+                "lean on your Step 2 CK to judge you."
             )
         elif low:
             text = "You passed Step 1 on the first try."
@@ -188,14 +193,15 @@ def clerkship_cause(strength: ClerkshipStrength, failed_one: bool, grades_to_com
 
 
 @cache
-def clerkships_action(grades_to_come: bool) -> Reason:
-    """What to do about weak grades while they can still count (the cause said elsewhere)."""
+def clerkships_action(grades_to_come: bool) -> str:
+    """What to do about weak grades while they can still count, said after the sentence that
+    names them (the outcome's cause)."""
     action = (
         "aim for Honors in the clerkships still to come and ask for feedback midway"
         if grades_to_come
         else "ask the attendings of your sub-internship for feedback midway"
     )
-    return Reason("clerkships.weak", f"To answer your clinical grades, {action}.")
+    return f"To answer it, {action}."
 
 
 @lru_cache(maxsize=256)
@@ -365,20 +371,14 @@ def impact(value: int, why: str) -> Reason:
 
 @cache
 def trend(direction: Trend, low: bool = False, after_failure: bool = False,
-          listed: bool = False, bare_pass: bool = False) -> Reason:
+          listed: bool = False) -> Reason:
     """Say how programs will read the change from Step 1 to Step 2 CK (no reassurance at
     levels 1-2; after a Step 1 failure the story is what changed, not the program list; once
-    the list is sent, `listed`, nothing about choosing it; after a first-try pass/fail Step 1,
-    `bare_pass`, no trend programs could see, only the number Step 1 did not give)."""
+    the list is sent, `listed`, nothing about choosing it)."""
     if direction == "upward" and after_failure:
         return Reason(
             "trend.upward",
             "Your Step 2 CK gives programs a strong number to set beside your Step 1 failure.",
-        )
-    if direction == "upward" and bare_pass:  # a pass/fail Step 1: no score to rise from
-        return Reason(
-            "trend.upward",
-            "Your excellent Step 2 CK is the strong number programs look for.",
         )
     if direction == "upward":
         return Reason(

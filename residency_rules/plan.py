@@ -701,7 +701,8 @@ def _unmatched(other_matches_open: bool) -> AdviceItem:
 def _options() -> AdviceItem:
     return AdviceItem(
         "options",
-        f"For the next cycle, weigh with your advisor {_OPTIONS}. Its dates are not set yet: "
+        f"For the next cycle, weigh with your advisor {_OPTIONS}. The next cycle's dates are "
+        "not set yet: "
         "the office will write to you when they are.",
         AFTER,
     )

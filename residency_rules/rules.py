@@ -317,9 +317,10 @@ def _decide_uncached(
         clerk_moved_to is not None)
     if strength != "neutral" and grades_said:
         # The outcome names the grades and what they did ("alone would read ..."): only an
-        # action is left to say.
-        if strength == "weak" and levers_open:
-            reasons.append(explain.clerkships_action(grades_to_come))
+        # action is left to say, right after it.
+        if strength == "weak" and levers_open and outcome is not None:
+            outcome = Reason(outcome.rule, f"{outcome.text} "
+                             f"{explain.clerkships_action(grades_to_come)}")
     elif strength != "neutral":
         reasons.append(explain.clerkships(
             strength, failed_clerkship,
@@ -562,7 +563,7 @@ def _evaluate(
     # A failure says what it does to the outlook only where it is what caps it.
     reasons: list[Reason] = [
         explain.step1(status, marginal, failed, low, name if cap == "step1.failure" else "",
-                      level),
+                      level, record.step1_score is not None),
         explain.score(name, raw, score, spec.solid, spec.excellent, passing),
     ]
     if record.conditional_pass:
@@ -579,9 +580,13 @@ def _evaluate(
     if research:  # (strong grades have their own sentence: not named twice)
         reasons.append(explain.research(research))
     trend = _trend(status, marginal, raw, score, record.step1_score, rules)
-    if trend is not None:
-        reasons.append(explain.trend(trend, low, status == "failure", not levers_open,
-                                     status == "clean" and record.step1_score is None))
+    # An upward trend after a first-try pass/fail Step 1 has no score to rise from (the Step 1
+    # sentence says programs lean on Step 2 CK); after a failure at levels 1-2 the failure's
+    # sentence already says what the score does for it.
+    said = trend == "upward" and (
+        (status == "clean" and record.step1_score is None) or (status == "failure" and low))
+    if trend is not None and not said:
+        reasons.append(explain.trend(trend, low, status == "failure", not levers_open))
     timing_late = False
     if score is None:
         # No date on file: the exam cannot be earlier than today.

@@ -135,7 +135,7 @@ def test_an_unmatched_student_meets_the_advisor_within_the_week_and_hears_the_op
     assert "a broader program list or a related, less competitive specialty" in text
     assert "research or preliminary year" in text
     # The next cycle in general terms: its dates are not set.
-    assert "Its dates are not set yet" in text
+    assert "The next cycle's dates are not set yet" in text
     assert not any(label in text for label in LABELS)
     assert "Certify" not in text and "Submit" not in text
 

@@ -332,9 +332,17 @@ def test_trend_reads_step1_against_step2(fields: dict[str, Any], trend: str | No
 
 
 def test_an_upward_trend_says_so_and_asks_for_the_right_letter_writers() -> None:
-    result = run(student(step1_margin="marginal", step2_score=258))
-    assert any(r.rule == "trend.upward" for r in result.reasons)
-    assert any(a.key == "letters" and "late in third year" in a.text for a in result.advice)
+    """A scored Step 1 with Step 2 CK well above it is an upward trend, said; after a close
+    pass/fail Step 1 there is no score to rise from: the Step 1 sentence says programs lean on
+    Step 2 CK, and no trend sentence repeats it. Both ask for the right letter writers."""
+    scored = run(student(step1_score=205, step2_score=258))
+    assert any(r.rule == "trend.upward" for r in scored.reasons)
+    bare = run(student(step1_margin="marginal", step2_score=258))
+    assert bare.trend == "upward"
+    assert not any(r.rule == "trend.upward" for r in bare.reasons)
+    assert any("Step 1 is pass/fail" in r.text for r in bare.reasons)
+    for result in (scored, bare):
+        assert any(a.key == "letters" and "late in third year" in a.text for a in result.advice)
 
 
 # --- Step 2 CK passing score and timing --------------------------------------------------------

@@ -540,7 +540,11 @@ def letter_context(
             verb = "matter" if rest.endswith(("plan", "interviews")) else "matters"
             # Research or grades can move the outlook only until programs review.
             moving = ev.levers if ev.phase in ("preparing", "applying") else ()
-            levers = (*moving, f"Your Step 2 CK is in and final; {rest} now {verb} most.")
+            final = (
+                "Your retake's score will come after this cycle's lists close"
+                if ev.raw_band == "failing" else "Your Step 2 CK is in and final"
+            )
+            levers = (*moving, f"{final}; {rest} now {verb} most.")
         text_ctx = {
             **base,
             "after_match": False,
