@@ -48,8 +48,7 @@ def target(specialty: str, solid: int, excellent: int, situation: str, score: in
 
 SAFE_PASS = AdviceItem(
     "target",
-    "Aim for a safe pass on your retake: its score comes after this cycle's lists close, so a "
-    "pass is what counts now.",
+    "Aim for a safe pass on your retake: a pass is what counts now.",
     TARGET,
 )
 

@@ -306,6 +306,13 @@ def outside(kind: str, specialty: str, solid: int, excellent: int) -> Reason:
     return Reason(f"outlook.{kind}", text)
 
 
+FAILING_LATE = Reason(
+    "outlook.failing",
+    "Programs will not consider you until you pass Step 2 CK, so for now you are at risk; a "
+    "passing retake is what you need before residency starts.",
+)
+
+
 def pieces_text(specialty: str, missing: tuple[str, ...]) -> str:
     """Name the missing pieces a student may read; the whole package when only the office's
     letters rating is missing."""

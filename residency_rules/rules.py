@@ -593,8 +593,16 @@ def _evaluate(
         timing_late = (step2_date or today) > cutoff
         if timing_late:
             reasons.append(explain.timing(step2_date, review_start, today))
-    if cap == "cap.score" and score is not None:
+    # At level 3 and up, a score under the solid mark that nothing moved is what sets the
+    # outlook: the why says so first (the chart then leaves the gap to it).
+    score_sets_it = (not low and status == "clean" and raw in ("borderline", "below")
+                     and decision.band == raw)
+    if (cap == "cap.score" or score_sets_it) and score is not None:
         reasons.append(explain.cap_score(name, score, spec.solid, level))
+        cap = cap or "cap.score"
+    if raw == "failing" and season in ("ranking", "match week"):
+        # The lists close before a retake posts: it opens no door this cycle.
+        reasons = [explain.FAILING_LATE if r.rule == "outlook.failing" else r for r in reasons]
     # The why explains the headline: at levels 1-2 what caps the outlook comes first.
     first = [r for r in reasons if r.rule == cap]
     reasons = first[:1] + [r for r in reasons if r not in first[:1]]

@@ -78,16 +78,18 @@ STEP1: dict[str, dict[str, Any]] = {
 }
 
 
-def step2_states(today: date) -> dict[str, dict[str, Any]]:
-    """Step 2 CK on the letter's day: a score in each band, failing, after a failed attempt,
-    and no score yet at every distance from the exam."""
+def step2_states(today: date, specialty: str) -> dict[str, dict[str, Any]]:
+    """Step 2 CK on the letter's day: a score in each of the specialty's bands, failing,
+    after a failed attempt, and no score yet at every distance from the exam."""
+    spec = TABLE.get(specialty)
+    passing = TABLE.rules.failing_score
     return {
-        "excellent": {"step2_score": 266},
-        "solid": {"step2_score": 256},
-        "borderline": {"step2_score": 251},
-        "below": {"step2_score": 234},
+        "excellent": {"step2_score": spec.excellent + 1},
+        "solid": {"step2_score": spec.solid + 1},
+        "borderline": {"step2_score": spec.solid - 2},
+        "below": {"step2_score": max(spec.solid - 8, passing + 1)},
         "failing": {"step2_score": 210, "step2_date": today - timedelta(days=40)},
-        "passed after a failure": {"step2_score": 258, "step2_attempts": 2},
+        "passed after a failure": {"step2_score": spec.solid + 3, "step2_attempts": 2},
         "unscheduled": {},
         "in ten weeks": {"step2_date": today + timedelta(weeks=10)},
         "in five weeks": {"step2_date": today + timedelta(weeks=5)},
@@ -115,15 +117,13 @@ def matrix(today: date) -> Iterator[StudentRecord]:
     """Every specialty x Step 1 state x Step 2 CK state on the day; modifiers and Match
     results cycle through the rows so each meets every other dimension."""
     n = 0
-    states = step2_states(today)
-    for specialty, (_s1, f1), (_s2, f2) in itertools.product(
-        SPECIALTIES, STEP1.items(), states.items()
-    ):
-        modifiers = MODIFIERS[n % len(MODIFIERS)]
-        result = RESULTS[(n // len(MODIFIERS)) % len(RESULTS)]
-        yield student(f"M{n:05d}", specialty=specialty, match_result=result,
-                      **f1, **f2, **modifiers)
-        n += 1
+    for specialty, (_s1, f1) in itertools.product(SPECIALTIES, STEP1.items()):
+        for f2 in step2_states(today, specialty).values():
+            modifiers = MODIFIERS[n % len(MODIFIERS)]
+            result = RESULTS[(n // len(MODIFIERS)) % len(RESULTS)]
+            yield student(f"M{n:05d}", specialty=specialty, match_result=result,
+                          **f1, **f2, **modifiers)
+            n += 1
 
 
 def letters_for(records: list[StudentRecord], today: date,
@@ -309,8 +309,15 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
         assert not re.search(r"research, ideally|Research[^.]*would lift", main), where
     assert "research and letters" not in main, where
 
-    # The clinical grades are said once in the why (the outcome's cause or their own line).
     why = main.split("\nWHY\n", 1)[1].split("\n\n", 1)[0] if "\nWHY\n" in main else ""
+    # At level 3 and up, a score under the solid mark that nothing moved sets the outlook:
+    # the why says so first.
+    if (why and not TABLE.rules.levels[ev.level].at_risk and ev.step1_status == "clean"
+            and ev.raw_band in ("borderline", "below") and ev.band == ev.raw_band):
+        assert why.startswith(f"- Your {ev.step2_score} is ") and "the solid mark for" in \
+            why.split("\n- ")[0], (where, why)
+
+    # The clinical grades are said once in the why (the outcome's cause or their own line).
     assert sum("Honors or High Pass" in b or "failed clerkship" in b
                for b in why.split("\n- ")) <= 1, (where, why)
 
