@@ -323,25 +323,9 @@ def pieces_text(specialty: str, missing: tuple[str, ...]) -> str:
 
 
 @lru_cache(maxsize=_CACHE)
-def package(specialty: str, missing: tuple[str, ...], capped: bool,
-            strong_grades: bool = False, research_count: int | None = None) -> Reason:
-    """Say what a hyper-competitive specialty wants beyond the score; name only what is known.
-
-    With nothing missing, the strengths the roster shows (strong clinical grades, research
-    counted); never the letters rating.
-    """
-    if not missing:
-        have: list[str] = []
-        if strong_grades:
-            have.append("strong clinical grades")
-        if research_count:
-            have.append(counted(research_count, "research item"))
-        if not have:
-            return Reason("hyper.package", "")
-        return Reason(
-            "hyper.package",
-            f"For {specialty}, your {join(tuple(have))} count in your favour.",
-        )
+def package(specialty: str, missing: tuple[str, ...], capped: bool) -> Reason:
+    """Say what a hyper-competitive specialty still wants beyond the score (the pieces
+    missing, never the letters rating); its strengths are said by their own sentences."""
     pieces = pieces_text(specialty, missing)
     advisor = (
         " Your advisor will go through the rest with you."

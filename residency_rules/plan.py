@@ -208,34 +208,34 @@ def _study(s: Situation, weeks: int | None) -> AdviceItem:
     return advice.QBANK_FINISH
 
 
+def _should_have_posted(exam: Exam, today: _dt.date) -> bool:
+    return exam.state == "overdue" or exam.posts_by is None or exam.posts_by < today
+
+
 def _score_to_send(s: Situation) -> AdviceItem:
     """The sat exam's score to send; after the Match, one long overdue is asked for now."""
-    exam = s.exam
-    if s.phase == "after match" and (
-        exam.state == "overdue" or exam.posts_by is None or exam.posts_by < s.today
-    ):
+    if s.phase == "after match" and _should_have_posted(s.exam, s.today):
         return SCORE_AFTER
-    return _send_score(exam, s.today)
+    return _send_score(s.exam, s.today)
 
 
 @lru_cache(maxsize=4096)
 def _send_score(exam: Exam, today: _dt.date) -> AdviceItem:
     """The exam was sat: say when the score should post (never a date before today), and ask
     for it; never "take the exam"."""
-    if exam.state == "overdue" or exam.posts_by is None or exam.posts_by < today:
+    posts_by = exam.posts_by
+    if posts_by is None or _should_have_posted(exam, today):
         # The callout says it should have posted: the item is what to do.
-        text = (
-            "Send the office your Step 2 CK score: we will rewrite your plan with it."
-        )
+        text = "Send the office your Step 2 CK score: we will rewrite your plan with it."
     elif exam.posts_from is not None and exam.posts_from > today:
         text = (
             f"Your Step 2 CK score should post between {when(exam.posts_from)} and "
-            f"{when(exam.posts_by)} (about 3-4 weeks after the exam): send it to the office "
+            f"{when(posts_by)} (about 3-4 weeks after the exam): send it to the office "
             "when it does, and we will rewrite your plan with it."
         )
     else:
         text = (
-            f"Your Step 2 CK score should post any day now, by {when(exam.posts_by)}: send it "
+            f"Your Step 2 CK score should post any day now, by {when(posts_by)}: send it "
             "to the office when it does, and we will rewrite your plan with it."
         )
     return AdviceItem("send", text, advice.USMLE)
@@ -749,22 +749,15 @@ SCORE_AFTER = AdviceItem(
 
 @lru_cache(maxsize=8)
 def _exam_after(result: MatchResult | None, retake: bool = False) -> AdviceItem:
+    """Step 2 CK still to pass after the Match; a retake is booked now, first thing."""
+    matched = result in ("matched", "matched in SOAP")
+    if retake and matched:
+        why = "the passing score must post before you start residency"
+    else:
+        why = "you need a passing score before you start residency" + (
+            "" if matched else ", and in hand it makes your next application stronger")
     if retake:
-        why = ("the passing score must post before you start residency"
-               if result in ("matched", "matched in SOAP") else
-               "you need a passing score before you start residency, and in hand it makes "
-               "your next application stronger")
-        return AdviceItem(
-            "schedule",
-            f"Book the earliest Step 2 CK retake you can and meet your advisor: {why}.",
-            advice.TIMING,
-        )
-    exam = "retake" if retake else "exam"
-    why = (
-        "you need a passing score before you start residency"
-        if result in ("matched", "matched in SOAP")
-        else "you need a passing score before you start residency, and in hand it makes your "
-        "next application stronger"
-    )
-    return AdviceItem("schedule", f"Plan your Step 2 CK {exam} with your advisor now: {why}.",
-                      advice.TIMING)
+        text = f"Book the earliest Step 2 CK retake you can and meet your advisor: {why}."
+    else:
+        text = f"Plan your Step 2 CK with your advisor now: {why}."
+    return AdviceItem("schedule", text, advice.TIMING)
