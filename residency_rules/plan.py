@@ -25,7 +25,7 @@ from residency_rules.calendar import Cycle, MatchSystem, Phase
 from residency_rules.explain import join, plural, when
 from residency_rules.records import AdviceItem, Band, MatchResult, ProgramMix, Tier
 from residency_rules.rulebook import PlanRules
-from residency_rules.situation import Day, Exam, Step1
+from residency_rules.situation import Day, Exam, Step1, retake_after_lists
 
 CALENDAR = "The application calendar (ERAS and match dates)"
 
@@ -179,7 +179,7 @@ def _exam_items(s: Situation, deadlines: dict[str, _dt.date]) -> list[AdviceItem
     items = []
     # In the last weeks the target is the score bands' to show, not a task; and where no
     # score would lift the outlook (a hyper tier after a failure), there is none to aim for.
-    if retake and s.phase in ("ranking", "match week"):
+    if retake_after_lists(s.raw, s.phase):
         # The lists close before a retake's score posts: this cycle's outlook cannot move,
         # and what counts is a pass before residency starts.
         items.append(advice.SAFE_PASS)

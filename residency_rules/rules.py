@@ -600,7 +600,7 @@ def _evaluate(
     if (cap == "cap.score" or score_sets_it) and score is not None:
         reasons.append(explain.cap_score(name, score, spec.solid, level))
         cap = cap or "cap.score"
-    if raw == "failing" and season in ("ranking", "match week"):
+    if situation.retake_after_lists(raw, season):
         # The lists close before a retake posts: it opens no door this cycle.
         reasons = [explain.FAILING_LATE if r.rule == "outlook.failing" else r for r in reasons]
     # The why explains the headline: at levels 1-2 what caps the outlook comes first.

@@ -31,6 +31,12 @@ class Exam:
         return self.state in ("scheduled", "unscheduled", "failing")
 
 
+def retake_after_lists(raw: str, season: str) -> bool:
+    """Say whether a failed Step 2 CK's retake would post only after this cycle's lists close
+    (ranking, Match Week): its score bands no longer count, only a pass before residency."""
+    return raw == "failing" and season in ("ranking", "match week")
+
+
 def exam(score: int | None, raw: Band, day: _dt.date | None, today: _dt.date,
          rules: Rules) -> Exam:
     """Read the exam's state: a score in, a failing one, booked, sat and awaited, or neither.

@@ -17,6 +17,7 @@ from flows.settings import Settings
 from residency_rules.explain import plural
 from residency_rules.records import Evaluation, Specialty, StudentRecord
 from residency_rules.schema import domain_allowed, is_address
+from residency_rules.situation import retake_after_lists
 from residency_rules.specialties import nrmp_for_students, nrmp_match_year
 
 if TYPE_CHECKING:
@@ -523,7 +524,7 @@ def letter_context(
         # exam cannot be retaken. The others read what can still move their outlook.
         # (A retake in ranking or Match Week posts after the lists close: no bands to read.)
         ladder = passed_step1 and (pending or ev.raw_band == "failing") and not (
-            ev.raw_band == "failing" and ev.phase in ("ranking", "match week"))
+            retake_after_lists(ev.raw_band, ev.phase))
         score_range = _score_range(run, ev) if ladder else ()
         season = passed_step1 and ev.phase in ("preparing", "applying", "interviewing")
         level_at_risk = run.table.rules.levels[ev.level].at_risk
