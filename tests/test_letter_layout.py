@@ -274,7 +274,7 @@ def test_numbers_agree_with_their_nouns_across_a_varied_roster(tmp_path: Path) -
         student("ONE_INVITE", specialty="General Surgery", step2_score=240, interviews=1),
         student("ONE_FAILURE", step1_attempts=2, step2_score=244),
     ]
-    singular = {"ONE_POINT": "is 1 point under the solid mark",
+    singular = {"ONE_POINT": "is 1 point under",
                 "ONE_INVITE": "With 1 interview invitation so far",
                 "ONE_FAILURE": "after failing it once."}
     found: set[str] = set()

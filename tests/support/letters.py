@@ -85,7 +85,7 @@ def make_evaluation(student_id: str = "S001", **overrides: Any) -> Evaluation:
         "trend": "stable",
         "timing_late": False,
         "reasons": (
-            Reason("step1.clean", "You passed Step 1 on the first try. It was a close pass, so "
+            Reason("step1.clean", "You passed Step 1 on the first try. Step 1 is pass/fail, so "
                    "programs will lean on your Step 2 CK to judge you."),
             Reason("step2.solid", "Your Step 2 CK score of 248 is solid for Emergency Medicine "
                    "(245 or more); 255 would be excellent."),
