@@ -295,8 +295,8 @@ def outside(kind: str, specialty: str, solid: int, excellent: int) -> Reason:
         text = "Take Step 1 first; your Step 2 CK outlook counts once Step 1 is passed."
     elif kind == "failing":
         text = (
-            "Programs will not consider you until you pass Step 2 CK, so for now you are at "
-            "risk. A passing retake opens the door again."
+            "Most programs will not offer you a position until you pass Step 2 CK, so for now "
+            "you are at risk. A passing retake opens the door again."
         )
     else:
         text = (
@@ -308,8 +308,8 @@ def outside(kind: str, specialty: str, solid: int, excellent: int) -> Reason:
 
 FAILING_LATE = Reason(
     "outlook.failing",
-    "Programs will not consider you until you pass Step 2 CK, so for now you are at risk; a "
-    "passing retake is what you need before residency starts.",
+    "Most programs will not offer you a position until you pass Step 2 CK, so for now you are "
+    "at risk; a passing retake is what you need before residency starts.",
 )
 
 

@@ -445,8 +445,8 @@ def _explain_failure(step1: bool, step2: bool) -> AdviceItem:
     )
     return AdviceItem(
         "explain",
-        f"When an interviewer asks about your {which}, answer in one or two sentences: what "
-        f"happened and what you changed. Then move on to {then}.",
+        f"Prepare your answer for when an interviewer asks about your {which}: one or two "
+        f"sentences, what happened and what you changed. Then move on to {then}.",
         advice.STATEMENT,
     )
 
