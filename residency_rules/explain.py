@@ -168,12 +168,7 @@ def clerkships(
         text += ": weak clinical grades can sink even a great score"
     if not levers_open:
         return Reason("clerkships.weak", f"{text}.")
-    action = (
-        "aim for Honors in the clerkships still to come and ask for feedback midway"
-        if grades_to_come
-        else "ask the attendings of your sub-internship for feedback midway"
-    )
-    return Reason("clerkships.weak", f"{text}. To answer it, {action}.")
+    return Reason("clerkships.weak", f"{text}. {clerkships_action(grades_to_come)}")
 
 
 def _weak_why(failed_one: bool, grades_to_come: bool) -> str:
@@ -286,6 +281,10 @@ def step2_failed_before(band: Band, specialty: str = "", level: int = 3) -> Reas
     return Reason("step2.failed_before", text)
 
 
+_FAILING = ("Most programs will not offer you a position until you pass Step 2 CK, so for now "
+            "you are at risk")
+
+
 @lru_cache(maxsize=_CACHE)
 def outside(kind: str, specialty: str, solid: int, excellent: int) -> Reason:
     """Say why the student falls outside the matrix, and what unlocks it."""
@@ -294,10 +293,7 @@ def outside(kind: str, specialty: str, solid: int, excellent: int) -> Reason:
     elif kind == "step1_not_taken":
         text = "Take Step 1 first; your Step 2 CK outlook counts once Step 1 is passed."
     elif kind == "failing":
-        text = (
-            "Most programs will not offer you a position until you pass Step 2 CK, so for now "
-            "you are at risk. A passing retake opens the door again."
-        )
+        text = f"{_FAILING}. A passing retake opens the door again."
     else:
         text = (
             f"We cannot place you until your Step 2 CK score is in. For {specialty}, aim for "
@@ -307,9 +303,7 @@ def outside(kind: str, specialty: str, solid: int, excellent: int) -> Reason:
 
 
 FAILING_LATE = Reason(
-    "outlook.failing",
-    "Most programs will not offer you a position until you pass Step 2 CK, so for now you are "
-    "at risk; a passing retake is what you need before residency starts.",
+    "outlook.failing", f"{_FAILING}; a passing retake is what you need before residency starts."
 )
 
 

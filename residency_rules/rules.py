@@ -310,12 +310,9 @@ def _decide_uncached(
 
     # A modifier that moved the band says so only where the move changed the outlook (or the
     # bands of a score still to come): otherwise it is a sentence without an effect.
-    changed_anything = outcome is not None and outcome.rule == "matrix.changed"
-    if raw in ("pending", "failing"):
-        changed_anything = True
-    grades_said = outcome is not None and outcome.rule == "matrix.changed" and (
-        clerk_moved_to is not None)
-    if strength != "neutral" and grades_said:
+    matrix_changed = outcome is not None and outcome.rule == "matrix.changed"
+    changed_anything = matrix_changed or raw in ("pending", "failing")
+    if strength != "neutral" and matrix_changed and clerk_moved_to is not None:
         # The outcome names the grades and what they did ("alone would read ..."): only an
         # action is left to say, right after it.
         if strength == "weak" and levers_open and outcome is not None:
@@ -324,7 +321,7 @@ def _decide_uncached(
     elif strength != "neutral":
         reasons.append(explain.clerkships(
             strength, failed_clerkship,
-            clerk_moved_to if changed_anything and raw in ("pending", "failing") else None,
+            clerk_moved_to if raw in ("pending", "failing") else None,
             grades_to_come, levers_open,
         ))
     if repeated and raw != "failing" and changed_anything:
@@ -597,14 +594,14 @@ def _evaluate(
     # outlook: the why says so first (the chart then leaves the gap to it).
     score_sets_it = (not low and status == "clean" and raw in ("borderline", "below")
                      and decision.band == raw)
-    if (cap == "cap.score" or score_sets_it) and score is not None:
+    lead = cap or ("cap.score" if score_sets_it else "")
+    if lead == "cap.score" and score is not None:
         reasons.append(explain.cap_score(name, score, spec.solid, level))
-        cap = cap or "cap.score"
     if situation.retake_after_lists(raw, season):
         # The lists close before a retake posts: it opens no door this cycle.
         reasons = [explain.FAILING_LATE if r.rule == "outlook.failing" else r for r in reasons]
     # The why explains the headline: at levels 1-2 what caps the outlook comes first.
-    first = [r for r in reasons if r.rule == cap]
+    first = [r for r in reasons if r.rule == lead]
     reasons = first[:1] + [r for r in reasons if r not in first[:1]]
 
     mix = decision.mix
