@@ -326,20 +326,59 @@ def test_interview_invitations_are_read_through_an_alias_and_checked(
     assert "interview invitations" in bad.fix.lower()
 
 
-def test_great_expectations_starts_without_loading_scipy_stats_which_still_works() -> None:
-    """GX imports scipy.stats for expectations the suite never runs (about 0.9 s): it is
-    loaded lazily, and loads in full the moment anything reads it."""
+def test_great_expectations_starts_without_what_the_suite_never_runs(
+    settings: Settings, table: SpecialtyTable
+) -> None:
+    """In a fresh process GX starts without scipy.stats (loaded lazily, in full the moment
+    anything reads it) and without SQLAlchemy (hidden from GX's own import only): the suite
+    still finds the same problems, and SQLAlchemy imports as usual afterwards."""
     import subprocess
     import sys
 
     code = (
         "import sys\n"
-        "from flows.intake.validation import import_gx\n"
+        "from pathlib import Path\n"
+        "from flows.intake.validation import check_file, import_gx\n"
+        "from flows.settings import Settings\n"
         "import_gx()\n"
-        "loaded = 'scipy.stats._stats_py' in sys.modules\n"
+        "print('stats', 'scipy.stats._stats_py' in sys.modules)\n"
+        "print('sqlalchemy', 'sqlalchemy' in sys.modules)\n"
+        "from residency_rules.specialties import load_default_table\n"
+        f"settings = Settings(allowed_email_domains=('school.edu',), today='{RUN_DATE}')\n"
+        f"roster = check_file(Path({str(DATA / 'out_of_range.xlsx')!r}), settings,"
+        " load_default_table())\n"
+        "print('problems', len(roster.problems))\n"
         "from scipy import stats\n"
-        "print(loaded, stats.norm.cdf(0.0))\n"
+        "print('cdf', stats.norm.cdf(0.0))\n"
+        "import sqlalchemy\n"
+        "print('sqlalchemy_imports', hasattr(sqlalchemy, 'create_engine'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120)
-    assert out.stdout.split() == ["False", "0.5"], out.stdout + out.stderr
+    said = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert said["stats"] == "False" and said["sqlalchemy"] == "False", out.stdout + out.stderr
+    assert said["cdf"] == "0.5" and said["sqlalchemy_imports"] == "True"
+    here = check_file(DATA / "out_of_range.xlsx", settings, table).problems
+    assert int(said["problems"]) == len(here) > 5
+
+
+def test_the_console_command_ends_with_its_status_and_everything_it_printed(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`advising` ends its process without the interpreter's teardown (cli.entry): the exit
+    status is main()'s and nothing it printed is lost, through a pipe as cron reads it."""
+    import subprocess
+    import sys
+
+    from flows.cli import main
+
+    monkeypatch.setenv("ADVISING_ALLOWED_EMAIL_DOMAINS", "school.edu")
+    monkeypatch.setenv("ADVISING_TODAY", RUN_DATE.isoformat())
+    roster = str(DATA / "out_of_range.xlsx")
+    assert main(["check", roster]) == 1
+    printed = capsys.readouterr().out
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # the console buffered, as usual
+    child = subprocess.run([sys.executable, "-m", "flows.cli", "check", roster], cwd=workdir,
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 1, child.stderr
+    assert child.stdout == printed and printed.count("\n") > 15

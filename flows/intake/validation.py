@@ -9,6 +9,8 @@ no letter, no email. Great Expectations is started once per process (it takes ~3
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import logging
 import re
@@ -20,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -395,25 +398,64 @@ _GX_START = threading.Lock()
 _IMPORT = threading.Lock()
 
 
-def import_gx() -> Any:
-    """Import Great Expectations with scipy.stats loaded only if something uses it.
+# What GX imports at module level for what this suite never runs. Lazy: put in place with the
+# standard library's LazyLoader, loaded in full by the first attribute read (any caller, any
+# day): scipy.stats (KL divergence, KS tests; about 0.9 s on the development machine). altair
+# cannot be: `import altair` reads the module's __spec__, which loads it. Hidden: SQLAlchemy,
+# which GX probes for its SQL datasources (about 0.4 s) and treats as not installed when the
+# probe fails, as in an install without its SQL extras; the suite runs on a pandas frame.
+# Hidden from GX's import in the importing thread only: Prefect imports it as usual.
+_LAZY = ("scipy.stats",)
+_HIDDEN = ("sqlalchemy",)
 
-    GX imports scipy.stats at module level for expectations this suite never runs (KL
-    divergence, KS tests): about 0.9 s of its 3 s import on the development machine. The
-    module is put in place with the standard library's LazyLoader, so the first attribute
-    read (any caller, any day) loads it in full: nothing is stubbed.
+
+class _HideFromThread(importlib.abc.MetaPathFinder):
+    """Make an import of the given packages fail in one thread, for as long as it is installed."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = frozenset(names)
+        self.thread = threading.get_ident()
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname.partition(".")[0] in self.names and threading.get_ident() == self.thread:
+            raise ImportError(f"{fullname} is not used by the roster suite")
+        return None
+
+
+def _lazy(name: str) -> None:
+    spec = importlib.util.find_spec(name)  # imports the parent package itself (light)
+    if spec is None or spec.loader is None:
+        return
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+
+
+def import_gx() -> Any:
+    """Import Great Expectations without what the suite never runs (_LAZY, _HIDDEN above).
+
+    Only when this process has not imported GX yet; a module already imported (Prefect's
+    SQLAlchemy, say) is GX's as usual.
     """
     with _IMPORT:
-        if "great_expectations" not in sys.modules and "scipy.stats" not in sys.modules:
-            spec = importlib.util.find_spec("scipy.stats")  # imports scipy itself (light)
-            if spec is not None and spec.loader is not None:
-                loader = importlib.util.LazyLoader(spec.loader)
-                spec.loader = loader
-                module = importlib.util.module_from_spec(spec)
-                sys.modules["scipy.stats"] = module
-                loader.exec_module(module)
-                sys.modules["scipy"].stats = module  # type: ignore[attr-defined]
-        import great_expectations as gx
+        if "great_expectations" not in sys.modules:
+            for name in _LAZY:
+                if name not in sys.modules:
+                    _lazy(name)
+            hide = _HideFromThread([n for n in _HIDDEN if n not in sys.modules])
+            sys.meta_path.insert(0, hide)
+            try:
+                import great_expectations as gx
+            finally:
+                sys.meta_path.remove(hide)
+        else:
+            import great_expectations as gx
 
     return gx
 
