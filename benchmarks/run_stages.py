@@ -125,7 +125,7 @@ def main() -> int:
         profiler = Profiler(interval=0.005)
         profiler.start()
     try:
-        status = cli.main(["run", *sys.argv[1:]])
+        status = cli.entry(["run", *sys.argv[1:]])  # ends as the console script does
     finally:
         if profiler is not None and profile_path:
             profiler.stop()

@@ -259,11 +259,3 @@ def gc_paused() -> Iterator[None]:
         if paused:
             gc.enable()
 
-
-def skip_final_collection() -> None:
-    """Spare the interpreter's last full collection when the process is about to exit.
-
-    It would walk every object of Prefect, GX and pandas only to free memory the system takes
-    back anyway (~1 s of every run).
-    """
-    gc.freeze()
