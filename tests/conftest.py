@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -57,6 +60,38 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="session")
+def made_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temporary Prefect server's home, its database created once for the session.
+
+    The first `advising run` in a new results folder creates the database (about 10 s);
+    every later night finds it made. Slow tests about a run, not about that first night,
+    start from a copy (warm_prefect): the wheel's test and the two runs started together
+    keep creating their own.
+    """
+    home = tmp_path_factory.mktemp("made-prefect") / "prefect"
+    code = ("from pathlib import Path\n"
+            "from flows.runtime import TemporaryServer, apply_prefect_defaults\n"
+            "apply_prefect_defaults()\n"
+            f"server = TemporaryServer(Path({str(home)!r}))\n"
+            "server.wait_ready(timeout=120)\n"
+            "server.stop()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=180)
+    (home / "server.log").unlink(missing_ok=True)
+    assert (home / "prefect.db").is_file()
+    return home
+
+
+@pytest.fixture
+def warm_prefect(workdir: Path, made_prefect_home: Path) -> Path:
+    """Put a made database where `advising run` in workdir keeps its temporary server's."""
+    target = workdir / "output" / ".advising" / "prefect"
+    shutil.copytree(made_prefect_home, target)
+    target.chmod(0o700)
+    return target
 
 
 @pytest.fixture

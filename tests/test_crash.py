@@ -86,6 +86,7 @@ def _delivered_once(sink: Sink, workdir: Path, capsys: pytest.CaptureFixture[str
     assert STUDENTS - uncertain <= len(counts) <= STUDENTS
 
 
+@pytest.mark.usefixtures("warm_prefect")
 @pytest.mark.parametrize("moment", ["while rendering", "mid-delivery"])
 def test_a_run_killed_at_any_moment_is_completed_by_the_next(
     workdir: Path, moment: str, capsys: pytest.CaptureFixture[str]

@@ -290,6 +290,7 @@ def test_an_unreadable_roster_is_rejected_and_the_others_still_run(workdir: Path
     assert any(p.read_bytes() == b"this is not an Excel file" for p in rejected)
 
 
+@pytest.mark.usefixtures("warm_prefect")
 @pytest.mark.slow
 def test_the_cli_prints_a_short_summary_without_noise(workdir: Path) -> None:
     """`advising demo` then `advising run` end with a human summary and no traceback, on a

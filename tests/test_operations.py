@@ -108,6 +108,7 @@ def test_serve_without_a_server_says_what_to_do(workdir: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.usefixtures("warm_prefect")
 @pytest.mark.slow
 def test_logs_carry_no_names_scores_or_grades(workdir: Path) -> None:
     """A real run's console and Prefect logs hold student IDs at most, never personal data."""
