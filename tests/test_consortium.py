@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -214,11 +215,13 @@ def _mailed_once_each(root: Path, office: str, sink: Sink) -> None:
 
 
 def test_advising_run_offices_runs_every_office_once_each_with_its_own_ledger(
-    tmp_path: Path,
+    tmp_path: Path, made_prefect_home: Path,
 ) -> None:
     """One process, the embedded temporary server: both offices' students with one ID mailed."""
     with running_sink() as sink:
         offices = _offices_toml(tmp_path, sink, {"north": (12, 1), "south": (15, 2)})
+        # The server keeps its database in the first office's results folder, made already.
+        shutil.copytree(made_prefect_home, tmp_path / "north" / "output" / ".advising" / "prefect")
         done = subprocess.run(
             [*ADVISING, "run", "--offices", str(offices)], cwd=tmp_path,
             env=_env(PREFECT_HOME=str(tmp_path / ".prefect")),
