@@ -489,6 +489,26 @@ def test_a_large_batch_uses_several_sessions_and_mails_each_student_once(
     assert statuses == {"sent": 249, "failed": 1}
 
 
+def test_a_letter_the_relay_drops_three_times_fails_for_this_run_with_one_warning(
+    tmp_path: Path, table: SpecialtyTable, ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A relay that drops the connection at every MAIL FROM: each letter is tried three times,
+    then failed for this run (the next run tries again), with one WARNING naming the ID."""
+    letters = make_letters(tmp_path, table, 2)
+    with running_sink(Faults(drop_every_nth_mail=1)) as sink, \
+            caplog.at_level("WARNING", logger="flows.delivery.smtp"):
+        report = deliver_now(letters, smtp_settings(sink, smtp_connections=1), ledger,
+                             tmp_path / "outbox")
+        assert not sink.received
+    assert {sid: (o.status, o.detail.endswith(", 3 times")) for sid, o in report.items()} == {
+        "S000": (LetterStatus.FAILED, True), "S001": (LetterStatus.FAILED, True)}
+    warned = [r.getMessage() for r in caplog.records if "given up for this run" in r.getMessage()]
+    assert warned == [f"Student {sid}: the relay dropped the connection 3 times; given up for "
+                      "this run" for sid in ("S000", "S001")]
+    assert Counter(e.status for lt in letters for e in ledger.entries(lt.student_id))[
+        "failed"] == 2
+
+
 def test_a_relay_allowing_one_session_gets_everything_through_it(
     tmp_path: Path, table: SpecialtyTable, ledger: Ledger
 ) -> None:

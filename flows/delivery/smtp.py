@@ -573,6 +573,8 @@ class _Session:
                 return
             self.pending = (row_id, "failed", detail)
             run.fail(job, f"{detail}, {job.drops} times")
+            log.warning("Student %s: the relay dropped the connection %d times; given up for "
+                        "this run", sid, job.drops)
         else:  # uncertain
             self.pending = (row_id, "uncertain", reply)
             run.fail(job, reply, uncertain=True)
