@@ -358,8 +358,9 @@ def impact(value: int, why: str) -> Reason:
 def trend(direction: Trend, low: bool = False, after_failure: bool = False,
           listed: bool = False) -> Reason:
     """Say how programs will read the change from Step 1 to Step 2 CK (no reassurance at
-    levels 1-2; after a Step 1 failure the story is what changed, not the program list; once
-    the list is sent, `listed`, nothing about choosing it)."""
+    levels 1-2; after a Step 1 failure, at any level, the story is what changed: a bare
+    "not a comeback" beside "a strong Step 2 CK softens the failure" read as a contradiction;
+    once the list is sent, `listed`, nothing about choosing it)."""
     if direction == "upward" and after_failure:
         return Reason(
             "trend.upward",
@@ -371,16 +372,22 @@ def trend(direction: Trend, low: bool = False, after_failure: bool = False,
             "Your Step 2 CK is clearly better than your Step 1: programs notice an upward "
             "trend like that.",
         )
-    if low:
+    if after_failure and listed:  # the programs have ranked: nothing left for them to weigh
         return Reason(
             "trend.stable",
-            "Programs will read your Step 2 CK as steady, not as a comeback from Step 1.",
+            "Programs read your Step 2 CK after a Step 1 failure as steady rather than a "
+            "comeback; the outlook above already takes that into account.",
         )
-    if after_failure:
+    if after_failure:  # at any level: what to say about the failure, never a reassurance
         return Reason(
             "trend.stable",
             "Programs will read your Step 2 CK after a Step 1 failure as steady rather than "
             "a comeback: what you changed, said briefly, is what they will weigh.",
+        )
+    if low:
+        return Reason(
+            "trend.stable",
+            "Programs will read your Step 2 CK as steady, not as a comeback from Step 1.",
         )
     if listed:
         return Reason(

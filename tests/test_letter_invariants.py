@@ -219,6 +219,13 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
     if ev.phase in ("interviewing", "ranking", "match week"):
         assert "realistic program list" not in main, (where, main)
 
+    # Once the rank lists are in (nothing left to move), nothing is left for programs to weigh.
+    if ev.phase in ("match week", "after match"):
+        assert "is what they will weigh" not in main, (where, main)
+    # A Step 1 failure is never answered with a bare "not a comeback": what changed is the story.
+    if ev.step1_status == "failure":
+        assert "as steady, not as a comeback" not in main, (where, main)
+
     # A personal statement points at a Step 2 CK score only when a passing one is in.
     if ev.exam_state != "in" or ev.raw_band == "failing":
         assert "how your Step 2 CK shows it" not in main, (where, main)
