@@ -598,10 +598,10 @@ def entry(argv: Sequence[str] | None = None) -> int:
     """The `advising` program: main(), then the process ends without tearing itself down.
 
     Once main() has returned and every exit handler has run (Prefect's, which flush the run's
-    logs to its server; the temporary server's stop), the interpreter would still spend about
-    a second freeing every module of Prefect, GX and pandas object by object, only to give the
-    memory back to the system. The handler registered here, first so that it runs last, ends
-    the process at that point with main()'s status, after flushing the console and the logs.
+    logs to its server; the temporary server's stop), the interpreter would still free every
+    module of Prefect, GX and pandas object by object, only to give the memory back to the
+    system. The handler registered here, first so that it runs last, ends the process at that
+    point with main()'s status, after flushing the console and the logs.
     Only here, where the process really ends: main() called in a process that goes on (a test,
     a worker) is left as it was. An exception out of main() ends the process the usual way.
     """
