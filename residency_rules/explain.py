@@ -356,11 +356,12 @@ def impact(value: int, why: str) -> Reason:
 
 @cache
 def trend(direction: Trend, low: bool = False, after_failure: bool = False,
-          listed: bool = False) -> Reason:
+          listed: bool = False, ranked: bool = False) -> Reason:
     """Say how programs will read the change from Step 1 to Step 2 CK (no reassurance at
-    levels 1-2; after a Step 1 failure, at any level, the story is what changed: a bare
-    "not a comeback" beside "a strong Step 2 CK softens the failure" read as a contradiction;
-    once the list is sent, `listed`, nothing about choosing it)."""
+    levels 1-2; after a Step 1 failure, at any level, the story is what changed, for as long
+    as programs still interview and rank: a bare "not a comeback" beside "a strong Step 2 CK
+    softens the failure" read as a contradiction; once the list is sent, `listed`, nothing
+    about choosing it; once the rank lists are in, `ranked`, nothing left to weigh)."""
     if direction == "upward" and after_failure:
         return Reason(
             "trend.upward",
@@ -372,7 +373,7 @@ def trend(direction: Trend, low: bool = False, after_failure: bool = False,
             "Your Step 2 CK is clearly better than your Step 1: programs notice an upward "
             "trend like that.",
         )
-    if after_failure and listed:  # the programs have ranked: nothing left for them to weigh
+    if after_failure and ranked:
         return Reason(
             "trend.stable",
             "Programs read your Step 2 CK after a Step 1 failure as steady rather than a "

@@ -583,7 +583,8 @@ def _evaluate(
     said = trend == "upward" and (
         (status == "clean" and record.step1_score is None) or (status == "failure" and low))
     if trend is not None and not said:
-        reasons.append(explain.trend(trend, low, status == "failure", not levers_open))
+        reasons.append(explain.trend(trend, low, status == "failure", not levers_open,
+                                     ranked=season in ("match week", "after match")))
     timing_late = False
     if score is None:
         # No date on file: the exam cannot be earlier than today.

@@ -222,6 +222,8 @@ def check(record: StudentRecord, ev: Evaluation, letter: Letter, today: date,
     # Once the rank lists are in (nothing left to move), nothing is left for programs to weigh.
     if ev.phase in ("match week", "after match"):
         assert "is what they will weigh" not in main, (where, main)
+    else:  # while programs interview and rank, the failure's story still counts
+        assert "failure as steady rather than a comeback;" not in main, (where, main)
     # A Step 1 failure is never answered with a bare "not a comeback": what changed is the story.
     if ev.step1_status == "failure":
         assert "as steady, not as a comeback" not in main, (where, main)
