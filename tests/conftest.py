@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -62,16 +63,11 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
-def made_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A temporary Prefect server's home, its database created once for the session.
+_MADE_HOME: list[tuple[Path, subprocess.Popen[bytes]]] = []  # started at the session's start
 
-    The first `advising run` in a new results folder creates the database (about 10 s);
-    every later night finds it made. Slow tests about a run, not about that first night,
-    start from a copy (warm_prefect): the wheel's test and the two runs started together
-    keep creating their own.
-    """
-    home = tmp_path_factory.mktemp("made-prefect") / "prefect"
+
+def _make_prefect_home(home: Path) -> subprocess.Popen[bytes]:
+    """Start a temporary Prefect server in `home` once, so that it creates its database."""
     code = ("from pathlib import Path\n"
             "from flows.runtime import TemporaryServer, apply_prefect_defaults\n"
             "apply_prefect_defaults()\n"
@@ -79,7 +75,39 @@ def made_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "server.wait_ready(timeout=120)\n"
             "server.stop()\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=180)
+    return subprocess.Popen([sys.executable, "-c", code], env=env)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With --slow, start making the database on the other core while the first tests run."""
+    if session.config.getoption("--slow"):
+        home = Path(tempfile.mkdtemp(prefix="advising-made-prefect-")) / "prefect"
+        _MADE_HOME.append((home, _make_prefect_home(home)))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the maker if no test waited for it, and remove what it made."""
+    for home, maker in _MADE_HOME:
+        if maker.poll() is None:
+            maker.terminate()
+        maker.wait(timeout=30)
+        shutil.rmtree(home.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def made_prefect_home() -> Path:
+    """A temporary Prefect server's home, its database created once for the session.
+
+    The first `advising run` in a new results folder creates the database (about 10 s);
+    every later night finds it made. Slow tests about a run, not about that first night,
+    start from a copy (warm_prefect): the wheel's test and the two runs started together
+    keep creating their own. Started at the session's start with --slow, else here.
+    """
+    if not _MADE_HOME:
+        home = Path(tempfile.mkdtemp(prefix="advising-made-prefect-")) / "prefect"
+        _MADE_HOME.append((home, _make_prefect_home(home)))
+    home, maker = _MADE_HOME[0]
+    assert maker.wait(timeout=180) == 0, "the temporary Prefect server did not start"
     (home / "server.log").unlink(missing_ok=True)
     assert (home / "prefect.db").is_file()
     return home
