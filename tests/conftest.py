@@ -78,11 +78,15 @@ def _make_prefect_home(home: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", code], env=env)
 
 
+def _start_making() -> None:
+    home = Path(tempfile.mkdtemp(prefix="advising-made-prefect-")) / "prefect"
+    _MADE_HOME.append((home, _make_prefect_home(home)))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """With --slow, start making the database on the other core while the first tests run."""
     if session.config.getoption("--slow"):
-        home = Path(tempfile.mkdtemp(prefix="advising-made-prefect-")) / "prefect"
-        _MADE_HOME.append((home, _make_prefect_home(home)))
+        _start_making()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -104,8 +108,7 @@ def made_prefect_home() -> Path:
     keep creating their own. Started at the session's start with --slow, else here.
     """
     if not _MADE_HOME:
-        home = Path(tempfile.mkdtemp(prefix="advising-made-prefect-")) / "prefect"
-        _MADE_HOME.append((home, _make_prefect_home(home)))
+        _start_making()
     home, maker = _MADE_HOME[0]
     assert maker.wait(timeout=180) == 0, "the temporary Prefect server did not start"
     (home / "server.log").unlink(missing_ok=True)
@@ -113,13 +116,21 @@ def made_prefect_home() -> Path:
     return home
 
 
+def place_made_home(made: Path, output_dir: Path) -> Path:
+    """Copy a made database where `advising run` with this results folder keeps its
+    temporary server's (flows.run.temporary_home)."""
+    from flows.run import temporary_home
+
+    target = temporary_home(output_dir)
+    shutil.copytree(made, target)
+    target.chmod(0o700)
+    return target
+
+
 @pytest.fixture
 def warm_prefect(workdir: Path, made_prefect_home: Path) -> Path:
     """Put a made database where `advising run` in workdir keeps its temporary server's."""
-    target = workdir / "output" / ".advising" / "prefect"
-    shutil.copytree(made_prefect_home, target)
-    target.chmod(0o700)
-    return target
+    return place_made_home(made_prefect_home, workdir / "output")
 
 
 @pytest.fixture

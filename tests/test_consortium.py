@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from flows.delivery.ledger import LEDGER_NAME, Ledger, ledger_path
 from flows.errors import SettingsError
 from flows.intake.demo import write_demo_roster
 from flows.settings import load_offices
+from tests.conftest import place_made_home
 from tests.support import postgres
 from tests.support.prefect_api import Api, free_port
 from tests.support.smtp_sink import Sink, running_sink
@@ -221,7 +221,7 @@ def test_advising_run_offices_runs_every_office_once_each_with_its_own_ledger(
     with running_sink() as sink:
         offices = _offices_toml(tmp_path, sink, {"north": (12, 1), "south": (15, 2)})
         # The server keeps its database in the first office's results folder, made already.
-        shutil.copytree(made_prefect_home, tmp_path / "north" / "output" / ".advising" / "prefect")
+        place_made_home(made_prefect_home, tmp_path / "north" / "output")
         done = subprocess.run(
             [*ADVISING, "run", "--offices", str(offices)], cwd=tmp_path,
             env=_env(PREFECT_HOME=str(tmp_path / ".prefect")),
